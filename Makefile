@@ -1,0 +1,46 @@
+# HCRM: the two commands a newcomer needs are `make up` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+
+.PHONY: up down status test test-unit test-integration demo init deps broker help
+
+help:
+	@echo "make up      start RabbitMQ (installing it if needed), NX-27017, every service and the gateway"
+	@echo "make down    stop what make up started (data is kept in .local/)"
+	@echo "make test    run the whole test suite (unit, integration, end-to-end, deploy checks)"
+	@echo "make demo    publish a realistic stream of hospital events to the running platform"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+deps: $(STAMP)
+
+broker:
+	@bash deploy/ensure-rabbitmq.sh
+
+up: deps broker
+	$(PY) -m shared.cli up
+
+down:
+	@if [ -x $(PY) ]; then $(PY) -m shared.cli down; else echo "nothing to stop"; fi
+
+status: deps
+	$(PY) -m shared.cli status
+
+init: deps broker
+	$(PY) -m shared.cli init
+
+demo: deps
+	$(PY) -m shared.cli simulate --count 300 --rate 50
+
+test: deps broker
+	$(PY) -m pytest
+
+test-unit: deps
+	$(PY) -m pytest tests/unit

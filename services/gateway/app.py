@@ -1,0 +1,150 @@
+"""The gateway: a WSGI app (werkzeug) under gunicorn, the platform's only door.
+
+HTTP in, validation at the edge, RPC (or a confirmed publish) out, one error format out.
+Every route declares who may call it; every read of patient data is audited.
+"""
+import datetime
+import logging
+import os
+import time
+import uuid
+
+from nameko.exceptions import RemoteError
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY as DEFAULT_REGISTRY
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request
+
+from services.gateway import auth, routes
+from services.gateway.config import GatewayConfig
+from services.gateway.http import ROUTES, ApiError, Context, json_response
+from services.gateway.rpc import RpcPool, ServiceUnavailable
+from services.gateway.store import GatewayStore
+from shared.config import load_config
+from shared.errors import REMOTE_STATUS, error_body
+from shared.log import setup_logging
+
+log = logging.getLogger("hcrm.gateway")
+
+HTTP_REQUESTS = Counter("hcrm_http_requests_total", "HTTP requests", ["method", "route", "status"])
+HTTP_SECONDS = Histogram("hcrm_http_request_seconds", "HTTP request time", ["method", "route"],
+                         buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
+
+
+class Gateway:
+    def __init__(self, config):
+        self.config = config
+        self.store = GatewayStore(config)
+        self.rpc = RpcPool(config["amqp_uri"], config["rpc_timeout_s"], size=config["threads"])
+        self.url_map = Map([Rule(path, endpoint=(handler, roles, audit), methods=[method])
+                            for method, path, handler, roles, audit in ROUTES])
+        self.registry = self._metrics_registry()
+        if config["admin_username"] and config["admin_password"]:
+            if self.store.create_user(config["admin_username"], config["admin_password"], "admin"):
+                log.info("bootstrap admin created", extra={"user": config["admin_username"]})
+
+    @staticmethod
+    def _metrics_registry():
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return registry
+        return DEFAULT_REGISTRY
+
+    # -- WSGI -----------------------------------------------------------------------------
+    def __call__(self, environ, start_response):
+        request = Request(environ)
+        request.max_content_length = self.config["max_body_bytes"]
+        request_id = (request.headers.get("X-Request-Id") or uuid.uuid4().hex)[:64]
+        ctx = Context(request, request_id)
+        started = time.perf_counter()
+        route_name = "unmatched"
+        try:
+            adapter = self.url_map.bind_to_environ(environ)
+            (handler, roles, audit), args = adapter.match()
+            route_name = adapter.match(return_rule=True)[0].rule
+            response = self._dispatch(ctx, handler, roles, audit, args)
+        except NotFound:
+            response = self._error(ApiError(404, "not_found", "No such route."))
+        except MethodNotAllowed:
+            response = self._error(ApiError(405, "method_not_allowed", "Method not allowed."))
+        elapsed = time.perf_counter() - started
+        response.headers["X-Request-Id"] = request_id
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        HTTP_REQUESTS.labels(request.method, route_name, response.status_code).inc()
+        HTTP_SECONDS.labels(request.method, route_name).observe(elapsed)
+        log.info("request", extra={"request_id": request_id, "method": request.method,
+                                   "route": route_name, "status": response.status_code,
+                                   "ms": round(elapsed * 1000, 1), "user": ctx.user})
+        return response(environ, start_response)
+
+    def _dispatch(self, ctx, handler, roles, audit, args):
+        response = self._handle(ctx, handler, roles, args)
+        if audit and ctx.user:
+            self._audit(ctx, args, response.status_code)
+        return response
+
+    def _handle(self, ctx, handler, roles, args):
+        try:
+            if roles is not None:
+                self._authorize(ctx, roles)
+            return handler(self, ctx, **args)
+        except ApiError as exc:
+            return self._error(exc)
+        except RequestEntityTooLarge:
+            return self._error(ApiError(413, "body_too_large",
+                                        f"The body exceeds {self.config['max_body_bytes']} bytes."))
+        except ServiceUnavailable as exc:
+            return self._error(ApiError(503, "service_unavailable", str(exc),
+                                        {"service": exc.service}))
+        except RemoteError as exc:
+            status = REMOTE_STATUS.get(exc.exc_type)
+            if status is None:
+                log.error("service error", extra={"request_id": ctx.request_id, "error": exc.exc_type})
+                return self._error(ApiError(502, "service_error", "A service failed; see its logs.",
+                                            {"request_id": ctx.request_id}))
+            return self._error(ApiError(status, exc.exc_type.lower(), str(exc.value)))
+        except HTTPException as exc:
+            return self._error(ApiError(exc.code, "http_error", exc.description))
+        except Exception:
+            log.exception("unhandled error", extra={"request_id": ctx.request_id})
+            return self._error(ApiError(500, "internal_error", "Internal error.",
+                                        {"request_id": ctx.request_id}))
+
+    def _authorize(self, ctx, roles):
+        header = ctx.request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise ApiError(401, "unauthorized", "A bearer token is required.")
+        try:
+            claims = auth.verify_token(self.config["jwt_secret"], token.strip())
+        except auth.Unauthorized:
+            raise ApiError(401, "unauthorized", "The token is invalid or expired.") from None
+        ctx.user, ctx.role = claims["sub"], claims["role"]
+        if not auth.role_allows(ctx.role, roles):
+            raise ApiError(403, "forbidden", f"Role {ctx.role!r} may not use this route.")
+
+    def _audit(self, ctx, args, status):
+        # HIPAA technical safeguards: who read which record, when, through which route, outcome.
+        self.store.audit({
+            "at": datetime.datetime.now(datetime.timezone.utc), "user": ctx.user, "role": ctx.role,
+            "method": ctx.request.method, "route": ctx.request.path,
+            "patient_id": args.get("patient_id") or ctx.patient_id,
+            "query": ctx.request.query_string.decode("utf-8", "replace")[:500] or None,
+            "status": status, "request_id": ctx.request_id,
+            "remote_addr": ctx.request.remote_addr,
+        })
+
+    @staticmethod
+    def _error(exc):
+        return json_response(error_body(exc.code, exc.message, exc.details), exc.status)
+
+
+def create_app(config=None):
+    routes.load_all()
+    config = config or load_config("gateway", GatewayConfig)
+    setup_logging("gateway", config["log_level"])
+    return Gateway(config)

@@ -1,0 +1,63 @@
+"""Users, passwords and tokens. Roles are cumulative (contract/API.md):
+agent < manager < admin; integration may only publish events."""
+import base64
+import datetime
+import hashlib
+import hmac
+import os
+
+import jwt
+
+ROLES = ("agent", "manager", "admin", "integration")
+STAFF_RANK = {"agent": 1, "manager": 2, "admin": 3}
+ALGORITHM = "HS256"
+SCRYPT = {"n": 2 ** 14, "r": 8, "p": 1}
+
+
+class Unauthorized(Exception):
+    pass
+
+
+def hash_password(password, salt=None):
+    salt = salt or os.urandom(16)
+    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, dklen=32, **SCRYPT)
+    return "scrypt$" + base64.b64encode(salt).decode() + "$" + base64.b64encode(digest).decode()
+
+
+def verify_password(password, stored):
+    try:
+        scheme, salt, digest = stored.split("$")
+    except (AttributeError, ValueError):
+        return False
+    if scheme != "scrypt":
+        return False
+    candidate = hash_password(password, base64.b64decode(salt)).split("$")[2]
+    return hmac.compare_digest(candidate, digest)
+
+
+def issue_token(secret, username, role, ttl_s, now=None):
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    claims = {"sub": username, "role": role, "iat": now,
+              "exp": now + datetime.timedelta(seconds=ttl_s)}
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def verify_token(secret, token):
+    """Claims of a valid token; Unauthorized for a tampered, expired, unsigned or foreign one.
+    Only HS256 is accepted, so `alg: none` never verifies."""
+    try:
+        claims = jwt.decode(token, secret, algorithms=[ALGORITHM],
+                            options={"require": ["exp", "sub", "role"]})
+    except jwt.PyJWTError as exc:
+        raise Unauthorized(str(exc)) from None
+    if claims["role"] not in ROLES:
+        raise Unauthorized("unknown role")
+    return claims
+
+
+def role_allows(role, allowed):
+    """`allowed` names roles; a staff role also passes where a lower staff role is named."""
+    if role in allowed:
+        return True
+    rank = STAFF_RANK.get(role)
+    return rank is not None and any(STAFF_RANK.get(a, 99) <= rank for a in allowed)

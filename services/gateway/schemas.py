@@ -1,0 +1,42 @@
+"""Marshmallow schemas at the HTTP edge: query strings and bodies the gateway accepts."""
+from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
+
+from services.gateway.auth import ROLES
+
+MAX_PAGE = 500
+
+
+class PageQuery(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_PAGE))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=10_000_000))
+
+
+class PatientSearchQuery(PageQuery):
+    mrn = fields.String(validate=validate.Length(min=1, max=64))
+    phone = fields.String(validate=validate.Length(min=3, max=40))
+    q = fields.String(validate=validate.Length(min=1, max=100))
+
+
+class TokenRequest(Schema):
+    class Meta:
+        unknown = RAISE  # mass assignment: an unexpected field is an error, not ignored
+
+    username = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    password = fields.String(required=True, validate=validate.Length(min=1, max=256))
+
+
+class UserCreate(Schema):
+    class Meta:
+        unknown = RAISE
+
+    username = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_.@-]{3,64}$"))
+    password = fields.String(required=True, validate=validate.Length(min=10, max=256))
+    role = fields.String(required=True, validate=validate.OneOf(ROLES))
+
+
+class AuditQuery(PageQuery):
+    patient_id = fields.String(validate=validate.Length(min=1, max=64))
+    user = fields.String(validate=validate.Length(min=1, max=64))

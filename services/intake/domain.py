@@ -1,0 +1,147 @@
+"""Intake's rules as pure functions: identity, the patient profile, lifecycle stage, segment.
+
+Everything the patient record shows is *derived from the patient's recorded events*, never
+accumulated message by message. That makes the record the same whatever order the events
+arrive in, a duplicate changes nothing, and a crash halfway through is repaired by simply
+projecting again.
+
+Lifecycle stage (seed 000: prospects, first-visit, return-visit and recovered patients; seeds
+002/004: inpatients and discharge follow-up), first rule that holds wins:
+  inpatient   the latest admission is later than the latest discharge (or has none)
+  recovering  discharged, and the discharge is at most `recovering_days` (default 30) ago
+  recovered   discharged more than `recovering_days` ago
+  returning   two or more outpatient visits, or any visit of type "return"
+  new         one outpatient visit, or registered by the hospital without a visit yet
+  prospect    known only from consultations (no visit, registration or admission)
+
+Segment (seed 003: a fifth of patients bring most of the value; know them):
+  key         5+ visits or 2+ admissions
+  regular     2-4 visits, or 1 admission
+  one_time    exactly one visit
+  registered  registered, never visited or admitted
+  prospect    consultations only
+"""
+import datetime
+import uuid
+
+from shared.events import phone_digits
+
+CANONICAL_NAMESPACE = uuid.UUID("6f1b7c0e-3a52-4c1e-9d6e-0b5b8f3d2a11")
+PROFILE_FIELDS = ("name", "phone", "gender", "birth_date", "region", "contact_consent")
+STAGES = ("prospect", "new", "returning", "inpatient", "recovering", "recovered")
+SEGMENTS = ("prospect", "registered", "one_time", "regular", "key")
+
+
+def canonical_event_id(source, event_id):
+    """Deterministic: the same inbound event always becomes the same canonical event, so a
+    re-publish after a crash is recognised downstream as a duplicate."""
+    return str(uuid.uuid5(CANONICAL_NAMESPACE, f"{source}\x1f{event_id}"))
+
+
+def identity(patient):
+    """(mrn, phone digits) of an event's patient object; either may be None."""
+    return patient.get("mrn") or None, phone_digits(patient.get("phone")) or None
+
+
+def _parse(value):
+    if isinstance(value, datetime.datetime):
+        return value
+    return datetime.datetime.fromisoformat(value) if value else None
+
+
+def _latest(current, candidate):
+    return candidate if current is None or (candidate and candidate > current) else current
+
+
+def project(events):
+    """The patient record from the patient's recorded events (any order, no duplicates).
+
+    `events` are dicts with `event_type`, `occurred_at` (aware datetime), `event_id` and the
+    canonical `data`. Returns the profile, counters and the facts `stage()` needs.
+    """
+    ordered = sorted(events, key=lambda e: (e["occurred_at"], e["event_id"]))
+    profile = {}
+    visit_ids, admission_ids = set(), set()
+    facts = {"registered": False, "return_visit": False, "deceased": False,
+             "last_admitted_at": None, "last_discharged_at": None, "last_visit_at": None}
+    mrn = None
+    for event in ordered:
+        data, kind = event["data"], event["event_type"]
+        person = data.get("patient") or {}
+        for field in PROFILE_FIELDS:
+            if field in person:  # absent = not stated, the last stated value stays
+                profile[field] = person[field]
+        mrn = person.get("mrn") or mrn
+        if kind == "PatientRegistered":
+            facts["registered"] = True
+        elif kind == "PatientVisited":
+            visit_ids.add(data["visit_id"])
+            facts["return_visit"] |= data["visit_type"] == "return"
+            facts["last_visit_at"] = _latest(facts["last_visit_at"], _parse(data["visited_at"]))
+        elif kind == "PatientAdmitted":
+            admission_ids.add(data["admission_id"])
+            facts["last_admitted_at"] = _latest(facts["last_admitted_at"], _parse(data["admitted_at"]))
+        elif kind == "PatientDischarged":
+            admission_ids.add(data["admission_id"])
+            facts["last_discharged_at"] = _latest(facts["last_discharged_at"],
+                                                  _parse(data["discharged_at"]))
+            facts["deceased"] |= data["disposition"] == "deceased"
+    profile.setdefault("contact_consent", True)
+    facts["visit_count"] = len(visit_ids)
+    facts["admission_count"] = len(admission_ids)
+    return {
+        **{field: profile.get(field) for field in PROFILE_FIELDS},
+        "mrn": mrn,
+        "phone_digits": phone_digits(profile.get("phone")) or None,
+        "visit_count": len(visit_ids),
+        "admission_count": len(admission_ids),
+        "first_seen_at": ordered[0]["occurred_at"] if ordered else None,
+        "last_seen_at": ordered[-1]["occurred_at"] if ordered else None,
+        "deceased": facts["deceased"],
+        "segment": segment(facts),
+        "facts": facts,
+        "event_count": len(ordered),
+    }
+
+
+def stage(facts, now, recovering_days=30):
+    admitted, discharged = facts.get("last_admitted_at"), facts.get("last_discharged_at")
+    if admitted and (discharged is None or admitted > discharged):
+        return "inpatient"
+    if discharged:
+        recovering = now - discharged <= datetime.timedelta(days=recovering_days)
+        return "recovering" if recovering else "recovered"
+    if facts.get("visit_count", 0) >= 2 or facts.get("return_visit"):
+        return "returning"
+    if facts.get("visit_count", 0) == 1 or facts.get("registered"):
+        return "new"
+    return "prospect"
+
+
+def segment(facts):
+    visits, admissions = facts.get("visit_count", 0), facts.get("admission_count", 0)
+    if visits >= 5 or admissions >= 2:
+        return "key"
+    if visits >= 2 or admissions == 1:
+        return "regular"
+    if visits == 1:
+        return "one_time"
+    if facts.get("registered"):
+        return "registered"
+    return "prospect"
+
+
+def canonical_message(event_id, inbound, patient_id, recorded_at):
+    """The event intake emits on intake.events and the analytics stream (EVENTS.md)."""
+    return {
+        "event_id": event_id,
+        "event_type": inbound["event_type"],
+        "schema_version": 1,
+        "occurred_at": inbound["occurred_at"],
+        "recorded_at": recorded_at.isoformat(),
+        "service": "intake",
+        "source": inbound["source"],
+        "source_event_id": inbound["event_id"],
+        "patient_id": patient_id,
+        "data": inbound["data"],
+    }

@@ -1,0 +1,199 @@
+"""Intake's own database: patients, and the recorded events (which double as the outbox).
+
+Collections
+  patients  one document per person: identity keys (mrn, prospect_key) and the projection
+  events    one document per accepted inbound event, unique on (source, source_event_id):
+            the deduplication point, the patient's timeline and the outbox record at once
+"""
+import re
+import uuid
+
+from pymongo.errors import DuplicateKeyError
+
+from services.intake import domain
+from shared.outbox import Outbox
+from shared.messaging import utcnow
+from shared.store import Index, Store
+from shared.topology import SERVICE_EXCHANGES
+
+EXCHANGE = "intake.events"
+assert EXCHANGE in SERVICE_EXCHANGES
+
+# Fields of the patient view the API shows; the rest are internal.
+PUBLIC_FIELDS = ("patient_id", "mrn", "name", "phone", "gender", "birth_date", "region",
+                 "contact_consent", "stage", "segment", "visit_count", "first_seen_at",
+                 "last_seen_at")
+
+
+class IntakeStore(Store):
+    indexes = (
+        # Deduplication is a unique index, never a read-then-write (ARCHITECTURE.md rule 3).
+        Index("events", ["source", "source_event_id"], unique=True),
+        Index("events", ["patient_id", "occurred_at"]),
+        Index("events", ["outbox.state", "outbox.claimed_until_ts"]),
+        # mrn is the hospital's identity; prospects (no mrn yet) are keyed by phone digits.
+        Index("patients", ["mrn"], unique=True, partialFilterExpression={"mrn": {"$type": "string"}}),
+        Index("patients", ["prospect_key"], unique=True,
+              partialFilterExpression={"prospect_key": {"$type": "string"}}),
+        Index("patients", ["phone_digits"]),
+        Index("patients", ["view.last_seen_at"]),
+    )
+
+    def setup(self):
+        super().setup()
+        self.outbox = Outbox(self.db.events, self.container.config["HCRM"]["amqp_uri"], "intake")
+
+    # -- identity -------------------------------------------------------------------------
+    # A person is one patient record. The MRN is the hospital's identity; before the person
+    # has one (a consultation), the phone key stands in. Lookups go by the `phone_digits`
+    # written at creation, so a record is findable before its first projection.
+    LIVE = {"merged_into": {"$exists": False}}
+
+    def resolve_patient(self, mrn, digits, now):
+        """The patient_id for this identity, creating or linking as needed.
+
+        Every write is atomic and guarded by a unique index, so concurrent workers (or
+        replicas) resolving the same MRN converge on one record. Two workers racing on the
+        same *phone* (a consultation and a visit at once) may still create two records;
+        `reconcile_phone` merges those right after.
+        """
+        for _ in range(5):
+            if mrn:
+                found = self.db.patients.find_one({"mrn": mrn}, {"_id": 1})
+                if found:
+                    return found["_id"]
+                if digits:
+                    # A prospect who phoned in earlier becomes this patient (EVENTS.md:
+                    # a later visit with the same phone links to it).
+                    try:
+                        linked = self.db.patients.find_one_and_update(
+                            {"prospect_key": digits, **self.LIVE},
+                            {"$set": {"mrn": mrn, "linked_at": now.isoformat()},
+                             "$unset": {"prospect_key": ""}},
+                            projection={"_id": 1})
+                    except DuplicateKeyError:
+                        continue  # another worker created this mrn meanwhile: find it
+                    if linked:
+                        return linked["_id"]
+                try:
+                    return self._create({"mrn": mrn, "phone_digits": digits}, now)
+                except DuplicateKeyError:
+                    continue
+            else:
+                found = (self.db.patients.find_one({"prospect_key": digits, **self.LIVE}, {"_id": 1})
+                         or self.db.patients.find_one({"phone_digits": digits, **self.LIVE},
+                                                      {"_id": 1}, sort=[("created_at", 1)]))
+                if found:
+                    return found["_id"]
+                try:
+                    return self._create({"prospect_key": digits, "phone_digits": digits}, now)
+                except DuplicateKeyError:
+                    continue
+        raise RuntimeError("could not resolve the patient after 5 attempts")
+
+    def _create(self, keys, now):
+        patient_id = uuid.uuid4().hex
+        self.db.patients.insert_one({"_id": patient_id, **{k: v for k, v in keys.items() if v},
+                                     "created_at": now, "event_count": 0})
+        return patient_id
+
+    def reconcile_phone(self, digits):
+        """Merge prospects that share this phone into the one patient they turned out to be.
+
+        Runs after every event with a phone, so whichever of two racing workers finishes
+        last sees both records. Returns the ids whose records changed (to re-project).
+        """
+        if not digits:
+            return []
+        people = list(self.db.patients.find({"phone_digits": digits, **self.LIVE},
+                                            {"mrn": 1, "created_at": 1}).sort("created_at", 1))
+        with_mrn = [p for p in people if p.get("mrn")]
+        prospects = [p for p in people if not p.get("mrn")]
+        if len(with_mrn) == 1 and prospects:
+            target, merged = with_mrn[0]["_id"], [p["_id"] for p in prospects]
+        elif not with_mrn and len(prospects) > 1:
+            target, merged = prospects[0]["_id"], [p["_id"] for p in prospects[1:]]
+        else:
+            return []  # one record, or several patients with their own MRNs sharing a phone
+        for patient_id in merged:
+            self.db.patients.update_one(
+                {"_id": patient_id},
+                {"$set": {"merged_into": target, "event_count": -1}, "$unset": {"prospect_key": ""}})
+        # Re-point after marking, so an event recorded meanwhile on a merged record moves too.
+        self.db.events.update_many({"patient_id": {"$in": merged}}, {"$set": {"patient_id": target}})
+        return [target]
+
+    # -- recording ------------------------------------------------------------------------
+    def record_event(self, event_id, inbound, loaded, patient_id, now):
+        """Insert the event (and its outbox record) once. Returns (doc, is_new)."""
+        message = domain.canonical_message(event_id, inbound, patient_id, now)
+        doc = {
+            "_id": event_id,
+            "source": inbound["source"],
+            "source_event_id": inbound["event_id"],
+            "event_type": inbound["event_type"],
+            "occurred_at": loaded["occurred_at"],
+            "recorded_at": now,
+            "patient_id": patient_id,
+            "data": inbound["data"],
+            **Outbox.fields(EXCHANGE, inbound["event_type"], message, now),
+        }
+        try:
+            self.db.events.insert_one(doc)
+            return doc, True
+        except DuplicateKeyError:
+            existing = self.db.events.find_one(
+                {"source": inbound["source"], "source_event_id": inbound["event_id"]})
+            return existing, False
+
+    def project_patient(self, patient_id):
+        """Recompute the patient from its events; a stale computation never overwrites a
+        newer one (the event count only grows, so more events = more complete)."""
+        events = list(self.db.events.find(
+            {"patient_id": patient_id},
+            {"event_type": 1, "occurred_at": 1, "data": 1}))
+        for event in events:
+            event["event_id"] = event.pop("_id")
+        view = domain.project(events)
+        view.pop("mrn")  # identity is set by resolve_patient, never by a projection
+        # The derived record lives in one subdocument, replaced whole: the identity fields
+        # beside it are never touched, and its dates and booleans keep their types.
+        update = {"view": view, "event_count": view["event_count"]}
+        if view["phone_digits"]:
+            update["phone_digits"] = view["phone_digits"]  # the latest phone is the lookup key
+        self.db.patients.update_one(
+            {"_id": patient_id, "event_count": {"$lt": view["event_count"]}, **self.LIVE},
+            {"$set": update})
+
+    # -- reading --------------------------------------------------------------------------
+    def get_patient(self, patient_id):
+        """The live record; the id of a merged prospect leads to the patient it became."""
+        patient = self.db.patients.find_one({"_id": patient_id})
+        if patient and patient.get("merged_into"):
+            patient = self.db.patients.find_one({"_id": patient["merged_into"]})
+        return patient if patient and patient.get("event_count", 0) > 0 else None
+
+    def find_patients(self, mrn=None, phone_digits=None, text=None, limit=50, offset=0):
+        query = {"event_count": {"$gt": 0}}
+        if mrn:
+            query["mrn"] = mrn
+        if phone_digits:
+            query["phone_digits"] = phone_digits
+        if text:
+            pattern = re.escape(text)
+            query["$or"] = [{"view.name": {"$regex": pattern, "$options": "i"}},
+                            {"mrn": {"$regex": pattern, "$options": "i"}}]
+        total = self.db.patients.count_documents(query)
+        cursor = (self.db.patients.find(query).sort([("view.last_seen_at", -1), ("_id", 1)])
+                  .skip(offset).limit(limit))
+        return list(cursor), total
+
+    def timeline(self, patient_id, limit=500, offset=0):
+        query = {"patient_id": patient_id}
+        total = self.db.events.count_documents(query)
+        cursor = (self.db.events.find(query, {"outbox": 0}).sort([("occurred_at", 1), ("_id", 1)])
+                  .skip(offset).limit(limit))
+        return list(cursor), total
+
+    def relay_outbox(self):
+        return self.outbox.relay(now=utcnow())

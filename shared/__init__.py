@@ -1,0 +1,1 @@
+"""Code every HCRM service uses: event schemas, messaging, store, config, metrics, logging."""

@@ -1,0 +1,127 @@
+"""The AsyncAPI document of the inbound contract, generated from shared.events.
+
+docs/asyncapi.yaml is this function's output (`hcrm asyncapi > docs/asyncapi.yaml`); a test
+fails when the two differ, so the published document can never drift from the code.
+"""
+import yaml
+from marshmallow import fields, validate
+
+from shared import events
+
+DESCRIPTIONS = {
+    "PatientRegistered": "A patient was registered by the HIS.",
+    "ConsultationLogged": "A phone / web / chat inquiry; the person may be a prospect with no MRN.",
+    "PatientVisited": "An outpatient visit took place.",
+    "PatientAdmitted": "A patient was admitted.",
+    "PatientDischarged": "A patient was discharged.",
+}
+
+
+def _field_schema(field):
+    if isinstance(field, fields.Nested):
+        return _object_schema(field.nested if isinstance(field.nested, type) else type(field.nested))
+    schema = {}
+    if isinstance(field, events.StrictBoolean):
+        schema["type"] = "boolean"
+    elif isinstance(field, fields.Integer):
+        schema["type"] = "integer"
+    elif isinstance(field, fields.AwareDateTime):
+        schema.update(type="string", format="date-time",
+                      description="ISO 8601 with a UTC offset; a time without offset is rejected")
+    elif isinstance(field, fields.Date):
+        schema.update(type="string", format="date")
+    elif isinstance(field, fields.Dict):
+        schema["type"] = "object"
+    else:
+        schema["type"] = "string"
+    if isinstance(field, events.Phone):
+        schema["pattern"] = events.PHONE_PATTERN.pattern
+    for validator in field.validators:
+        if isinstance(validator, validate.Length):
+            if validator.min is not None:
+                schema["minLength"] = validator.min
+            if validator.max is not None:
+                schema["maxLength"] = validator.max
+        elif isinstance(validator, validate.OneOf):
+            schema["enum"] = list(validator.choices)
+        elif isinstance(validator, validate.Equal):
+            schema["const"] = validator.comparable
+    return schema
+
+
+def _object_schema(schema_cls):
+    declared = schema_cls._declared_fields
+    body = {"type": "object",
+            "properties": {name: _field_schema(field) for name, field in declared.items()}}
+    required = [name for name, field in declared.items() if field.required]
+    if required:
+        body["required"] = required
+    return body
+
+
+def document():
+    envelope = _object_schema(events.EnvelopeSchema)
+    messages, components = {}, {}
+    for event_type, data_schema in events.DATA_SCHEMAS.items():
+        payload = {
+            "allOf": [{"$ref": "#/components/schemas/Envelope"},
+                      {"type": "object",
+                       "properties": {"event_type": {"const": event_type},
+                                      "data": _object_schema(data_schema)}}]}
+        components[event_type] = {
+            "name": event_type, "title": event_type, "summary": DESCRIPTIONS[event_type],
+            "contentType": "application/json", "payload": payload,
+            "bindings": {"amqp": {"deliveryMode": 2, "bindingVersion": "0.3.0"}}}
+        messages[event_type] = {"$ref": f"#/components/messages/{event_type}"}
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "HCRM inbound hospital events",
+            "version": f"{events.SCHEMA_VERSION}.0.0",
+            "description": (
+                "What other hospital systems (HIS, inpatient, call center) publish to HCRM. "
+                "Generated from shared/events.py; the prose contract is contract/EVENTS.md. "
+                "Unknown envelope fields are ignored. A message that is not JSON, lacks a "
+                "required field, has a wrong type or an unknown event_type is moved to the "
+                "queue hospital.events.rejected with the reason in the headers x-hcrm-reason "
+                "and x-hcrm-errors (field path -> messages). A second event with the same "
+                "(source, event_id) is a no-op. Over HTTP: POST /api/v1/events on the gateway, "
+                "400 with the reasons per field."),
+        },
+        "defaultContentType": "application/json",
+        "servers": {"local": {"host": "127.0.0.1:5672", "protocol": "amqp",
+                              "protocolVersion": "0-9-1"}},
+        "channels": {
+            "hospitalEvents": {
+                "address": "hospital.events",
+                "description": "Topic exchange, durable. Routing key = event_type. "
+                               "Persistent messages; publishers should use confirms.",
+                "messages": messages,
+                "bindings": {"amqp": {"is": "routingKey", "exchange": {
+                    "name": "hospital.events", "type": "topic", "durable": True,
+                    "autoDelete": False, "vhost": "/"}, "bindingVersion": "0.3.0"}},
+            },
+            "rejected": {
+                "address": "hospital.events.rejected",
+                "description": "Durable queue: every rejected inbound message, unchanged, with "
+                               "x-hcrm-reason and x-hcrm-errors headers.",
+                "bindings": {"amqp": {"is": "queue", "queue": {
+                    "name": "hospital.events.rejected", "durable": True, "exclusive": False,
+                    "autoDelete": False, "vhost": "/"}, "bindingVersion": "0.3.0"}},
+            },
+        },
+        "operations": {
+            "publishHospitalEvent": {
+                "action": "send", "channel": {"$ref": "#/channels/hospitalEvents"},
+                "summary": "A hospital system publishes one event.",
+                "messages": [{"$ref": f"#/channels/hospitalEvents/messages/{name}"}
+                             for name in messages],
+            },
+        },
+        "components": {"schemas": {"Envelope": envelope}, "messages": components},
+    }
+
+
+def render():
+    header = "# Generated by `hcrm asyncapi` from shared/events.py: do not edit by hand.\n"
+    return header + yaml.safe_dump(document(), allow_unicode=True, sort_keys=False, width=100)

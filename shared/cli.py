@@ -1,0 +1,66 @@
+"""`hcrm`: the command line of the platform.
+
+  hcrm run <service>        run one service process (intake, followup, ...)
+  hcrm init                 declare the whole RabbitMQ topology (idempotent)
+  hcrm asyncapi             print the AsyncAPI document of the inbound contract
+  hcrm simulate [...]       publish a realistic stream of hospital events
+  hcrm up | down | status   the local runner (deploy/local.py): everything on this machine
+"""
+import argparse
+import sys
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="hcrm", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run one service")
+    run.add_argument("service")
+    commands.add_parser("init", help="declare exchanges, queues and the analytics stream")
+    commands.add_parser("asyncapi", help="print the AsyncAPI document of the inbound contract")
+    simulate = commands.add_parser("simulate", help="publish realistic hospital events")
+    simulate.add_argument("--count", type=int, default=200)
+    simulate.add_argument("--rate", type=float, default=50.0, help="events per second (0 = as fast as possible)")
+    simulate.add_argument("--seed", type=int, default=None)
+    simulate.add_argument("--via", choices=["amqp", "http"], default="amqp")
+    for name in ("up", "down", "status"):
+        commands.add_parser(name, help=f"local runner: {name}")
+    args = parser.parse_args(argv)
+
+    if args.command == "run":
+        from shared import runner  # monkey-patches eventlet: only for service processes
+        runner.run(args.service)
+    elif args.command == "init":
+        return init()
+    elif args.command == "asyncapi":
+        from shared.asyncapi import render
+        sys.stdout.write(render())
+    elif args.command == "simulate":
+        from shared import simulate as simulator
+        return simulator.main(args)
+    else:
+        from deploy import local
+        return getattr(local, args.command)()
+    return 0
+
+
+def init():
+    from shared.config import BaseConfig, ConfigError, load_config
+    from shared.topology import declare_topology
+    try:
+        config = load_config("init", BaseConfig)
+    except ConfigError as exc:
+        print(f"hcrm init: {exc}", file=sys.stderr)
+        return 2
+    names = declare_topology(config)
+    print(f"declared {len(names)} exchanges and queues on {_safe(config['amqp_uri'])}")
+    return 0
+
+
+def _safe(uri):
+    from kombu.utils.url import maybe_sanitize_url
+    return maybe_sanitize_url(uri)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""JSON logs with personal data masked.
+
+Named log.py, not logging.py, so that it never shadows the standard library module.
+Privacy rule (DOMAIN.md): names and phone numbers never reach a log unmasked. Two layers:
+values under personal keys (name, phone, ...) are masked wherever they appear in the
+structured fields, and any run of 7+ digits in free text is masked as a phone number.
+"""
+import datetime
+import json
+import logging
+import re
+import sys
+
+PERSONAL_NAME_KEYS = {"name", "patient_name", "doctor_name", "full_name", "username_display"}
+PERSONAL_PHONE_KEYS = {"phone", "phone_digits", "mobile", "telephone"}
+# A whole token of 7+ digits (spaces and dashes allowed inside), not part of an id or a
+# UUID: the lookarounds refuse a neighbouring letter, digit, dash or underscore.
+PHONE_IN_TEXT = re.compile(r"(?<![\w\-+])\+?\d(?:[ \-]?\d){6,}(?![\w\-])")
+_STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+
+def mask_phone(phone):
+    digits = re.sub(r"\D", "", str(phone))
+    if len(digits) <= 4:
+        return "*" * len(digits)
+    return "*" * (len(digits) - 4) + digits[-4:]
+
+
+def mask_name(name):
+    text = str(name)
+    return text[:1] + "*" * max(len(text) - 1, 1) if text else text
+
+
+DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def mask_text(text):
+    return PHONE_IN_TEXT.sub(
+        lambda m: m.group(0) if DATE.fullmatch(m.group(0)) else mask_phone(m.group(0)), text)
+
+
+def mask(value, key=None):
+    """Return `value` with personal data masked, recursing through dicts and lists."""
+    if isinstance(value, dict):
+        return {k: mask(v, k) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [mask(v) for v in value]
+    if value is None or isinstance(value, bool):
+        return value
+    lowered = (key or "").lower()
+    if lowered in PERSONAL_NAME_KEYS:
+        return mask_name(value)
+    if lowered in PERSONAL_PHONE_KEYS:
+        return mask_phone(value)
+    if isinstance(value, str):
+        return mask_text(value)
+    return value
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, process_name):
+        super().__init__()
+        self.process_name = process_name
+
+    def format(self, record):
+        entry = {
+            "ts": datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
+            .isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "process": self.process_name,
+            "logger": record.name,
+            "message": mask_text(record.getMessage()),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+                entry[key] = mask(value, key)
+        if record.exc_info:
+            entry["exception"] = mask_text(self.formatException(record.exc_info))
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def setup_logging(process_name, level="INFO", stream=None):
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter(process_name))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # kombu and nameko log message bodies at DEBUG; keep them out of production logs.
+    for noisy in ("kombu", "amqp", "nameko", "pymongo"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLevelName(level)))

@@ -1,0 +1,227 @@
+"""Reliable messaging for nameko services: a consumer that never loses or loops, a confirmed
+publisher, and the outbox relay.
+
+nameko's own `@consume` acks and loses a message whose handler raises (or, with
+requeue_on_error, redelivers it forever), and decodes bodies before the handler can see a
+broken one. `reliable_consumer` replaces it with one rule for every service:
+
+  handler returns              -> ack
+  handler raises InvalidMessage -> publish the original bytes to the rejected queue with the
+                                   reason in the headers, then ack (retrying cannot fix it)
+  handler raises anything else  -> publish to the next retry queue (backoff), then ack; after
+                                   the last delay, to the service's dead-letter queue
+  that publish fails            -> requeue (the broker is the problem; nothing is acked)
+
+Publishing happens before the ack, so a crash in between gives a duplicate, never a loss:
+handlers are idempotent (ARCHITECTURE.md rule 3).
+"""
+import dataclasses
+import datetime
+import json
+import logging
+import time
+from functools import partial
+
+from kombu import Exchange
+from nameko.amqp.publish import UndeliverableMessage, get_producer
+from nameko.exceptions import ContainerBeingKilled
+from nameko.extensions import Entrypoint
+from nameko.messaging import QueueConsumer
+
+from shared import metrics, topology
+from shared.errors import InvalidMessage
+from shared.log import mask_text
+
+log = logging.getLogger(__name__)
+
+HEADER_PREFIX = "x-hcrm-"
+ATTEMPT_HEADER = "x-hcrm-attempt"
+ROUTING_KEY_HEADER = "x-hcrm-routing-key"
+REASON_HEADER = "x-hcrm-reason"
+ERRORS_HEADER = "x-hcrm-errors"
+JSON = "application/json"
+
+DEFAULT_EXCHANGE = Exchange("", type="direct", no_declare=True)
+
+
+def utcnow():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def encode_json(body):
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
+
+
+def publish(amqp_uri, exchange, routing_key, body, headers=None, content_type=JSON,
+            content_encoding="utf-8", message_id=None):
+    """Publish one persistent message and wait for the broker's confirm.
+
+    `mandatory` makes an unroutable message an error (UndeliverableMessage) instead of a
+    confirmed drop. `body` is bytes or str (sent as they are: py-amqp hands consumers a
+    str body when the message names a content_encoding) or a JSON-able value.
+    Connections and channels come from kombu's per-URI pools: nothing is opened per call.
+    """
+    if isinstance(body, str):
+        body = body.encode(content_encoding or "utf-8")
+    elif not isinstance(body, (bytes, bytearray)):
+        body = encode_json(body)
+    if isinstance(exchange, str):
+        exchange = DEFAULT_EXCHANGE if exchange == "" else Exchange(
+            exchange, type="topic", durable=True, no_declare=True)
+    with get_producer(amqp_uri, confirms=True) as producer:
+        try:
+            producer.publish(
+                body, exchange=exchange, routing_key=routing_key, headers=headers or {},
+                content_type=content_type, content_encoding=content_encoding,
+                delivery_mode=2, mandatory=True, message_id=message_id,
+                retry=True, retry_policy={"max_retries": 3, "interval_start": 0.2,
+                                          "interval_step": 0.5, "interval_max": 2})
+        except Exception as exc:
+            if "NO_ROUTE" in str(exc):
+                raise UndeliverableMessage(f"{exchange.name or '(default)'} / {routing_key}") from exc
+            raise
+
+
+@dataclasses.dataclass
+class InboundMessage:
+    """What a reliable consumer hands to its handler."""
+
+    body: object          # the decoded JSON value
+    routing_key: str      # the original routing key, also after retries
+    headers: dict
+    attempt: int          # 0 for the first delivery, then 1, 2, ... for retries
+
+
+class RawQueueConsumer(QueueConsumer):
+    """nameko's shared queue consumer, but handing providers the undecoded kombu message,
+    so that a body that is not JSON reaches our rejection rule instead of crashing kombu."""
+
+    @property
+    def prefetch_count(self):
+        return max(self.container.max_workers, self.container.config["HCRM"]["prefetch_count"])
+
+    def get_consumers(self, consumer_cls, channel):
+        for provider in self._providers:
+            consumer = consumer_cls(queues=[provider.queue],
+                                    on_message=partial(self.handle_raw_message, provider))
+            consumer.qos(prefetch_count=self.prefetch_count)
+            self._consumers[provider] = consumer
+        return self._consumers.values()
+
+    def handle_raw_message(self, provider, message):
+        self.container.spawn_managed_thread(
+            partial(provider.handle_message, message),
+            identifier=f"{type(provider).__name__}.handle_message")
+
+
+class ReliableConsumer(Entrypoint):
+    queue_consumer = RawQueueConsumer()
+
+    def __init__(self, queue_name, **kwargs):
+        self.queue_name = queue_name
+        kwargs.setdefault("expected_exceptions", (InvalidMessage,))
+        super().__init__(**kwargs)
+
+    def setup(self):
+        self.config = self.container.config["HCRM"]
+        self.service = self.container.service_name
+        self.subscription = next(s for s in topology.SUBSCRIPTIONS if s.queue == self.queue_name)
+        self.queue = topology.consumer_queue(self.subscription, self.config["queue_type"])
+        self.delays = list(self.config["retry_delays_ms"])
+        self.queue_consumer.register_provider(self)
+
+    def stop(self):
+        self.queue_consumer.unregister_provider(self)
+
+    # -- receiving ------------------------------------------------------------------------
+    def handle_message(self, message):
+        headers = dict(message.headers or {})
+        routing_key = headers.get(ROUTING_KEY_HEADER) or message.delivery_info.get("routing_key")
+        attempt = int(headers.get(ATTEMPT_HEADER) or 0)
+        started = time.perf_counter()
+        try:
+            body = json.loads(message.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            metrics.EVENTS_IN.labels(self.service, self.queue_name, "(not json)").inc()
+            self._settle(message, routing_key, attempt, InvalidMessage(
+                {"_body": [f"Not valid JSON: {exc.__class__.__name__} {str(exc)[:200]}"]}))
+            return
+        event_type = body.get("event_type") if isinstance(body, dict) else None
+        metrics.EVENTS_IN.labels(self.service, self.queue_name, str(event_type)[:64]).inc()
+        inbound = InboundMessage(body, routing_key, headers, attempt)
+        context = {"correlation_id": str(body.get("event_id"))[:128]} if isinstance(body, dict) else {}
+        try:
+            self.container.spawn_worker(
+                self, (inbound,), {}, context_data=context,
+                handle_result=partial(self.handle_result, message, routing_key, attempt, started))
+        except ContainerBeingKilled:
+            self.queue_consumer.requeue_message(message)
+
+    def handle_result(self, message, routing_key, attempt, started, worker_ctx,
+                      result=None, exc_info=None):
+        metrics.HANDLER_SECONDS.labels(self.service, self.queue_name).observe(
+            time.perf_counter() - started)
+        self._settle(message, routing_key, attempt, exc_info[1] if exc_info else None)
+        return result, exc_info
+
+    # -- settling -------------------------------------------------------------------------
+    def _settle(self, message, routing_key, attempt, error):
+        try:
+            if error is None:
+                pass
+            elif isinstance(error, InvalidMessage):
+                self._reject(message, routing_key, error)
+            else:
+                self._retry_or_dead_letter(message, routing_key, attempt, error)
+        except Exception:
+            # The broker refused our publish: leave the message to the broker, not the void.
+            log.exception("could not settle a failed message; requeueing it",
+                          extra={"queue": self.queue_name})
+            self.queue_consumer.requeue_message(message)
+            return
+        self.queue_consumer.ack_message(message)
+
+    def _forward(self, message, queue, headers):
+        publish(self.config["amqp_uri"], "", queue, message.body, headers=headers,
+                content_type=message.content_type or JSON,
+                content_encoding=message.content_encoding or "utf-8")
+
+    def _reject(self, message, routing_key, error):
+        reject_queue = self.subscription.reject_queue or topology.dead_letter_queue(self.service)
+        headers = {k: v for k, v in (message.headers or {}).items() if not k.startswith(HEADER_PREFIX)}
+        headers.update({
+            REASON_HEADER: mask_text(str(error))[:2000],
+            ERRORS_HEADER: json.dumps(error.errors, ensure_ascii=False)[:4000],
+            ROUTING_KEY_HEADER: routing_key or "",
+            "x-hcrm-rejected-by": self.service,
+            "x-hcrm-rejected-at": utcnow().isoformat(),
+            "x-hcrm-source-queue": self.queue_name,
+        })
+        self._forward(message, reject_queue, headers)
+        metrics.EVENTS_REJECTED.labels(self.service, self.queue_name).inc()
+        log.warning("message rejected", extra={"queue": self.queue_name, "reason": str(error)[:500],
+                                               "routing_key": routing_key})
+
+    def _retry_or_dead_letter(self, message, routing_key, attempt, error):
+        reason = mask_text(f"{error.__class__.__name__}: {error}")[:2000]
+        metrics.EVENTS_FAILED.labels(self.service, self.queue_name, error.__class__.__name__).inc()
+        headers = dict(message.headers or {})
+        headers.update({ROUTING_KEY_HEADER: routing_key or "", REASON_HEADER: reason,
+                        ATTEMPT_HEADER: attempt + 1})
+        if attempt < len(self.delays):
+            delay = self.delays[attempt]
+            self._forward(message, topology.retry_queue(self.queue_name, delay), headers)
+            metrics.EVENTS_RETRIED.labels(self.service, self.queue_name).inc()
+            log.warning("handler failed; retrying later",
+                        extra={"queue": self.queue_name, "attempt": attempt + 1, "delay_ms": delay,
+                               "reason": reason})
+        else:
+            headers.update({"x-hcrm-dead-lettered-at": utcnow().isoformat(),
+                            "x-hcrm-source-queue": self.queue_name})
+            self._forward(message, topology.dead_letter_queue(self.service), headers)
+            metrics.EVENTS_DEAD_LETTERED.labels(self.service, self.queue_name).inc()
+            log.error("handler failed after every retry; dead-lettered",
+                      extra={"queue": self.queue_name, "attempts": attempt + 1, "reason": reason})
+
+
+reliable_consumer = ReliableConsumer.decorator

@@ -1,0 +1,20 @@
+"""What every nameko service class has: its validated config and a health RPC."""
+from nameko.extensions import DependencyProvider
+from nameko.rpc import rpc
+
+
+class Config(DependencyProvider):
+    """The service's validated configuration (shared.config), read-only."""
+
+    def get_dependency(self, worker_ctx):
+        return self.container.config["HCRM"]
+
+
+class HealthMixin:
+    config = Config()
+
+    @rpc
+    def ping(self):
+        """The gateway's /readyz asks every service this: an answer proves the service
+        consumes from the broker and its workers run."""
+        return {"service": self.name, "status": "ok"}
