@@ -3,6 +3,7 @@
   hcrm run <service>        run one service process (intake, followup, ...)
   hcrm init                 declare the whole RabbitMQ topology (idempotent)
   hcrm asyncapi             print the AsyncAPI document of the inbound contract
+  hcrm dlq list|show|replay inspect and replay dead-lettered / rejected messages
   hcrm simulate [...]       publish a realistic stream of hospital events
   hcrm up | down | status   the local runner (deploy/local.py): everything on this machine
 """
@@ -23,6 +24,11 @@ def main(argv=None):
     simulate.add_argument("--rate", type=float, default=50.0, help="events per second (0 = as fast as possible)")
     simulate.add_argument("--seed", type=int, default=None)
     simulate.add_argument("--via", choices=["amqp", "http"], default="amqp")
+    dlq = commands.add_parser("dlq", help="list, show or replay dead-lettered messages")
+    dlq.add_argument("action", choices=["list", "show", "replay"])
+    dlq.add_argument("queue", nargs="?", help="e.g. intake.dlq or hospital.events.rejected")
+    dlq.add_argument("--limit", type=int, default=100)
+    dlq.add_argument("--unmasked", action="store_true", help="show names and phones (audited access only)")
     for name in ("up", "down", "status"):
         commands.add_parser(name, help=f"local runner: {name}")
     args = parser.parse_args(argv)
@@ -32,6 +38,11 @@ def main(argv=None):
         runner.run(args.service)
     elif args.command == "init":
         return init()
+    elif args.command == "dlq":
+        from shared import dlq
+        if args.action != "list" and not args.queue:
+            parser.error("dlq show/replay need a QUEUE")
+        return dlq.main(args)
     elif args.command == "asyncapi":
         from shared.asyncapi import render
         sys.stdout.write(render())

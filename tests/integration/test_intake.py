@@ -102,3 +102,10 @@ def test_canonical_events_are_published_with_patient_id_on_the_stream(platform):
     assert body["service"] == "intake" and body["patient_id"]
     assert body["source_event_id"] == event["event_id"]
     assert platform.queue_depth("hcrm.analytics") == 1
+
+
+def test_a_bad_config_value_stops_the_process_naming_the_key(platform):
+    process = platform.start_service("intake", wait=False, INTAKE_RECOVERING_DAYS="soon")
+    process.popen.wait(timeout=60)
+    assert process.popen.returncode == 2
+    assert "intake.recovering_days" in process.output()

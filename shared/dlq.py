@@ -1,0 +1,112 @@
+"""`hcrm dlq list|show|replay`: inspect and replay dead-lettered and rejected messages.
+
+  hcrm dlq list                       every dead-letter / rejected queue and its depth
+  hcrm dlq show QUEUE [--limit N]     the messages, with reason, attempts and a masked body
+  hcrm dlq replay QUEUE [--limit N]   move messages back to the queue they failed in
+                                      (rejected inbound messages: back to hospital.events)
+
+Showing peeks (the messages are returned to the queue). Replaying publishes each message
+with a confirm, then acks it, so a crash replays at worst twice, never loses one; the
+consumers are idempotent. Bodies are shown with phone numbers and names masked unless
+--unmasked is given (an operator's deliberate choice).
+"""
+import json
+
+from kombu import Connection
+
+from shared import topology
+from shared.log import mask, mask_text
+from shared.messaging import ATTEMPT_HEADER, HEADER_PREFIX, ROUTING_KEY_HEADER, publish
+
+
+def dead_letter_queues():
+    return [topology.REJECTED_QUEUE] + [topology.dead_letter_queue(s)
+                                        for s in topology.available_services()]
+
+
+def depths(amqp_uri):
+    out = {}
+    with Connection(amqp_uri) as connection:
+        channel = connection.channel()
+        for queue in dead_letter_queues():
+            try:
+                out[queue] = channel.queue_declare(queue, passive=True).message_count
+            except Exception:
+                out[queue] = None  # not declared yet: `hcrm init`
+                channel = connection.channel()
+    return out
+
+
+def peek(amqp_uri, queue, limit):
+    """Up to `limit` messages, returned to the queue afterwards."""
+    seen = []
+    with Connection(amqp_uri) as connection:
+        channel = connection.channel()
+        held = []
+        for _ in range(limit):
+            message = channel.basic_get(queue, no_ack=False)
+            if message is None:
+                break
+            held.append(message)
+            seen.append(_describe(message))
+        for message in held:
+            channel.basic_reject(message.delivery_tag, requeue=True)
+    return seen
+
+
+def _describe(message):
+    headers = dict(message.headers or {})
+    body = message.body if isinstance(message.body, str) else message.body.decode("utf-8", "replace")
+    return {"headers": {k: v for k, v in headers.items() if k.startswith(HEADER_PREFIX)},
+            "routing_key": headers.get(ROUTING_KEY_HEADER), "body": body}
+
+
+def replay(amqp_uri, queue, limit):
+    """Republish up to `limit` messages where they came from; returns how many moved."""
+    moved = 0
+    with Connection(amqp_uri) as connection:
+        channel = connection.channel()
+        for _ in range(limit):
+            message = channel.basic_get(queue, no_ack=False)
+            if message is None:
+                break
+            headers = dict(message.headers or {})
+            source_queue = headers.get("x-hcrm-source-queue")
+            routing_key = headers.get(ROUTING_KEY_HEADER) or ""
+            clean = {k: v for k, v in headers.items()
+                     if not k.startswith(HEADER_PREFIX) and not k.startswith("x-death")
+                     and not k.startswith("x-first-death")}
+            clean[ATTEMPT_HEADER] = 0
+            clean["x-hcrm-replayed-from"] = queue
+            clean[ROUTING_KEY_HEADER] = routing_key
+            if queue == topology.REJECTED_QUEUE or not source_queue:
+                exchange, key = topology.HOSPITAL_EXCHANGE, routing_key
+            else:
+                exchange, key = "", source_queue
+            publish(amqp_uri, exchange, key, message.body, headers=clean,
+                    content_type=message.content_type or "application/json",
+                    content_encoding=message.content_encoding or "utf-8")
+            channel.basic_ack(message.delivery_tag)
+            moved += 1
+    return moved
+
+
+def main(args):
+    from shared.config import BaseConfig, load_config
+    config = load_config("dlq", BaseConfig)
+    uri = config["amqp_uri"]
+    if args.action == "list":
+        for queue, depth in depths(uri).items():
+            print(f"{queue:<32} {'not declared' if depth is None else depth}")
+    elif args.action == "show":
+        for index, entry in enumerate(peek(uri, args.queue, args.limit)):
+            body = entry["body"]
+            if not args.unmasked:
+                try:
+                    body = json.dumps(mask(json.loads(body)), ensure_ascii=False)
+                except ValueError:
+                    body = mask_text(body)
+            print(json.dumps({"index": index, **entry, "body": body}, ensure_ascii=False, default=str))
+    elif args.action == "replay":
+        print(f"replayed {replay(uri, args.queue, args.limit)} message(s) from {args.queue}")
+    return 0
