@@ -40,13 +40,14 @@ class IntakeService(HealthMixin):
         now = utcnow()
         event_id = domain.canonical_event_id(inbound["source"], inbound["event_id"])
         mrn, digits = domain.identity(loaded["data"]["patient"])
-        patient_id = self.store.resolve_patient(mrn, digits, now)
+        patient_id, created = self.store.resolve_patient(mrn, digits, now)
         doc, is_new = self.store.record_event(event_id, inbound, loaded, patient_id, now)
         # Always project: after a crash between the insert and here, the redelivered
         # duplicate is what completes the record.
         self.store.project_patient(doc["patient_id"])
-        for merged_into in self.store.reconcile_phone(digits):
-            self.store.project_patient(merged_into)
+        if created:
+            for merged_into in self.store.reconcile_phone(digits):
+                self.store.project_patient(merged_into)
         if is_new:
             self.store.outbox.publish_or_leave(doc)
         else:  # already recorded: its writer, or else the outbox relay, publishes it

@@ -30,7 +30,9 @@ class IntakeStore(Store):
         # Deduplication is a unique index, never a read-then-write (ARCHITECTURE.md rule 3).
         Index("events", ["source", "source_event_id"], unique=True),
         Index("events", ["patient_id", "occurred_at"]),
-        Index("events", ["outbox.state", "outbox.claimed_until_ts"]),
+        # NX-27017 does not use a compound index's prefix; MongoDB does not mind the extra one.
+        Index("events", ["patient_id"]),
+        *Outbox.indexes("events"),
         # mrn is the hospital's identity; prospects (no mrn yet) are keyed by phone digits.
         Index("patients", ["mrn"], unique=True, partialFilterExpression={"mrn": {"$type": "string"}}),
         Index("patients", ["prospect_key"], unique=True,
@@ -50,7 +52,7 @@ class IntakeStore(Store):
     LIVE = {"merged_into": {"$exists": False}}
 
     def resolve_patient(self, mrn, digits, now):
-        """The patient_id for this identity, creating or linking as needed.
+        """(patient_id, created) for this identity, creating or linking as needed.
 
         Every write is atomic and guarded by a unique index, so concurrent workers (or
         replicas) resolving the same MRN converge on one record. Two workers racing on the
@@ -61,7 +63,7 @@ class IntakeStore(Store):
             if mrn:
                 found = self.db.patients.find_one({"mrn": mrn}, {"_id": 1})
                 if found:
-                    return found["_id"]
+                    return found["_id"], False
                 if digits:
                     # A prospect who phoned in earlier becomes this patient (EVENTS.md:
                     # a later visit with the same phone links to it).
@@ -74,9 +76,9 @@ class IntakeStore(Store):
                     except DuplicateKeyError:
                         continue  # another worker created this mrn meanwhile: find it
                     if linked:
-                        return linked["_id"]
+                        return linked["_id"], False
                 try:
-                    return self._create({"mrn": mrn, "phone_digits": digits}, now)
+                    return self._create({"mrn": mrn, "phone_digits": digits}, now), True
                 except DuplicateKeyError:
                     continue
             else:
@@ -84,9 +86,9 @@ class IntakeStore(Store):
                          or self.db.patients.find_one({"phone_digits": digits, **self.LIVE},
                                                       {"_id": 1}, sort=[("created_at", 1)]))
                 if found:
-                    return found["_id"]
+                    return found["_id"], False
                 try:
-                    return self._create({"prospect_key": digits, "phone_digits": digits}, now)
+                    return self._create({"prospect_key": digits, "phone_digits": digits}, now), True
                 except DuplicateKeyError:
                     continue
         raise RuntimeError("could not resolve the patient after 5 attempts")
@@ -100,8 +102,9 @@ class IntakeStore(Store):
     def reconcile_phone(self, digits):
         """Merge prospects that share this phone into the one patient they turned out to be.
 
-        Runs after every event with a phone, so whichever of two racing workers finishes
-        last sees both records. Returns the ids whose records changed (to re-project).
+        Runs after every creation of a record with a phone: a race needs two creations, and
+        whichever of the two creators finishes last sees both records. Returns the ids
+        whose records changed (to re-project).
         """
         if not digits:
             return []
@@ -191,7 +194,7 @@ class IntakeStore(Store):
     def timeline(self, patient_id, limit=500, offset=0):
         query = {"patient_id": patient_id}
         total = self.db.events.count_documents(query)
-        cursor = (self.db.events.find(query, {"outbox": 0}).sort([("occurred_at", 1), ("_id", 1)])
+        cursor = (self.db.events.find(query, {"outbox": 0, "outbox_state": 0, "outbox_claim_ts": 0}).sort([("occurred_at", 1), ("_id", 1)])
                   .skip(offset).limit(limit))
         return list(cursor), total
 
