@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: up down status test test-unit test-integration demo init deps broker help
+.PHONY: up down status test test-unit test-reliability demo init deps broker help
 
 help:
 	@echo "make up      start RabbitMQ (installing it if needed), NX-27017, every service and the gateway"
@@ -44,3 +44,6 @@ test: deps broker
 
 test-unit: deps
 	$(PY) -m pytest tests/unit
+
+test-reliability: deps broker
+	$(PY) -m pytest tests/reliability
