@@ -1,13 +1,15 @@
 """Transactional outbox: a state change and the events it causes are one write.
 
-A service records each outgoing event inside the same document insert as its state change
-(`Outbox.fields(...)`), so a crash can never keep one without the other. Right after the
-write the service publishes the event with a broker confirm and marks it published; if the
-process dies first, the relay timer finds the unpublished record and publishes it. Two
-replicas never relay the same record at once: each claims it with find_one_and_update
-(ARCHITECTURE.md rule 5). Consumers deduplicate on event_id, so a second publish after a
-crash between the confirm and the mark is harmless.
+A service records each outgoing event inside the same document write as its state change
+(`fields(...)` in an insert, `append(update, ...)` in an update), so a crash can never keep
+one without the other. Right after the write the service publishes the queued events with
+broker confirms and empties the queue; if the process dies first, the relay timer finds
+the pending document and publishes them. Two replicas never relay the same document at
+once: each claims it with find_one_and_update (ARCHITECTURE.md rule 5). Consumers
+deduplicate on event_id, so a second publish after a crash between the confirm and the
+mark is harmless.
 """
+import json
 import logging
 import time
 
@@ -23,10 +25,41 @@ CLAIM_SECONDS = 30
 PENDING, PUBLISHED = "pending", "published"
 
 
+def _entry(exchange, routing_key, message):
+    # Stored as JSON text: NX-27017 turns the documents of an array it $pushes to into
+    # text, so text is what both stores keep alike.
+    return json.dumps({"exchange": exchange, "routing_key": routing_key, "message": message},
+                      ensure_ascii=False, default=str)
+
+
+def fields(exchange, routing_key, message, now):
+    """The outbox part of a new document: insert it in the same write as the state change."""
+    return {"outbox_queue": [_entry(exchange, routing_key, message)], "outbox_seq": 1,
+            "outbox_state": PENDING,
+            # The writer owns its record for CLAIM_SECONDS: the relay takes over only if the
+            # writer died before publishing.
+            "outbox_claim_ts": now.timestamp() + CLAIM_SECONDS}
+
+
+def append(update, messages, now):
+    """Add `messages` [(exchange, routing_key, message), ...] to an update of an existing
+    document, so the state change and its events are one atomic write."""
+    update = {op: dict(body) for op, body in update.items()}
+    update.setdefault("$push", {})["outbox_queue"] = {
+        "$each": [_entry(*message) for message in messages]}
+    update.setdefault("$inc", {})["outbox_seq"] = 1
+    update.setdefault("$set", {}).update(
+        {"outbox_state": PENDING, "outbox_claim_ts": now.timestamp() + CLAIM_SECONDS})
+    return update
+
+
 class Outbox:
-    """The outbox of one collection. Its state lives in two top-level fields,
-    `outbox_state` and `outbox_claim_ts`, indexed (see `indexes`): the relay then finds the
-    few pending records by index instead of scanning every document ever written."""
+    """The outbox of one collection. Its state lives in top-level fields (`outbox_state`,
+    `outbox_claim_ts`, `outbox_seq`, `outbox_queue`); `outbox_state` is indexed, so the relay
+    finds the few pending documents without scanning every document ever written."""
+
+    fields = staticmethod(fields)
+    append = staticmethod(append)
 
     def __init__(self, collection, amqp_uri, service):
         self.collection = collection
@@ -38,25 +71,24 @@ class Outbox:
         from shared.store import Index
         return (Index(collection_name, ["outbox_state"]),)
 
-    @staticmethod
-    def fields(exchange, routing_key, message, now):
-        """The outbox part of a document; store it in the same insert as the state change."""
-        # A state string and epoch seconds, not nulls and dates: every store compares those
-        # the same way (NX-27017 keeps a date given to $set as text).
-        return {"outbox": {"exchange": exchange, "routing_key": routing_key, "message": message,
-                           "created_ts": now.timestamp()},
-                "outbox_state": PENDING,
-                # The writer owns its record for CLAIM_SECONDS: the relay takes over only if
-                # the writer died before publishing.
-                "outbox_claim_ts": now.timestamp() + CLAIM_SECONDS}
-
     def publish(self, doc):
-        box = doc["outbox"]
-        publish(self.amqp_uri, box["exchange"], box["routing_key"], box["message"],
-                message_id=str(doc["_id"]))
-        self.collection.update_one({"_id": doc["_id"]},
-                                   {"$set": {"outbox_state": PUBLISHED, "outbox_published_ts": time.time()}})
-        metrics.EVENTS_OUT.labels(self.service, box["routing_key"]).inc()
+        """Publish every queued message of `doc` with confirms, then empty its queue unless
+        more were queued meanwhile (then publish again: duplicates are recognised by id)."""
+        for _ in range(5):
+            for text in doc.get("outbox_queue") or []:
+                entry = json.loads(text)
+                publish(self.amqp_uri, entry["exchange"], entry["routing_key"], entry["message"],
+                        message_id=str(entry["message"].get("event_id", "")) or None)
+                metrics.EVENTS_OUT.labels(self.service, entry["routing_key"]).inc()
+            done = self.collection.update_one(
+                {"_id": doc["_id"], "outbox_seq": doc.get("outbox_seq")},
+                {"$set": {"outbox_queue": [], "outbox_state": PUBLISHED,
+                          "outbox_published_ts": time.time()}})
+            if done.matched_count:
+                return
+            doc = self.collection.find_one({"_id": doc["_id"]})
+            if doc is None or doc.get("outbox_state") != PENDING:
+                return
 
     def publish_or_leave(self, doc):
         """Publish right after the write; on failure the record stays pending for the relay.
@@ -65,10 +97,10 @@ class Outbox:
             self.publish(doc)
         except Exception as exc:
             log.warning("publish failed; the outbox relay will retry",
-                        extra={"event_id": str(doc["_id"]), "reason": f"{exc.__class__.__name__}: {exc}"})
+                        extra={"doc_id": str(doc["_id"]), "reason": f"{exc.__class__.__name__}: {exc}"})
 
     def relay(self, now=None, limit=500):
-        """Publish records whose claim ran out unpublished (their writer or relay died).
+        """Publish documents whose claim ran out unpublished (their writer or relay died).
         Each is claimed atomically first, so two replicas never publish the same one."""
         now = (now or utcnow()).timestamp()
         candidates = [doc["_id"] for doc in self.collection.find(

@@ -194,7 +194,7 @@ class IntakeStore(Store):
     def timeline(self, patient_id, limit=500, offset=0):
         query = {"patient_id": patient_id}
         total = self.db.events.count_documents(query)
-        cursor = (self.db.events.find(query, {"outbox": 0, "outbox_state": 0, "outbox_claim_ts": 0}).sort([("occurred_at", 1), ("_id", 1)])
+        cursor = (self.db.events.find(query, {"outbox_queue": 0}).sort([("occurred_at", 1), ("_id", 1)])
                   .skip(offset).limit(limit))
         return list(cursor), total
 
