@@ -40,9 +40,9 @@ SUBSCRIPTIONS = (
     # Every routing key: an unknown event_type must reach intake to be rejected with a
     # reason, not vanish as unroutable.
     Subscription("intake", "intake.inbound", ((HOSPITAL_EXCHANGE, "#"),), REJECTED_QUEUE),
+    # Every intake event: any of them may restate the phone or withdraw consent.
     Subscription("followup", "followup.inbound", (
-        ("intake.events", "PatientVisited"), ("intake.events", "PatientDischarged"),
-        ("intake.events", "ConsultationLogged"), ("appointments.events", "AppointmentNoShow"))),
+        ("intake.events", "#"), ("appointments.events", "AppointmentNoShow"))),
     Subscription("appointments", "appointments.inbound", (("intake.events", "PatientVisited"),)),
     Subscription("complaints", "complaints.inbound", (("followup.events", "ServiceRecoveryRequested"),)),
     Subscription("analytics", "analytics.inbound", tuple((name, "#") for name in SERVICE_EXCHANGES)),

@@ -1,0 +1,232 @@
+"""FollowupService: intake's events (and no-shows) in, the center's call tasks out.
+
+Seed 004 and DOMAIN.md: call every outpatient the next day, every discharged patient within
+two business days, check recovery, remind the return visit, call prospects back. A low
+satisfaction score opens a complaint by an event (service recovery).
+"""
+import datetime
+import functools
+import json
+import logging
+import zoneinfo
+
+import holidays
+from nameko.rpc import rpc
+from prometheus_client import Counter, Gauge, Histogram
+
+from services.followup import domain
+from services.followup.config import FollowupConfig, rules_of, scripts_of
+from services.followup.store import OPEN, FollowupStore, local_day_bounds
+from shared.errors import BadRequest, InvalidMessage
+from shared.events import phone_digits
+from shared.messaging import reliable_consumer, utcnow
+from shared.metrics import MetricsServer
+from shared.outbox import configured_timer
+from shared.service import HealthMixin
+
+log = logging.getLogger(__name__)
+
+TASKS_CREATED = Counter("hcrm_followups_created_total", "Follow-up tasks scheduled", ["kind"])
+TASKS_COMPLETED = Counter("hcrm_followups_completed_total", "Follow-up tasks completed",
+                          ["kind", "outcome"])
+TASKS_CANCELLED = Counter("hcrm_followups_cancelled_total", "Follow-up tasks cancelled", ["reason"])
+TASKS_DUE = Gauge("hcrm_followups_due", "Pending follow-ups due today (hospital time zone)")
+TASKS_OVERDUE = Gauge("hcrm_followups_overdue", "Pending follow-ups past their due time")
+CALL_LATENESS = Histogram("hcrm_followup_lateness_seconds", "How late after due_at a call was made",
+                          ["kind"], buckets=(0, 3600, 4 * 3600, 12 * 3600, 86400, 2 * 86400, 7 * 86400))
+MAX_PAGE = 500
+PUBLIC = ("patient_id", "kind", "department", "reason", "due_at", "status", "outcome",
+          "satisfaction", "notes", "attempts", "claimed_by", "completed_at", "completed_by",
+          "cancel_reason", "patient_name")
+
+
+class FollowupService(HealthMixin):
+    name = "followup"
+    config_schema = FollowupConfig
+
+    store = FollowupStore()
+    metrics = MetricsServer()
+
+    # -- scheduling -----------------------------------------------------------------------
+    @reliable_consumer("followup.inbound")
+    def handle_event(self, message):
+        event = message.body
+        if not isinstance(event, dict) or not event.get("event_id") or not event.get("patient_id"):
+            raise InvalidMessage({"_schema": ["A canonical event with event_id and patient_id."]})
+        self.store.record_event(event)
+        now = utcnow()
+        patient_id = event["patient_id"]
+        events = self.store.events_of(patient_id)
+        contact = domain.contact_of(events)
+        rules, departments = rules_of(self.config)
+        planned = domain.plan(patient_id, events, self._tz, self._is_holiday, rules, departments)
+        touched = []
+        for task in planned.values():
+            doc = self.store.schedule(patient_id, task, contact, self._message_maker(patient_id, now), now)
+            if doc:
+                TASKS_CREATED.labels(task.kind).inc()
+                touched.append(doc)
+                if task.kind == "prospect_call" and self.store.visited_since(
+                        doc["phone_digits"], doc["anchor_ts"]):
+                    touched.append(self._cancel(doc, "visited", now))
+        if not contact.callable:  # deceased, consent withdrawn: never call again
+            touched += [self._cancel(task, contact.why_not, now) for task in self.store.pending_of(patient_id)]
+        if event["event_type"] == "PatientVisited":  # the prospect came: no need to call
+            visited_ts = domain.parse_time(event["data"]["visited_at"]).timestamp()
+            digits = phone_digits((event["data"].get("patient") or {}).get("phone"))
+            touched += [self._cancel(task, "visited", now)
+                        for task in self.store.pending_prospect_calls(digits, visited_ts)]
+        for doc in filter(None, touched):
+            self.store.outbox.publish_or_leave(doc)
+
+    def _cancel(self, task, reason, now):
+        doc = self.store.cancel(task["_id"], reason, self._message(
+            "FollowUpCancelled", task, now, {"reason": reason}), now)
+        if doc:
+            TASKS_CANCELLED.labels(reason).inc()
+        return doc
+
+    # -- agents' work ---------------------------------------------------------------------
+    @rpc
+    def list_followups(self, status=None, kind=None, patient_id=None, department=None,
+                       due_after=None, due_before=None, overdue=None, due_today=None,
+                       limit=50, offset=0):
+        now = utcnow()
+        query = {}
+        for field, value in (("status", status), ("kind", kind), ("patient_id", patient_id),
+                             ("department", department)):
+            if value:
+                query[field] = value
+        due = {}
+        if due_after:
+            due["$gte"] = self._time(due_after, "due_after").timestamp()
+        if due_before:
+            due["$lte"] = self._time(due_before, "due_before").timestamp()
+        if overdue:
+            query["status"] = OPEN
+            due["$lt"] = now.timestamp()
+        if due_today:
+            start, end = local_day_bounds(now.astimezone(self._tz).date(), self._tz)
+            query["status"] = OPEN
+            due["$lt"] = min(due.get("$lt", end), end)
+        if due:
+            query["due_ts"] = due
+        items, total = self.store.find(query, min(int(limit), MAX_PAGE), max(int(offset), 0))
+        return {"items": [self._public(task, now) for task in items], "total": total}
+
+    @rpc
+    def get_followup(self, followup_id):
+        return self._public(self.store.get(followup_id), utcnow())
+
+    @rpc
+    def contact(self, followup_id):
+        """The number to dial; the gateway audits who asked."""
+        task = self.store.get(followup_id)
+        events = self.store.events_of(task["patient_id"])
+        return {"followup_id": followup_id, "patient_id": task["patient_id"],
+                "phone": domain.contact_of(events).phone}
+
+    @rpc
+    def claim(self, followup_id, agent):
+        return self._public(self.store.claim(followup_id, agent, utcnow(), self.config["claim_minutes"]),
+                            utcnow())
+
+    @rpc
+    def complete(self, followup_id, outcome, agent=None, satisfaction=None, notes=None, complaint=None):
+        errors = {}
+        if outcome not in domain.OUTCOMES:
+            errors["outcome"] = [f"Must be one of: {', '.join(domain.OUTCOMES)}."]
+        if satisfaction is not None and (isinstance(satisfaction, bool) or not isinstance(satisfaction, int)
+                                         or not 1 <= satisfaction <= 5):
+            errors["satisfaction"] = ["An integer from 1 to 5."]
+        if errors:
+            raise BadRequest("invalid completion", errors)
+        now = utcnow()
+        task = self.store.get(followup_id)
+        step, retry_due = domain.completion(task, outcome, now, self.config["max_attempts"], self._tz)
+        attempts = task.get("attempts", 0) + 1
+        fields = {"attempts": attempts, "last_outcome": outcome, "notes": notes,
+                  "claimed_by": None, "claim_until_ts": 0.0}
+        messages = []
+        if step == "retry":  # an unreachable patient is tried again the next day
+            fields.update(due_at=retry_due.isoformat(), due_ts=retry_due.timestamp())
+        else:
+            fields.update(status="done", outcome=outcome, satisfaction=satisfaction,
+                          completed_at=now.isoformat(), completed_by=agent, complaint=complaint)
+            extra = {"outcome": outcome, "satisfaction": satisfaction, "agent": agent,
+                     "completed_at": now.isoformat(), "attempts": attempts}
+            messages.append(("FollowUpCompleted", self._message("FollowUpCompleted", task, now, extra)))
+            if satisfaction is not None:
+                messages.append(("SatisfactionRecorded", self._message(
+                    "SatisfactionRecorded", task, now, {"satisfaction": satisfaction, "agent": agent})))
+            if domain.needs_recovery(satisfaction, complaint):
+                messages.append(("ServiceRecoveryRequested", self._message(
+                    "ServiceRecoveryRequested", task, now,
+                    {"satisfaction": satisfaction, "complaint": complaint, "notes": notes, "agent": agent})))
+        done = self.store.complete(task, fields, messages, now, agent)
+        if step == "done":
+            TASKS_COMPLETED.labels(task["kind"], outcome).inc()
+            CALL_LATENESS.labels(task["kind"]).observe(max(0.0, now.timestamp() - task["due_ts"]))
+        self.store.outbox.publish_or_leave(done)
+        return self._public(done, now)
+
+    # -- timers ---------------------------------------------------------------------------
+    @configured_timer("outbox_relay_interval_s")
+    def relay_outbox(self):
+        self.store.relay()
+
+    @configured_timer("gauge_interval_s")
+    def measure_worklist(self):
+        now = utcnow()
+        _, end = local_day_bounds(now.astimezone(self._tz).date(), self._tz)
+        TASKS_OVERDUE.set(self.store.count({"status": OPEN, "due_ts": {"$lt": now.timestamp()}}))
+        TASKS_DUE.set(self.store.count({"status": OPEN, "due_ts": {"$gte": now.timestamp(), "$lt": end}}))
+
+    # -- helpers --------------------------------------------------------------------------
+    @functools.cached_property
+    def _tz(self):
+        return zoneinfo.ZoneInfo(self.config["timezone"])
+
+    @functools.cached_property
+    def _holidays(self):
+        return holidays.country_holidays(self.config["holiday_country"])
+
+    def _is_holiday(self, day):
+        return day in self._holidays
+
+    def _message_maker(self, patient_id, now):
+        def make(event_type, planned):
+            return self._message(event_type, {"_id": planned.followup_id, "patient_id": patient_id,
+                                              "kind": planned.kind, "department": planned.department,
+                                              "due_at": planned.due_at.isoformat(),
+                                              "reason": planned.reason}, now)
+        return make
+
+    def _message(self, event_type, task, now, extra=None):
+        discriminator = (extra or {}).get("attempts", "")
+        return {"event_id": domain.event_id(task["_id"], event_type, discriminator),
+                "event_type": event_type, "schema_version": 1, "occurred_at": now.isoformat(),
+                "recorded_at": now.isoformat(), "service": "followup", "patient_id": task["patient_id"],
+                "data": {"followup_id": task["_id"], "kind": task["kind"],
+                         "department": task.get("department"), "due_at": task["due_at"],
+                         **({"reason": task["reason"]} if event_type == "FollowUpScheduled" else {}),
+                         **(extra or {})}}
+
+    def _public(self, task, now):
+        body = {field: task.get(field) for field in PUBLIC}
+        body["followup_id"] = task["_id"]
+        body["overdue"] = domain.is_overdue(task["status"], task["due_ts"], now.timestamp())
+        body["history"] = [json.loads(entry) if isinstance(entry, str) else entry
+                           for entry in task.get("history") or []]
+        body["script"] = scripts_of(self.config)[task["kind"]]
+        return body
+
+    @staticmethod
+    def _time(value, field):
+        try:
+            parsed = datetime.datetime.fromisoformat(value)
+        except (TypeError, ValueError):
+            raise BadRequest("invalid time", {field: ["An ISO 8601 date-time with offset."]}) from None
+        if parsed.tzinfo is None:
+            raise BadRequest("invalid time", {field: ["An ISO 8601 date-time with offset."]})
+        return parsed

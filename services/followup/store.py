@@ -1,0 +1,151 @@
+"""Followup's own database.
+
+Collections
+  events  the canonical events it received (unique on event_id): the facts tasks derive from
+  tasks   one document per follow-up task (id deterministic from what caused it), carrying
+          the outbox of the events its changes cause
+Times compared in queries are epoch seconds (`due_ts`, `anchor_ts`, `claim_until_ts`);
+times shown are ISO text (`due_at`): both keep their type in every store.
+"""
+import datetime
+import json
+
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from services.followup import domain
+from shared import outbox
+from shared.errors import Conflict, NotFound
+from shared.events import phone_digits
+from shared.messaging import utcnow
+from shared.store import Index, Store
+
+EXCHANGE = "followup.events"
+OPEN = "pending"
+
+
+class FollowupStore(Store):
+    indexes = (
+        Index("events", ["patient_id"]),
+        Index("events", ["phone_digits"]),
+        Index("tasks", ["patient_id"]),
+        Index("tasks", ["status"]),
+        Index("tasks", ["due_ts"]),
+        Index("tasks", ["phone_digits"]),
+        *outbox.Outbox.indexes("tasks"),
+    )
+
+    def setup(self):
+        super().setup()
+        self.outbox = outbox.Outbox(self.db.tasks, self.container.config["HCRM"]["amqp_uri"], "followup")
+
+    # -- facts ----------------------------------------------------------------------------
+    def record_event(self, message):
+        """Keep the event (once); returns True when it is new."""
+        data = message.get("data") or {}
+        doc = {"_id": message["event_id"], "patient_id": message.get("patient_id"),
+               "event_type": message["event_type"], "occurred_at": message["occurred_at"],
+               "data": data, "phone_digits": phone_digits((data.get("patient") or {}).get("phone")) or None}
+        if message["event_type"] == "PatientVisited":
+            doc["visited_ts"] = domain.parse_time(data["visited_at"]).timestamp()
+        try:
+            self.db.events.insert_one(doc)
+            return True
+        except DuplicateKeyError:
+            return False
+
+    def events_of(self, patient_id):
+        events = list(self.db.events.find({"patient_id": patient_id}))
+        for event in events:
+            event["event_id"] = event.pop("_id")
+        return events
+
+    def visited_since(self, digits, since_ts):
+        return digits and self.db.events.find_one(
+            {"phone_digits": digits, "visited_ts": {"$gte": since_ts}}, {"_id": 1}) is not None
+
+    # -- tasks ----------------------------------------------------------------------------
+    def schedule(self, patient_id, planned, contact, message_for, now):
+        """Insert the planned task (once). Returns the document when it is new."""
+        doc = {"_id": planned.followup_id, "patient_id": patient_id, "kind": planned.kind,
+               "department": planned.department, "reason": planned.reason,
+               "due_at": planned.due_at.isoformat(), "due_ts": planned.due_at.timestamp(),
+               "anchor_ts": planned.anchor_at.timestamp(), "status": OPEN, "attempts": 0,
+               "phone_digits": phone_digits(contact.phone), "patient_name": contact.name,
+               "cause_event_id": planned.cause_event_id, "created_at": now.isoformat(),
+               "claimed_by": None, "claim_until_ts": 0.0, "history": [],
+               **outbox.fields(EXCHANGE, "FollowUpScheduled", message_for("FollowUpScheduled", planned), now)}
+        try:
+            self.db.tasks.insert_one(doc)
+            return doc
+        except DuplicateKeyError:
+            return None
+
+    def cancel(self, followup_id, reason, message, now):
+        """Cancel a pending task (atomically; a done or cancelled task stays as it is)."""
+        update = outbox.append({"$set": {"status": "cancelled", "cancel_reason": reason,
+                                         "cancelled_at": now.isoformat()}},
+                               [(EXCHANGE, "FollowUpCancelled", message)], now)
+        return self.db.tasks.find_one_and_update({"_id": followup_id, "status": OPEN}, update,
+                                                 return_document=ReturnDocument.AFTER)
+
+    def pending_of(self, patient_id):
+        return list(self.db.tasks.find({"patient_id": patient_id, "status": OPEN}))
+
+    def pending_prospect_calls(self, digits, visited_ts):
+        return list(self.db.tasks.find({"phone_digits": digits, "kind": "prospect_call",
+                                        "status": OPEN, "anchor_ts": {"$lte": visited_ts}}))
+
+    def get(self, followup_id):
+        task = self.db.tasks.find_one({"_id": followup_id})
+        if task is None:
+            raise NotFound(f"no follow-up {followup_id}")
+        return task
+
+    def claim(self, followup_id, agent, now, minutes):
+        """An agent takes the task for `minutes`; nobody else can meanwhile (atomic)."""
+        now_ts = now.timestamp()
+        task = self.db.tasks.find_one_and_update(
+            {"_id": followup_id, "status": OPEN,
+             "$or": [{"claim_until_ts": {"$lt": now_ts}}, {"claimed_by": agent}]},
+            {"$set": {"claimed_by": agent, "claim_until_ts": now_ts + minutes * 60}},
+            return_document=ReturnDocument.AFTER)
+        if task is None:
+            current = self.get(followup_id)
+            raise Conflict(f"follow-up {followup_id} is {current['status']}"
+                           + (f", claimed by {current['claimed_by']}" if current["status"] == OPEN else ""))
+        return task
+
+    def complete(self, task, set_fields, messages, now, agent):
+        """Apply a completion to the task as it was read (attempts unchanged, still pending,
+        not claimed by someone else): one atomic write with its events."""
+        # JSON text, like the outbox queue: NX-27017 turns documents in a $pushed array to text.
+        history = json.dumps({"at": now.isoformat(), "by": agent,
+                              "outcome": set_fields.get("last_outcome")}, ensure_ascii=False)
+        update = outbox.append({"$set": set_fields, "$push": {"history": history}},
+                               [(EXCHANGE, kind, body) for kind, body in messages], now)
+        filter_ = {"_id": task["_id"], "status": OPEN, "attempts": task.get("attempts", 0),
+                   "$or": [{"claim_until_ts": {"$lt": now.timestamp()}}, {"claimed_by": agent}]}
+        done = self.db.tasks.find_one_and_update(filter_, update, return_document=ReturnDocument.AFTER)
+        if done is None:
+            current = self.get(task["_id"])
+            raise Conflict(f"follow-up {task['_id']} is {current['status']}"
+                           + (f", claimed by {current['claimed_by']}" if current.get("claimed_by") else ""))
+        return done
+
+    def find(self, query, limit, offset):
+        items = list(self.db.tasks.find(query, {"outbox_queue": 0}).sort([("due_ts", 1), ("_id", 1)])
+                     .skip(offset).limit(limit))
+        total = len(list(self.db.tasks.find(query, {"_id": 1}).limit(100_000)))
+        return items, total
+
+    def count(self, query):
+        return len(list(self.db.tasks.find(query, {"_id": 1}).limit(1_000_000)))
+
+    def relay(self):
+        return self.outbox.relay(now=utcnow())
+
+
+def local_day_bounds(day, tz):
+    start = datetime.datetime.combine(day, datetime.time(0, 0), tz)
+    return start.timestamp(), (start + datetime.timedelta(days=1)).timestamp()

@@ -1,0 +1,67 @@
+"""Follow-up worklists and outcomes (followup over RPC). Patient data: every call audited."""
+from marshmallow import RAISE, Schema, fields, validate
+
+from services.gateway import schemas
+from services.gateway.http import STAFF, json_response, route
+
+KINDS = ("post_visit_call", "post_discharge_call", "recovery_check", "return_visit_reminder",
+         "prospect_call", "no_show_call")
+
+
+class FollowupQuery(schemas.PageQuery):
+    status = fields.String(validate=validate.OneOf(["pending", "done", "cancelled"]))
+    kind = fields.String(validate=validate.OneOf(KINDS))
+    patient_id = fields.String(validate=validate.Length(min=1, max=64))
+    department = fields.String(validate=validate.Length(min=1, max=100))
+    due_after = fields.AwareDateTime(format="iso")
+    due_before = fields.AwareDateTime(format="iso")
+    overdue = fields.Boolean()
+    due_today = fields.Boolean()
+
+
+class Completion(Schema):
+    class Meta:
+        unknown = RAISE
+
+    outcome = fields.String(required=True, validate=validate.OneOf(["reached", "unreachable", "declined"]))
+    satisfaction = fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=1, max=5))
+    notes = fields.String(allow_none=True, validate=validate.Length(max=4000))
+    complaint = fields.String(allow_none=True, validate=validate.Length(max=4000))
+
+
+def _rpc_query(query):
+    return {key: value.isoformat() if hasattr(value, "isoformat") else value for key, value in query.items()}
+
+
+@route("GET", "/api/v1/followups", roles=STAFF, audit=True)
+def list_followups(gw, ctx):
+    query = ctx.query(FollowupQuery)
+    return json_response(gw.rpc.call("followup", "list_followups", **_rpc_query(query)))
+
+
+@route("GET", "/api/v1/followups/<followup_id>", roles=STAFF, audit=True)
+def get_followup(gw, ctx, followup_id):
+    return _about_patient(ctx, gw.rpc.call("followup", "get_followup", followup_id=followup_id))
+
+
+@route("GET", "/api/v1/followups/<followup_id>/contact", roles=STAFF, audit=True)
+def reveal_phone(gw, ctx, followup_id):
+    """The phone is shown on request only, and the request is audited (who saw which number)."""
+    return _about_patient(ctx, gw.rpc.call("followup", "contact", followup_id=followup_id))
+
+
+@route("POST", "/api/v1/followups/<followup_id>/claim", roles=STAFF, audit=True)
+def claim_followup(gw, ctx, followup_id):
+    return _about_patient(ctx, gw.rpc.call("followup", "claim", followup_id=followup_id, agent=ctx.user))
+
+
+@route("POST", "/api/v1/followups/<followup_id>/complete", roles=STAFF, audit=True)
+def complete_followup(gw, ctx, followup_id):
+    body = ctx.load(Completion, ctx.json_body())
+    return _about_patient(ctx, gw.rpc.call("followup", "complete", followup_id=followup_id,
+                                           agent=ctx.user, **body))
+
+
+def _about_patient(ctx, task):
+    ctx.patient_id = task.get("patient_id")  # the audit log names the patient, not only the task
+    return json_response(task)
