@@ -1,28 +1,40 @@
-"""Errors shared by services and the gateway, and the one error format of contract/API.md."""
+"""Errors shared by services and the gateway, and the one error format of contract/API.md.
+
+NotFound, Conflict and BadRequest cross RPC as themselves (nameko's deserialize_to_instance),
+with their arguments, so the gateway can answer 404 / 409 / 400 with the service's details.
+"""
+from nameko.exceptions import deserialize_to_instance
 
 
+@deserialize_to_instance
 class NotFound(Exception):
     """An id that names nothing. The gateway answers 404."""
 
 
+@deserialize_to_instance
 class Conflict(Exception):
     """A double booking or an illegal state change. The gateway answers 409."""
 
 
+@deserialize_to_instance
 class BadRequest(Exception):
     """Input a service refuses; `details` maps field paths to messages. The gateway answers 400."""
 
     def __init__(self, message, details=None):
-        super().__init__(message)
+        super().__init__(message, details or {})  # both in args: they survive RPC
+        self.message = message
         self.details = details or {}
+
+    def __str__(self):
+        return self.message
 
 
 class TransientError(Exception):
     """A failure worth retrying (a dependency is down). Consumers back off and retry."""
 
 
-# nameko serialises an exception raised in an RPC as RemoteError carrying the class name;
-# the gateway maps these names back to HTTP status codes.
+# Any other exception raised in an RPC arrives as nameko's RemoteError carrying the class
+# name; the gateway maps these names (or else answers 502).
 REMOTE_STATUS = {"NotFound": 404, "Conflict": 409, "BadRequest": 400}
 
 

@@ -195,6 +195,10 @@ class Platform:
         return process
 
     def start_gateway(self, **env):
+        """The gateway; /readyz requires the services this test started (all if none)."""
+        started = sorted({p.name for p in self.processes if p.name != "gateway"})
+        if started:
+            env.setdefault("GATEWAY_SERVICES", ",".join(started))
         port = free_port()
         process = Process("gateway", [str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py",
                                       "services.gateway.wsgi:app"],

@@ -22,7 +22,8 @@ from services.gateway.http import ROUTES, ApiError, Context, json_response
 from services.gateway.rpc import RpcPool, ServiceUnavailable
 from services.gateway.store import GatewayStore
 from shared.config import load_config
-from shared.errors import REMOTE_STATUS, error_body
+from shared.errors import REMOTE_STATUS, BadRequest, Conflict, error_body
+from shared.errors import NotFound as NotFoundError
 from shared.log import setup_logging
 
 log = logging.getLogger("hcrm.gateway")
@@ -100,6 +101,12 @@ class Gateway:
         except ServiceUnavailable as exc:
             return self._error(ApiError(503, "service_unavailable", str(exc),
                                         {"service": exc.service}))
+        except BadRequest as exc:
+            return self._error(ApiError(400, "validation_failed", exc.message, exc.details))
+        except NotFoundError as exc:
+            return self._error(ApiError(404, "not_found", str(exc)))
+        except Conflict as exc:
+            return self._error(ApiError(409, "conflict", str(exc)))
         except RemoteError as exc:
             status = REMOTE_STATUS.get(exc.exc_type)
             if status is None:

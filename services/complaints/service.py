@@ -1,0 +1,260 @@
+"""ComplaintsService: complaints from the gateway and from follow-up service recovery, their
+deadlines, history, automatic escalation and the weekly service-opinion report."""
+import datetime
+import functools
+import json
+import logging
+import uuid
+import zoneinfo
+
+from nameko.rpc import rpc
+from prometheus_client import Gauge, Histogram
+
+from services.complaints import domain
+from services.complaints.config import ComplaintsConfig, deadline_table
+from services.complaints.store import ComplaintsStore, history_entry
+from shared.errors import BadRequest, Conflict, InvalidMessage
+from shared.messaging import reliable_consumer, utcnow
+from shared.metrics import MetricsServer
+from shared.outbox import configured_timer
+from shared.service import HealthMixin
+
+log = logging.getLogger(__name__)
+
+OPEN_GAUGE = Gauge("hcrm_complaints_open", "Unresolved complaints")
+BREACHED_GAUGE = Gauge("hcrm_complaints_breached", "Unresolved complaints with a deadline breached")
+ACK_SECONDS = Histogram("hcrm_complaint_ack_seconds", "Time from receipt to acknowledgement",
+                        buckets=(600, 3600, 2 * 3600, 6 * 3600, 12 * 3600, 86400, 2 * 86400, 7 * 86400))
+RESOLVE_SECONDS = Histogram("hcrm_complaint_resolve_seconds", "Time from receipt to resolution",
+                            buckets=(3600, 6 * 3600, 86400, 2 * 86400, 4 * 86400, 7 * 86400, 30 * 86400))
+MAX_PAGE = 500
+PUBLIC = ("patient_id", "channel", "category", "department", "severity", "description", "status",
+          "received_at", "ack_due_at", "resolve_due_at", "acknowledged_at", "resolved_at",
+          "escalated_at", "assigned_to", "resolution", "followup_id", "ack_breach", "resolve_breach",
+          "opened_by")
+SYSTEM = "system"
+
+
+class ComplaintsService(HealthMixin):
+    name = "complaints"
+    config_schema = ComplaintsConfig
+
+    store = ComplaintsStore()
+    metrics = MetricsServer()
+
+    # -- opening --------------------------------------------------------------------------
+    @rpc
+    def open_complaint(self, channel, category, severity, description, received_at=None,
+                       patient_id=None, department=None, opened_by=None):
+        errors = {}
+        if category not in self.config["categories"]:
+            errors["category"] = [f"Must be one of: {', '.join(self.config['categories'])}."]
+        if severity not in domain.SEVERITIES:
+            errors["severity"] = [f"Must be one of: {', '.join(domain.SEVERITIES)}."]
+        if channel not in domain.CHANNELS:
+            errors["channel"] = [f"Must be one of: {', '.join(domain.CHANNELS)}."]
+        now = utcnow()
+        received = self._time(received_at, "received_at", errors) if received_at else now
+        if received and received > now + datetime.timedelta(minutes=5):
+            errors["received_at"] = ["Cannot lie in the future."]
+        if errors:
+            raise BadRequest("invalid complaint", errors)
+        doc = self._new(str(uuid.uuid4()), channel, category, severity, description, received,
+                        patient_id, department, opened_by, now)
+        saved, _ = self.store.open(doc, self._message("ComplaintOpened", doc, now), now)
+        self.store.outbox.publish_or_leave(saved)
+        return self._public(saved)
+
+    @reliable_consumer("complaints.inbound")
+    def handle_service_recovery(self, message):
+        event = message.body
+        data = event.get("data") if isinstance(event, dict) else None
+        if not isinstance(data, dict) or not data.get("followup_id") or not event.get("occurred_at"):
+            raise InvalidMessage({"data.followup_id": ["ServiceRecoveryRequested needs a followup_id."]})
+        now = utcnow()
+        description = data.get("complaint") or (
+            f"满意度 {data.get('satisfaction')} 分（随访 {data.get('kind')}）" + (f"：{data['notes']}" if data.get("notes") else ""))
+        doc = self._new(domain.complaint_id_for_followup(data["followup_id"]), "follow_up", "other",
+                        domain.severity_for_recovery(data.get("satisfaction")), description[:4000],
+                        datetime.datetime.fromisoformat(event["occurred_at"]), event.get("patient_id"),
+                        data.get("department"), data.get("agent") or SYSTEM, now)
+        doc["followup_id"] = data["followup_id"]
+        saved, new = self.store.open(doc, self._message("ComplaintOpened", doc, now), now)
+        if new:
+            self.store.outbox.publish_or_leave(saved)
+
+    def _new(self, complaint_id, channel, category, severity, description, received, patient_id,
+             department, opened_by, now):
+        ack_due, resolve_due = domain.deadlines(received, severity, deadline_table(self.config))
+        return {"_id": complaint_id, "patient_id": patient_id, "channel": channel, "category": category,
+                "department": department, "severity": severity, "description": description,
+                "status": "open", "opened_by": opened_by,
+                "received_at": received.isoformat(), "received_ts": received.timestamp(),
+                "ack_due_at": ack_due.isoformat(), "ack_due_ts": ack_due.timestamp(),
+                "resolve_due_at": resolve_due.isoformat(), "resolve_due_ts": resolve_due.timestamp(),
+                "acknowledged_ts": 0.0, "resolved_ts": 0.0, "escalated_ts": 0.0,
+                "ack_breach": "no", "resolve_breach": "no", "assigned_to": None,
+                "history": [history_entry(now, opened_by, "open", None, None, "open")]}
+
+    # -- state ----------------------------------------------------------------------------
+    @rpc
+    def acknowledge(self, complaint_id, actor, note=None):
+        return self._transition(complaint_id, "acknowledge", actor, note)
+
+    @rpc
+    def resolve(self, complaint_id, actor, note=None, resolution=None):
+        return self._transition(complaint_id, "resolve", actor, note, resolution=resolution)
+
+    @rpc
+    def escalate(self, complaint_id, actor, note=None):
+        return self._transition(complaint_id, "escalate", actor, note)
+
+    @rpc
+    def assign(self, complaint_id, actor, agent):
+        complaint = self.store.get(complaint_id)
+        if complaint["status"] == "resolved":
+            raise Conflict("a resolved complaint cannot be assigned")
+        now = utcnow()
+        done = self.store.change(complaint, {"assigned_to": agent},
+                                 history_entry(now, actor, "assign", agent), [], now)
+        if done is None:
+            raise Conflict("the complaint changed meanwhile; reload it")
+        return self._public(done)
+
+    def _transition(self, complaint_id, action, actor, note, resolution=None):
+        complaint = self.store.get(complaint_id)
+        try:
+            target = domain.next_status(action, complaint)
+        except domain.IllegalTransition as exc:
+            raise Conflict(str(exc)) from None
+        now = utcnow()
+        fields = {"status": target}
+        event_type = {"acknowledge": "ComplaintAcknowledged", "resolve": "ComplaintResolved",
+                      "escalate": "ComplaintEscalated"}[action]
+        extra = {"actor": actor, "note": note}
+        if action == "acknowledge":
+            fields.update(acknowledged_ts=now.timestamp(), acknowledged_at=now.isoformat())
+        elif action == "resolve":
+            fields.update(resolved_ts=now.timestamp(), resolved_at=now.isoformat(), resolution=resolution)
+            extra["resolution"] = resolution
+        else:
+            fields.update(escalated_ts=now.timestamp(), escalated_at=now.isoformat())
+        message = self._message(event_type, {**complaint, **fields}, now, extra, discriminator=action)
+        done = self.store.change(complaint, fields,
+                                 history_entry(now, actor, action, note, complaint["status"], target),
+                                 [(event_type, message)], now)
+        if done is None:
+            raise Conflict("the complaint changed meanwhile; reload it")
+        if action == "acknowledge":
+            ACK_SECONDS.observe(max(0.0, now.timestamp() - complaint["received_ts"]))
+        elif action == "resolve":
+            RESOLVE_SECONDS.observe(max(0.0, now.timestamp() - complaint["received_ts"]))
+        self.store.outbox.publish_or_leave(done)
+        return self._public(done)
+
+    # -- automatic escalation ---------------------------------------------------------------
+    @configured_timer("sla_check_interval_s")
+    def check_deadlines(self):
+        self.escalate_breaches(utcnow())
+        self.measure()
+
+    def escalate_breaches(self, now):
+        """Record each passed deadline once and escalate: claimed atomically per deadline
+        (the breach flag is part of the filter), so replicas and restarts never repeat one."""
+        count = 0
+        for complaint in self.store.breach_candidates(now.timestamp()):
+            for deadline in domain.breached_deadlines(complaint, now.timestamp()):
+                flag = "ack_breach" if deadline == "acknowledge" else "resolve_breach"
+                fields = {flag: "breached"}
+                messages = [("ComplaintSlaBreached", self._message(
+                    "ComplaintSlaBreached", complaint, now, {"deadline": deadline}, discriminator=deadline))]
+                escalating = complaint["status"] in ("open", "acknowledged")
+                if escalating:
+                    fields.update(status="escalated", escalated_ts=now.timestamp(), escalated_at=now.isoformat())
+                    messages.append(("ComplaintEscalated", self._message(
+                        "ComplaintEscalated", {**complaint, **fields}, now,
+                        {"actor": SYSTEM, "note": f"{deadline} deadline passed"}, discriminator="escalate")))
+                history = history_entry(now, SYSTEM, "sla_breach", f"{deadline} deadline passed",
+                                        complaint["status"], fields.get("status", complaint["status"]))
+                done = self.store.change(complaint, fields, history, messages, now, guard={flag: "no"})
+                if done is not None:
+                    count += 1
+                    complaint = done
+                    self.store.outbox.publish_or_leave(done)
+                    log.warning("complaint deadline breached", extra={"complaint_id": complaint["_id"],
+                                                                     "deadline": deadline})
+        return count
+
+    def measure(self):
+        OPEN_GAUGE.set(self.store.count({"status": {"$in": ["open", "acknowledged", "escalated"]}}))
+        BREACHED_GAUGE.set(len({c["_id"] for c in self.store.db.complaints.find(
+            {"$or": [{"ack_breach": "breached"}, {"resolve_breach": "breached"}],
+             "status": {"$in": ["open", "acknowledged", "escalated"]}}, {"_id": 1}).limit(1_000_000)}))
+
+    @configured_timer("outbox_relay_interval_s")
+    def relay_outbox(self):
+        self.store.relay()
+
+    # -- reading --------------------------------------------------------------------------
+    @rpc
+    def list_complaints(self, status=None, severity=None, patient_id=None, category=None,
+                        department=None, limit=50, offset=0):
+        query = {k: v for k, v in (("status", status), ("severity", severity), ("patient_id", patient_id),
+                                   ("category", category), ("department", department)) if v}
+        items, total = self.store.find(query, min(int(limit), MAX_PAGE), max(int(offset), 0))
+        return {"items": [self._public(c) for c in items], "total": total}
+
+    @rpc
+    def get_complaint(self, complaint_id):
+        return self._public(self.store.get(complaint_id), history=True)
+
+    @rpc
+    def weekly_report(self, week_start=None, format="json"):
+        now = utcnow()
+        if week_start:
+            try:
+                day = datetime.date.fromisoformat(week_start)
+            except ValueError:
+                raise BadRequest("invalid week", {"week_start": ["A date YYYY-MM-DD."]}) from None
+        else:
+            today = now.astimezone(self._tz).date()
+            day = today - datetime.timedelta(days=today.weekday() + 7)  # last full week
+        start, end = domain.week_bounds(day, self._tz)
+        report = domain.weekly_report(self.store.received_between(start.timestamp(), end.timestamp()),
+                                      day, self._tz, now)
+        return domain.report_csv(report) if format == "csv" else report
+
+    # -- helpers --------------------------------------------------------------------------
+    @functools.cached_property
+    def _tz(self):
+        return zoneinfo.ZoneInfo(self.config["timezone"])
+
+    @staticmethod
+    def _time(value, field, errors):
+        try:
+            parsed = datetime.datetime.fromisoformat(value)
+            if parsed.tzinfo is None:
+                raise ValueError
+            return parsed
+        except (TypeError, ValueError):
+            errors[field] = ["An ISO 8601 date-time with offset."]
+            return None
+
+    def _message(self, event_type, complaint, now, extra=None, discriminator=""):
+        return {"event_id": domain.event_id(complaint["_id"], event_type, discriminator),
+                "event_type": event_type, "schema_version": 1, "occurred_at": now.isoformat(),
+                "recorded_at": now.isoformat(), "service": "complaints",
+                "patient_id": complaint.get("patient_id"),
+                "data": {"complaint_id": complaint["_id"], "category": complaint["category"],
+                         "department": complaint.get("department"), "severity": complaint["severity"],
+                         "channel": complaint["channel"], "status": complaint["status"],
+                         "received_at": complaint["received_at"], "ack_due_at": complaint["ack_due_at"],
+                         "resolve_due_at": complaint["resolve_due_at"],
+                         "followup_id": complaint.get("followup_id"), **(extra or {})}}
+
+    def _public(self, complaint, history=False):
+        body = {field: complaint.get(field) for field in PUBLIC}
+        body["complaint_id"] = complaint["_id"]
+        if history:
+            body["history"] = [json.loads(h) if isinstance(h, str) else h for h in complaint.get("history") or []]
+        return body

@@ -1,0 +1,87 @@
+"""Complaints' own database: one document per complaint with its full history and the
+outbox of the events its changes cause. Compared times are epoch seconds (`*_ts`, 0 = not
+yet); shown times are ISO text."""
+import json
+
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from shared import outbox
+from shared.errors import NotFound
+from shared.messaging import utcnow
+from shared.store import Index, Store
+
+EXCHANGE = "complaints.events"
+
+
+def history_entry(at, by, action, note=None, status_from=None, status_to=None):
+    # JSON text: NX-27017 turns documents in a $pushed array to text.
+    return json.dumps({"at": at.isoformat(), "by": by, "action": action, "note": note,
+                       "from": status_from, "to": status_to}, ensure_ascii=False)
+
+
+class ComplaintsStore(Store):
+    indexes = (
+        Index("complaints", ["status"]),
+        Index("complaints", ["patient_id"]),
+        Index("complaints", ["received_ts"]),
+        Index("complaints", ["ack_breach"]),
+        Index("complaints", ["resolve_breach"]),
+        *outbox.Outbox.indexes("complaints"),
+    )
+
+    def setup(self):
+        super().setup()
+        self.outbox = outbox.Outbox(self.db.complaints, self.container.config["HCRM"]["amqp_uri"],
+                                    "complaints")
+
+    def open(self, doc, message, now):
+        """Insert a complaint (once, by id) with its ComplaintOpened event."""
+        doc = {**doc, **outbox.fields(EXCHANGE, "ComplaintOpened", message, now)}
+        try:
+            self.db.complaints.insert_one(doc)
+            return doc, True
+        except DuplicateKeyError:
+            return self.get(doc["_id"]), False
+
+    def get(self, complaint_id):
+        doc = self.db.complaints.find_one({"_id": complaint_id})
+        if doc is None:
+            raise NotFound(f"no complaint {complaint_id}")
+        return doc
+
+    def change(self, complaint, set_fields, history, messages, now, guard=None):
+        """Apply a change to the complaint as it was read (same status): atomic, with its
+        history entry and events. None when someone changed it meanwhile."""
+        update = outbox.append({"$set": set_fields, "$push": {"history": history}},
+                               [(EXCHANGE, kind, body) for kind, body in messages], now)
+        return self.db.complaints.find_one_and_update(
+            {"_id": complaint["_id"], "status": complaint["status"], **(guard or {})}, update,
+            return_document=ReturnDocument.AFTER)
+
+    def breach_candidates(self, now_ts, limit=500):
+        """Unresolved complaints with a deadline passed and not yet recorded (by index)."""
+        seen, out = set(), []
+        for query in ({"ack_breach": "no", "ack_due_ts": {"$lt": now_ts}, "acknowledged_ts": 0},
+                      {"resolve_breach": "no", "resolve_due_ts": {"$lt": now_ts}}):
+            for doc in self.db.complaints.find(query).limit(limit):
+                if doc["_id"] not in seen and doc["status"] != "resolved":
+                    seen.add(doc["_id"])
+                    out.append(doc)
+        return out
+
+    def find(self, query, limit, offset):
+        items = list(self.db.complaints.find(query, {"outbox_queue": 0})
+                     .sort([("received_ts", -1), ("_id", 1)]).skip(offset).limit(limit))
+        total = len(list(self.db.complaints.find(query, {"_id": 1}).limit(100_000)))
+        return items, total
+
+    def received_between(self, start_ts, end_ts):
+        return list(self.db.complaints.find({"received_ts": {"$gte": start_ts, "$lt": end_ts}},
+                                            {"outbox_queue": 0, "history": 0}))
+
+    def count(self, query):
+        return len(list(self.db.complaints.find(query, {"_id": 1}).limit(1_000_000)))
+
+    def relay(self):
+        return self.outbox.relay(now=utcnow())
