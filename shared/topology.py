@@ -43,7 +43,8 @@ SUBSCRIPTIONS = (
     # Every intake event: any of them may restate the phone or withdraw consent.
     Subscription("followup", "followup.inbound", (
         ("intake.events", "#"), ("appointments.events", "AppointmentNoShow"))),
-    Subscription("appointments", "appointments.inbound", (("intake.events", "PatientVisited"),)),
+    # Visits mark attendance; every intake event may restate the phone or the consent.
+    Subscription("appointments", "appointments.inbound", (("intake.events", "#"),)),
     Subscription("complaints", "complaints.inbound", (("followup.events", "ServiceRecoveryRequested"),)),
     Subscription("analytics", "analytics.inbound", tuple((name, "#") for name in SERVICE_EXCHANGES)),
 )

@@ -10,7 +10,7 @@ import dataclasses
 import datetime
 import uuid
 
-from shared.events import phone_digits
+from shared.contact import Contact, contact_of, parse_time  # noqa: F401 (re-exported)
 
 KINDS = ("post_visit_call", "post_discharge_call", "recovery_check", "return_visit_reminder",
          "prospect_call", "no_show_call")
@@ -73,47 +73,6 @@ def task_id(patient_id, kind, key):
 
 def event_id(followup_id, event_type, discriminator=""):
     return str(uuid.uuid5(NAMESPACE, f"{followup_id}\x1f{event_type}\x1f{discriminator}"))
-
-
-def parse_time(value):
-    return value if isinstance(value, datetime.datetime) else datetime.datetime.fromisoformat(value)
-
-
-@dataclasses.dataclass(frozen=True)
-class Contact:
-    phone: str = None
-    consent: bool = True
-    deceased: bool = False
-    name: str = None
-
-    @property
-    def callable(self):
-        return bool(phone_digits(self.phone)) and self.consent and not self.deceased
-
-    @property
-    def why_not(self):
-        if self.deceased:
-            return "deceased"
-        if not self.consent:
-            return "no_consent"
-        if not phone_digits(self.phone):
-            return "no_phone"
-        return None
-
-
-def contact_of(events):
-    """The patient's latest stated phone, consent and name (per field, latest occurred_at
-    wins), and whether a discharge reported the patient deceased."""
-    latest = {}
-    deceased = False
-    for event in sorted(events, key=lambda e: (parse_time(e["occurred_at"]), e["event_id"])):
-        person = (event.get("data") or {}).get("patient") or {}
-        for field in ("phone", "contact_consent", "name"):
-            if field in person:
-                latest[field] = person[field]
-        deceased |= (event["event_type"] == "PatientDischarged"
-                     and event["data"].get("disposition") == "deceased")
-    return Contact(latest.get("phone"), latest.get("contact_consent", True), deceased, latest.get("name"))
 
 
 @dataclasses.dataclass(frozen=True)

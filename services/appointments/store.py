@@ -1,0 +1,111 @@
+"""Appointments' own database.
+
+Collections
+  appointments   one document per appointment, with the outbox of its events
+  slots          one document per (doctor, 5-minute unit) taken: the unique _id is what
+                 makes double booking impossible, across workers and replicas
+  events         intake events received (for the patient's phone and consent)
+  notifications  reminders recorded by the default notifier
+"""
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from shared import outbox
+from shared.errors import Conflict, NotFound
+from shared.messaging import utcnow
+from shared.store import Index, Store
+
+EXCHANGE = "appointments.events"
+
+
+class AppointmentsStore(Store):
+    indexes = (
+        Index("appointments", ["patient_id"]),
+        Index("appointments", ["status"]),
+        Index("appointments", ["local_date"]),
+        Index("appointments", ["reminder_state"]),
+        Index("slots", ["appointment_id"]),
+        Index("events", ["patient_id"]),
+        *outbox.Outbox.indexes("appointments"),
+    )
+
+    def setup(self):
+        super().setup()
+        self.outbox = outbox.Outbox(self.db.appointments, self.container.config["HCRM"]["amqp_uri"],
+                                    "appointments")
+
+    # -- slots ----------------------------------------------------------------------------
+    def claim_slots(self, doctor_id, units, appointment_id):
+        """Claim every unit, ascending; on a taken unit give back what was claimed: Conflict."""
+        claimed = []
+        for unit in units:
+            try:
+                self.db.slots.insert_one({"_id": f"{doctor_id}|{unit}", "appointment_id": appointment_id})
+                claimed.append(unit)
+            except DuplicateKeyError:
+                holder = self.db.slots.find_one({"_id": f"{doctor_id}|{unit}"})
+                if holder and holder["appointment_id"] == appointment_id:
+                    continue  # a retry of this very booking
+                self.db.slots.delete_many({"_id": {"$in": [f"{doctor_id}|{u}" for u in claimed]},
+                                           "appointment_id": appointment_id})
+                raise Conflict(f"doctor {doctor_id} is already booked at that time") from None
+
+    def release_slots(self, appointment_id, keep=()):
+        self.db.slots.delete_many({"appointment_id": appointment_id,
+                                   **({"_id": {"$nin": list(keep)}} if keep else {})})
+
+    # -- appointments -----------------------------------------------------------------------
+    def insert(self, doc, message, now):
+        doc = {**doc, **outbox.fields(EXCHANGE, message["event_type"], message, now)}
+        self.db.appointments.insert_one(doc)
+        return doc
+
+    def get(self, appointment_id):
+        doc = self.db.appointments.find_one({"_id": appointment_id})
+        if doc is None:
+            raise NotFound(f"no appointment {appointment_id}")
+        return doc
+
+    def change(self, appointment, set_fields, messages, now, extra_filter=None):
+        """Apply a change to the appointment as read (same status): atomic with its events."""
+        update = outbox.append({"$set": set_fields},
+                               [(EXCHANGE, m["event_type"], m) for m in messages], now)
+        return self.db.appointments.find_one_and_update(
+            {"_id": appointment["_id"], "status": appointment["status"], **(extra_filter or {})},
+            update, return_document=ReturnDocument.AFTER)
+
+    def due_reminders(self, now_ts, limit=500):
+        return list(self.db.appointments.find(
+            {"reminder_state": "pending", "reminder_due_ts": {"$lte": now_ts}}).limit(limit))
+
+    def due_no_shows(self, now_ts, limit=500):
+        return [doc for status in ("booked", "confirmed") for doc in self.db.appointments.find(
+            {"status": status, "no_show_due_ts": {"$lte": now_ts}}).limit(limit)]
+
+    def same_day(self, patient_id, department, local_date):
+        return list(self.db.appointments.find({"patient_id": patient_id, "department": department,
+                                               "local_date": local_date}))
+
+    def find(self, query, limit, offset):
+        items = list(self.db.appointments.find(query, {"outbox_queue": 0})
+                     .sort([("starts_ts", 1), ("_id", 1)]).skip(offset).limit(limit))
+        total = len(list(self.db.appointments.find(query, {"_id": 1}).limit(100_000)))
+        return items, total
+
+    # -- patients' contact data ------------------------------------------------------------
+    def record_event(self, message):
+        try:
+            self.db.events.insert_one({"_id": message["event_id"], "event_type": message["event_type"],
+                                       "patient_id": message.get("patient_id"),
+                                       "occurred_at": message["occurred_at"], "data": message.get("data") or {}})
+        except DuplicateKeyError:
+            pass
+
+    def events_of(self, patient_id):
+        events = list(self.db.events.find({"patient_id": patient_id}))
+        for event in events:
+            event["event_id"] = event.pop("_id")
+        return events
+
+    def relay(self):
+        return self.outbox.relay(now=utcnow())
