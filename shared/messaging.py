@@ -177,9 +177,19 @@ class ReliableConsumer(Entrypoint):
             # The broker refused our publish: leave the message to the broker, not the void.
             log.exception("could not settle a failed message; requeueing it",
                           extra={"queue": self.queue_name})
-            self.queue_consumer.requeue_message(message)
+            self._safely(self.queue_consumer.requeue_message, message)
             return
-        self.queue_consumer.ack_message(message)
+        self._safely(self.queue_consumer.ack_message, message)
+
+    def _safely(self, settle, message):
+        """Ack or requeue; if the connection died meanwhile the broker redelivers the message
+        (it was never acked), so the error is logged, not raised: a raise here would kill
+        the whole service container."""
+        try:
+            settle(message)
+        except Exception as exc:
+            log.warning("could not ack/requeue; the broker will redeliver",
+                        extra={"queue": self.queue_name, "reason": f"{exc.__class__.__name__}: {exc}"})
 
     def _forward(self, message, queue, headers):
         publish(self.config["amqp_uri"], "", queue, message.body, headers=headers,

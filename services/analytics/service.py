@@ -1,0 +1,136 @@
+"""AnalyticsService: every canonical event in, once; the manager's figures out
+(PROTOCOLS.md § Analytics), for any range of days and any department."""
+import datetime
+import functools
+import zoneinfo
+
+from nameko.rpc import rpc
+
+from services.analytics import domain
+from services.analytics.config import AnalyticsConfig
+from services.analytics.store import AnalyticsStore
+from shared.errors import BadRequest, InvalidMessage
+from shared.messaging import reliable_consumer, utcnow
+from shared.metrics import MetricsServer
+from shared.service import HealthMixin
+
+MAX_DAYS = 3 * 366
+
+
+class AnalyticsService(HealthMixin):
+    name = "analytics"
+    config_schema = AnalyticsConfig
+
+    store = AnalyticsStore()
+    metrics = MetricsServer()
+
+    @reliable_consumer("analytics.inbound")
+    def handle_event(self, message):
+        event = message.body
+        if not isinstance(event, dict) or not event.get("event_id") or not event.get("event_type"):
+            raise InvalidMessage({"_schema": ["A canonical event with event_id and event_type."]})
+        # Writes below are idempotent upserts: a redelivery after a crash completes them.
+        self.store.first_time(event["event_id"], utcnow())
+        fact = domain.fact_of(event, self._tz)
+        if fact:
+            self.store.add_fact(fact)
+        entity = domain.entity_update(event, self._tz)
+        if entity:
+            self.store.fold(*entity)
+
+    @rpc
+    def summary(self, date_from, date_to, department=None, compare=None):
+        start, end = self._range(date_from, date_to)
+        figures = self._figures(start, end, department)
+        figures.update({"from": start.isoformat(), "to": end.isoformat(), "department": department})
+        if compare:
+            if compare not in ("previous_period", "previous_year"):
+                raise BadRequest("invalid compare", {"compare": ["previous_period or previous_year."]})
+            if compare == "previous_period":
+                length = end - start + datetime.timedelta(days=1)
+                other = (start - length, end - length)
+            else:
+                other = (_year_before(start), _year_before(end))
+            previous = self._figures(*other, department)
+            figures["comparison"] = {"kind": compare, "from": other[0].isoformat(), "to": other[1].isoformat(),
+                                     "figures": _scalars(previous),
+                                     "change": {k: _change(v, previous[k]) for k, v in _scalars(figures).items()}}
+        return figures
+
+    @rpc
+    def series(self, date_from, date_to, granularity="day", department=None):
+        start, end = self._range(date_from, date_to)
+        if granularity not in ("day", "week", "month"):
+            raise BadRequest("invalid granularity", {"granularity": ["day, week or month."]})
+        points, cursor = [], start
+        while cursor <= end:
+            if granularity == "day":
+                last = cursor
+            elif granularity == "week":
+                last = cursor + datetime.timedelta(days=6 - cursor.weekday())
+            else:
+                following = (cursor.replace(day=28) + datetime.timedelta(days=4)).replace(day=1)
+                last = following - datetime.timedelta(days=1)
+            last = min(last, end)
+            points.append({"from": cursor.isoformat(), "to": last.isoformat(),
+                           **_scalars(self._figures(cursor, last, department))})
+            cursor = last + datetime.timedelta(days=1)
+        return {"granularity": granularity, "department": department, "points": points}
+
+    def _figures(self, start, end, department):
+        a, b = start.isoformat(), end.isoformat()
+        consultations = self.store.facts("ConsultationLogged", a, b, department)
+        candidates = []
+        if consultations:
+            first_ts = min(c["ts"] for c in consultations)
+            last_ts = max(c["ts"] for c in consultations) + domain.CONVERSION_DAYS * 86400
+            candidates = self.store.visits_between(first_ts, last_ts)
+        resolved = self.store.entities("complaints", "resolved_date", a, b, department)
+        return domain.summary(
+            visits=self.store.facts("PatientVisited", a, b, department),
+            admissions=self.store.facts("PatientAdmitted", a, b, department),
+            discharges=self.store.facts("PatientDischarged", a, b, department),
+            consultations=consultations, candidate_visits=candidates,
+            followups=self.store.entities("followups", "due_date", a, b, department),
+            satisfactions=self.store.facts("SatisfactionRecorded", a, b, department),
+            complaints=self.store.entities("complaints", "received_date", a, b, department),
+            complaints_resolved_in_range=len(resolved))
+
+    @functools.cached_property
+    def _tz(self):
+        return zoneinfo.ZoneInfo(self.config["timezone"])
+
+    @staticmethod
+    def _range(date_from, date_to):
+        errors = {}
+        parsed = {}
+        for field, value in (("from", date_from), ("to", date_to)):
+            try:
+                parsed[field] = datetime.date.fromisoformat(value)
+            except (TypeError, ValueError):
+                errors[field] = ["A date YYYY-MM-DD."]
+        if not errors and parsed["to"] < parsed["from"]:
+            errors["to"] = ["Must not be before from."]
+        if not errors and (parsed["to"] - parsed["from"]).days > MAX_DAYS:
+            errors["to"] = [f"At most {MAX_DAYS} days."]
+        if errors:
+            raise BadRequest("invalid range", errors)
+        return parsed["from"], parsed["to"]
+
+
+def _year_before(day):
+    try:
+        return day.replace(year=day.year - 1)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year - 1, day=28)
+
+
+def _scalars(figures):
+    return {k: v for k, v in figures.items() if isinstance(v, (int, float)) or v is None
+            if k not in ("from", "to", "department")}
+
+
+def _change(now, before):
+    if now is None or before is None:
+        return None
+    return round(now - before, 4)

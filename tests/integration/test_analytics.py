@@ -1,0 +1,109 @@
+"""Analytics on the real broker and store: a shuffled, duplicated week of inbound events
+gives the figures of PROTOCOLS.md, computed here independently."""
+import datetime
+import random
+
+import pytest
+
+from tests import factories
+from tests.support import wait_until
+
+pytestmark = pytest.mark.integration
+
+WORD_OF_MOUTH = {"friend_referral", "nearby", "passing_by"}
+
+
+def week(rng):
+    events = []
+    phones = [f"134{i:08d}" for i in range(30)]
+    for i in range(120):
+        mrn = f"AN{rng.randrange(30):03d}"
+        event = factories.visit(mrn, day=rng.randint(2, 8), phone=phones[int(mrn[2:])],
+                                visit_type=rng.choice(["first", "return", "walk_in"]),
+                                department=rng.choice(["心内科", "骨科", "儿科"]))
+        event["data"]["source_channel"] = rng.choice(["friend_referral", "nearby", "advertising", "online", None])
+        if event["data"]["source_channel"] is None:
+            del event["data"]["source_channel"]
+        events.append(event)
+    for i in range(10):
+        events.append(factories.admitted(f"AN{i:03d}", f"A{i}", day=3, phone=phones[i]))
+        events.append(factories.discharged(f"AN{i:03d}", f"A{i}", day=rng.randint(4, 8), phone=phones[i]))
+    for i in range(20):  # half of them phone from a number that visits later in the week
+        phone = phones[i] if i % 2 else f"133{i:08d}"
+        events.append(factories.consultation(phone, day=rng.randint(1, 5)))
+    return events
+
+
+def expected_figures(events):
+    visits = [e for e in events if e["event_type"] == "PatientVisited"]
+    first = [v for v in visits if v["data"]["visit_type"] == "first"]
+    sourced = [v for v in first if v["data"].get("source_channel")]
+    consultations = [e for e in events if e["event_type"] == "ConsultationLogged"]
+
+    def when(value):
+        return datetime.datetime.fromisoformat(value)
+
+    conversions = 0
+    for c in consultations:
+        t = when(c["occurred_at"])
+        digits = c["data"]["patient"]["phone"]
+        conversions += any(v["data"]["patient"]["phone"] == digits
+                           and t <= when(v["data"]["visited_at"]) <= t + datetime.timedelta(days=30)
+                           for v in visits)
+    sources = {}
+    for v in sourced:
+        sources[v["data"]["source_channel"]] = sources.get(v["data"]["source_channel"], 0) + 1
+    return {
+        "visits": len(visits), "first_visits": len(first),
+        "return_visits": sum(v["data"]["visit_type"] == "return" for v in visits),
+        "admissions": sum(e["event_type"] == "PatientAdmitted" for e in events),
+        "discharges": sum(e["event_type"] == "PatientDischarged" for e in events),
+        "consultations": len(consultations), "conversions": conversions,
+        "conversion_rate": round(conversions / len(consultations), 4),
+        "word_of_mouth_share": round(sum(v["data"]["source_channel"] in WORD_OF_MOUTH for v in sourced)
+                                     / len(sourced), 4),
+        "by_source": [{"source_channel": k, "first_visits": n} for k, n in sorted(sources.items())],
+    }
+
+
+def test_a_shuffled_duplicated_week_gives_the_contract_figures(platform):
+    platform.start_service("intake")
+    platform.start_service("analytics")
+    platform.start_gateway()
+    token = platform.token()
+    rng = random.Random(11)
+    events = week(rng)
+    messages = events + rng.sample(events, 25)
+    rng.shuffle(messages)
+    for event in messages:
+        platform.publish(event)
+    expected = expected_figures(events)
+
+    def summary():
+        status, body = platform.http("GET", "/api/v1/analytics/summary?from=2026-03-01&to=2026-03-31",
+                                     token=token)
+        assert status == 200, body
+        return body
+
+    wait_until(lambda: summary()["visits"] == expected["visits"]
+               and summary()["consultations"] == expected["consultations"]
+               and summary()["discharges"] == expected["discharges"], timeout=120, interval=1,
+               message="every event counted")
+    wait_until(lambda: platform.queue_depth("analytics.inbound") == 0, message="analytics idle")
+    body = summary()
+    assert {k: body[k] for k in expected} == expected
+    departments = {d["department"]: d for d in body["by_department"]}
+    assert sum(d["visits"] for d in departments.values()) == expected["visits"]
+    one_day = platform.http("GET", "/api/v1/analytics/summary?from=2026-03-02&to=2026-03-02&department=%E9%AA%A8%E7%A7%91",
+                            token=token)[1]
+    assert one_day["visits"] == sum(1 for e in events if e["event_type"] == "PatientVisited"
+                                    and e["data"]["department"] == "骨科" and e["data"]["visited_at"][:10] == "2026-03-02")
+    compared = platform.http("GET", "/api/v1/analytics/summary?from=2026-03-01&to=2026-03-31"
+                                    "&compare=previous_year", token=token)[1]
+    assert compared["comparison"]["figures"]["visits"] == 0
+    assert compared["comparison"]["change"]["visits"] == expected["visits"]
+    series = platform.http("GET", "/api/v1/analytics/series?from=2026-03-01&to=2026-03-31&granularity=week",
+                           token=token)[1]
+    assert sum(p["visits"] for p in series["points"]) == expected["visits"]
+    assert platform.http("GET", "/api/v1/analytics/summary?from=2026-03-31&to=2026-03-01",
+                         token=token)[0] == 400

@@ -1,0 +1,113 @@
+"""Each figure of PROTOCOLS.md § Analytics on hand-made facts, and order independence."""
+import datetime
+import zoneinfo
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.analytics import domain
+
+TZ = zoneinfo.ZoneInfo("Asia/Shanghai")
+
+
+def at(day, hour=10):
+    return datetime.datetime(2026, 3, day, hour, tzinfo=TZ).isoformat()
+
+
+def visit(eid, day, mrn, phone, visit_type="first", source="friend_referral", department="心内科"):
+    return {"event_id": eid, "event_type": "PatientVisited", "occurred_at": at(day), "patient_id": mrn,
+            "data": {"patient": {"mrn": mrn, "phone": phone}, "visit_id": eid, "department": department,
+                     "visit_type": visit_type, "source_channel": source, "visited_at": at(day)}}
+
+
+def consultation(eid, day, phone, mrn=None):
+    return {"event_id": eid, "event_type": "ConsultationLogged", "occurred_at": at(day), "patient_id": "x",
+            "data": {"consultation_id": eid, "channel": "phone", "patient": {"phone": phone, **({"mrn": mrn} if mrn else {})}}}
+
+
+def figures(events, start="2026-03-01", end="2026-03-31"):
+    facts, entities = {}, {}
+    for event in events:
+        fact = domain.fact_of(event, TZ)
+        if fact:
+            facts.setdefault(fact["_id"], fact)
+        entity = domain.entity_update(event, TZ)
+        if entity:
+            entities.setdefault(entity[0], {}).setdefault(entity[1], {}).update(entity[2])
+    in_range = [f for f in facts.values() if start <= f["date"] <= end]
+    of = lambda kind: [f for f in in_range if f["type"] == kind]  # noqa: E731
+    complaints = [c for c in entities.get("complaints", {}).values() if start <= c["received_date"] <= end]
+    return domain.summary(
+        visits=of("PatientVisited"), admissions=of("PatientAdmitted"), discharges=of("PatientDischarged"),
+        consultations=of("ConsultationLogged"),
+        candidate_visits=[f for f in facts.values() if f["type"] == "PatientVisited"],
+        followups=[f for f in entities.get("followups", {}).values() if start <= f["due_date"] <= end],
+        satisfactions=of("SatisfactionRecorded"), complaints=complaints,
+        complaints_resolved_in_range=sum(start <= c.get("resolved_date", "") <= end for c in complaints))
+
+
+EVENTS = [
+    consultation("c1", 2, "13900000001"),                      # converts: visits on day 10
+    consultation("c2", 2, "13900000002"),                      # never visits
+    consultation("c3", 3, "13900000003", mrn="M3"),            # converts by MRN (other phone)
+    consultation("c4", 3, "13900000004"),                      # visit 40 days later: too late
+    visit("v1", 10, "M1", "13900000001"),
+    visit("v2", 11, "M3", "13811111111", source="advertising"),
+    visit("v3", 12, "M5", "13855555555", visit_type="return", source=None),
+    visit("v4", 12, "M6", "13866666666", source="nearby", department="骨科"),
+    {"event_id": "v5", "event_type": "PatientVisited", "occurred_at": "2026-04-12T10:00:00+08:00",
+     "patient_id": "M4", "data": {"patient": {"mrn": "M4", "phone": "13900000004"}, "visit_id": "v5",
+                                  "department": "心内科", "visit_type": "first",
+                                  "visited_at": "2026-04-12T10:00:00+08:00"}},
+    {"event_id": "f1", "event_type": "FollowUpScheduled", "occurred_at": at(2), "patient_id": "M1",
+     "data": {"followup_id": "F1", "due_at": at(3), "department": "心内科"}},
+    {"event_id": "f1c", "event_type": "FollowUpCompleted", "occurred_at": at(3), "patient_id": "M1",
+     "data": {"followup_id": "F1", "due_at": at(3), "department": "心内科"}},
+    {"event_id": "f2", "event_type": "FollowUpScheduled", "occurred_at": at(2), "patient_id": "M2",
+     "data": {"followup_id": "F2", "due_at": at(4), "department": "心内科"}},
+    {"event_id": "f3", "event_type": "FollowUpScheduled", "occurred_at": at(2), "patient_id": "M2",
+     "data": {"followup_id": "F3", "due_at": at(4), "department": "心内科"}},
+    {"event_id": "f3x", "event_type": "FollowUpCancelled", "occurred_at": at(3), "patient_id": "M2",
+     "data": {"followup_id": "F3", "due_at": at(4), "department": "心内科"}},
+    {"event_id": "s1", "event_type": "SatisfactionRecorded", "occurred_at": at(3), "patient_id": "M1",
+     "data": {"followup_id": "F1", "satisfaction": 4, "department": "心内科"}},
+    {"event_id": "s2", "event_type": "SatisfactionRecorded", "occurred_at": at(5), "patient_id": "M2",
+     "data": {"followup_id": "F2", "satisfaction": 1, "department": "心内科"}},
+]
+COMPLAINT = {"complaint_id": "K1", "received_at": at(5, 9), "ack_due_at": at(6, 9),
+             "resolve_due_at": at(7, 9), "department": "心内科", "category": "attitude"}
+EVENTS += [
+    {"event_id": "k1", "event_type": "ComplaintOpened", "occurred_at": at(5, 9), "data": COMPLAINT},
+    {"event_id": "k2", "event_type": "ComplaintAcknowledged", "occurred_at": at(5, 12), "data": COMPLAINT},
+    {"event_id": "k3", "event_type": "ComplaintResolved", "occurred_at": at(8, 9), "data": COMPLAINT},  # late
+]
+
+
+def test_each_figure_on_hand_made_data():
+    result = figures(EVENTS)
+    assert (result["visits"], result["first_visits"], result["return_visits"]) == (4, 3, 1)
+    assert (result["consultations"], result["conversions"], result["conversion_rate"]) == (4, 2, 0.5)
+    assert (result["followups_due"], result["followups_completed"], result["followup_completion_rate"]) == (2, 1, 0.5)
+    assert result["avg_satisfaction"] == 2.5
+    assert (result["complaints_opened"], result["complaints_resolved"]) == (1, 1)
+    assert (result["ack_sla_rate"], result["resolve_sla_rate"]) == (1.0, 0.0)
+    # first visits with a source: v1 friend_referral, v2 advertising, v4 nearby -> 2 / 3
+    assert result["word_of_mouth_share"] == round(2 / 3, 4)
+    assert result["by_source"] == [{"source_channel": "advertising", "first_visits": 1},
+                                   {"source_channel": "friend_referral", "first_visits": 1},
+                                   {"source_channel": "nearby", "first_visits": 1}]
+    cardiology = next(d for d in result["by_department"] if d["department"] == "心内科")
+    assert (cardiology["visits"], cardiology["first_visits"], cardiology["complaints_opened"]) == (3, 2, 1)
+    assert cardiology["avg_satisfaction"] == 2.5
+
+
+def test_empty_ranges_give_null_rates():
+    result = figures(EVENTS, "2025-01-01", "2025-01-31")
+    assert result["conversion_rate"] is None and result["avg_satisfaction"] is None
+    assert result["word_of_mouth_share"] is None and result["ack_sla_rate"] is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.permutations(EVENTS), st.lists(st.sampled_from(EVENTS), max_size=10))
+def test_shuffling_and_duplicating_never_changes_a_figure(order, duplicates):
+    assert figures(list(order) + duplicates) == figures(EVENTS)
