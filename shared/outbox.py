@@ -3,7 +3,7 @@
 A service records each outgoing event inside the same document write as its state change
 (`fields(...)` in an insert, `append(update, ...)` in an update), so a crash can never keep
 one without the other. Right after the write the service publishes the queued events with
-broker confirms and empties the queue; if the process dies first, the relay timer finds
+broker confirms and records them as sent; if the process dies first, the relay timer finds
 the pending document and publishes them. Two replicas never relay the same document at
 once: each claims it with find_one_and_update (ARCHITECTURE.md rule 5). Consumers
 deduplicate on event_id, so a second publish after a crash between the confirm and the
@@ -34,7 +34,7 @@ def _entry(exchange, routing_key, message):
 
 def fields(exchange, routing_key, message, now):
     """The outbox part of a new document: insert it in the same write as the state change."""
-    return {"outbox_queue": [_entry(exchange, routing_key, message)], "outbox_seq": 1,
+    return {"outbox_queue": [_entry(exchange, routing_key, message)], "outbox_seq": 1, "outbox_sent": 0,
             "outbox_state": PENDING,
             # The writer owns its record for CLAIM_SECONDS: the relay takes over only if the
             # writer died before publishing.
@@ -54,9 +54,10 @@ def append(update, messages, now):
 
 
 class Outbox:
-    """The outbox of one collection. Its state lives in top-level fields (`outbox_state`,
-    `outbox_claim_ts`, `outbox_seq`, `outbox_queue`); `outbox_state` is indexed, so the relay
-    finds the few pending documents without scanning every document ever written."""
+    """The outbox of one collection. Its state lives in top-level fields (`outbox_queue`, the
+    document's events in order; `outbox_sent`, how many are published; `outbox_seq`, bumped
+    by every append; `outbox_state` and `outbox_claim_ts`); `outbox_state` is indexed, so the
+    relay finds the few pending documents without scanning every document ever written."""
 
     fields = staticmethod(fields)
     append = staticmethod(append)
@@ -72,20 +73,24 @@ class Outbox:
         return (Index(collection_name, ["outbox_state"]),)
 
     def publish(self, doc):
-        """Publish every queued message of `doc` with confirms, then empty its queue unless
-        more were queued meanwhile (then publish again: duplicates are recognised by id)."""
+        """Publish the queued messages of `doc` not yet sent, with confirms; record how many
+        are sent, then mark the document published unless more were queued meanwhile (then
+        go on with those). The queue is kept: it is the document's own, short, event list."""
         for _ in range(5):
-            for text in doc.get("outbox_queue") or []:
+            queue = doc.get("outbox_queue") or []
+            for text in queue[doc.get("outbox_sent", 0):]:
                 entry = json.loads(text)
                 publish(self.amqp_uri, entry["exchange"], entry["routing_key"], entry["message"],
                         message_id=str(entry["message"].get("event_id", "")) or None)
                 metrics.EVENTS_OUT.labels(self.service, entry["routing_key"]).inc()
             done = self.collection.update_one(
                 {"_id": doc["_id"], "outbox_seq": doc.get("outbox_seq")},
-                {"$set": {"outbox_queue": [], "outbox_state": PUBLISHED,
-                          "outbox_published_ts": time.time()}})
+                {"$set": {"outbox_state": PUBLISHED, "outbox_published_ts": time.time()},
+                 "$max": {"outbox_sent": len(queue)}})
             if done.matched_count:
                 return
+            # More was queued meanwhile: note what is sent, then publish the rest.
+            self.collection.update_one({"_id": doc["_id"]}, {"$max": {"outbox_sent": len(queue)}})
             doc = self.collection.find_one({"_id": doc["_id"]})
             if doc is None or doc.get("outbox_state") != PENDING:
                 return

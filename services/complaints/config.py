@@ -21,6 +21,8 @@ class ComplaintsConfig(BaseConfig):
     deadlines = fields.Dict(keys=fields.String(validate=validate.OneOf(SEVERITIES)),
                             values=fields.Nested(DeadlineSchema))
     sla_check_interval_s = fields.Float(load_default=10.0, validate=validate.Range(min=0.1))
+    # How often to check whether last week's service-opinion report is due (sent once a week).
+    report_check_interval_s = fields.Float(load_default=3600.0, validate=validate.Range(min=0.1))
 
 
 def deadline_table(config):

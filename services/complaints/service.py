@@ -195,6 +195,27 @@ class ComplaintsService(HealthMixin):
     def relay_outbox(self):
         self.store.relay()
 
+    @configured_timer("report_check_interval_s")
+    def send_weekly_report(self):
+        self.publish_weekly_report(utcnow())
+
+    def publish_weekly_report(self, now):
+        """Seed 004: the service-opinion report is filled in every week and sent to the
+        departments. Once the week is over its report is stored (once) and published as
+        ServiceOpinionReportPublished, which departments' systems and BI consume."""
+        today = now.astimezone(self._tz).date()
+        week_start = today - datetime.timedelta(days=today.weekday() + 7)
+        report = self.weekly_report(week_start.isoformat())
+        message = {"event_id": domain.event_id(f"report:{week_start}", "ServiceOpinionReportPublished"),
+                   "event_type": "ServiceOpinionReportPublished", "schema_version": 1,
+                   "occurred_at": now.isoformat(), "recorded_at": now.isoformat(), "service": "complaints",
+                   "patient_id": None, "data": report}
+        doc = self.store.publish_report(week_start.isoformat(), report, message, now)
+        if doc:
+            self.store.report_outbox.publish_or_leave(doc)
+            log.info("weekly service-opinion report published", extra={"week_start": week_start.isoformat()})
+        return doc is not None
+
     # -- reading --------------------------------------------------------------------------
     @rpc
     def list_complaints(self, status=None, severity=None, patient_id=None, category=None,

@@ -28,12 +28,14 @@ class ComplaintsStore(Store):
         Index("complaints", ["ack_breach"]),
         Index("complaints", ["resolve_breach"]),
         *outbox.Outbox.indexes("complaints"),
+        *outbox.Outbox.indexes("reports"),
     )
 
     def setup(self):
         super().setup()
-        self.outbox = outbox.Outbox(self.db.complaints, self.container.config["HCRM"]["amqp_uri"],
-                                    "complaints")
+        amqp_uri = self.container.config["HCRM"]["amqp_uri"]
+        self.outbox = outbox.Outbox(self.db.complaints, amqp_uri, "complaints")
+        self.report_outbox = outbox.Outbox(self.db.reports, amqp_uri, "complaints")
 
     def open(self, doc, message, now):
         """Insert a complaint (once, by id) with its ComplaintOpened event."""
@@ -83,5 +85,16 @@ class ComplaintsStore(Store):
     def count(self, query):
         return len(list(self.db.complaints.find(query, {"_id": 1}).limit(1_000_000)))
 
+    def publish_report(self, week_start, report, message, now):
+        """Store the week's report once (its week is the id): replicas never send it twice."""
+        doc = {"_id": week_start, "report": report, "created_at": now.isoformat(),
+               **outbox.fields(EXCHANGE, message["event_type"], message, now)}
+        try:
+            self.db.reports.insert_one(doc)
+            return doc
+        except DuplicateKeyError:
+            return None
+
     def relay(self):
-        return self.outbox.relay(now=utcnow())
+        self.outbox.relay(now=utcnow())
+        self.report_outbox.relay(now=utcnow())
