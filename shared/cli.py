@@ -4,6 +4,7 @@
   hcrm init                 declare the whole RabbitMQ topology (idempotent)
   hcrm asyncapi             print the AsyncAPI document of the inbound contract
   hcrm dlq list|show|replay inspect and replay dead-lettered / rejected messages
+  hcrm stream [--offset ..] print the analytics stream as JSON lines (resumable by offset)
   hcrm simulate [...]       publish a realistic stream of hospital events
   hcrm up | down | status   the local runner (deploy/local.py): everything on this machine
 """
@@ -29,6 +30,10 @@ def main(argv=None):
     dlq.add_argument("queue", nargs="?", help="e.g. intake.dlq or hospital.events.rejected")
     dlq.add_argument("--limit", type=int, default=100)
     dlq.add_argument("--unmasked", action="store_true", help="show names and phones (audited access only)")
+    stream = commands.add_parser("stream", help="print the analytics stream as JSON lines")
+    stream.add_argument("--offset", default="first", help="first | last | next | N | ISO time")
+    stream.add_argument("--limit", type=int, default=None)
+    stream.add_argument("--follow", action="store_true", help="keep waiting for new events")
     for name in ("up", "down", "status"):
         commands.add_parser(name, help=f"local runner: {name}")
     args = parser.parse_args(argv)
@@ -38,6 +43,9 @@ def main(argv=None):
         runner.run(args.service)
     elif args.command == "init":
         return init()
+    elif args.command == "stream":
+        from shared import stream as stream_reader
+        return stream_reader.main(args)
     elif args.command == "dlq":
         from shared import dlq
         if args.action != "list" and not args.queue:

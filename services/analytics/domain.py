@@ -27,7 +27,8 @@ def fact_of(event, tz):
         return {**base, "date": local_date(moment, tz), "ts": moment.timestamp(),
                 "department": data.get("department"), "visit_type": data.get("visit_type"),
                 "source_channel": data.get("source_channel"), "mrn": person.get("mrn"),
-                "phone_key": phone_digits(person.get("phone")) or None, "region": person.get("region")}
+                "phone_key": phone_digits(person.get("phone")) or None, "region": person.get("region"),
+                "age_band": age_band(person.get("birth_date"), moment.astimezone(tz).date())}
     if kind in ("PatientAdmitted", "PatientDischarged"):
         field = "admitted_at" if kind == "PatientAdmitted" else "discharged_at"
         return {**base, "date": local_date(data[field], tz), "department": data.get("department")}
@@ -70,6 +71,26 @@ def entity_update(event, tz):
     return None
 
 
+AGE_BANDS = ((0, 17, "0-17"), (18, 39, "18-39"), (40, 59, "40-59"), (60, 79, "60-79"), (80, 200, "80+"))
+
+
+def age_band(birth_date, on_day):
+    """The patient's age band on the day of the visit (seed 002: age and region analysis)."""
+    if not birth_date:
+        return "unknown"
+    born = datetime.date.fromisoformat(birth_date)
+    age = on_day.year - born.year - ((on_day.month, on_day.day) < (born.month, born.day))
+    return next((label for low, high, label in AGE_BANDS if low <= age <= high), "unknown")
+
+
+def _count_by(items, key):
+    counts = {}
+    for item in items:
+        value = item.get(key) or "unknown"
+        counts[value] = counts.get(value, 0) + 1
+    return counts
+
+
 def rate(numerator, denominator):
     return round(numerator / denominator, 4) if denominator else None
 
@@ -88,7 +109,8 @@ def summary(visits, admissions, discharges, consultations, candidate_visits, fol
     """The figures over one range. Every list holds the facts already filtered to the range
     (and department); `candidate_visits` are the visits a conversion may use."""
     first = [v for v in visits if v["visit_type"] == "first"]
-    conversions = sum(converted(c, candidate_visits) for c in consultations)
+    outcome = [(c, converted(c, candidate_visits)) for c in consultations]
+    conversions = sum(hit for _, hit in outcome)
     due = [f for f in followups if not f.get("cancelled")]
     completed = [f for f in due if f.get("completed")]
     scores = [s["satisfaction"] for s in satisfactions if s.get("satisfaction") is not None]
@@ -127,4 +149,22 @@ def summary(visits, admissions, discharges, consultations, candidate_visits, fol
                                     len(with_source)),
         "by_department": by_department,
         "by_source": [{"source_channel": k, "first_visits": n} for k, n in sorted(sources.items())],
+        # Seed 002: conversion by channel and by agent, patients by region and age.
+        "conversion_by_channel": _conversion_by(outcome, "channel"),
+        "conversion_by_agent": _conversion_by(outcome, "agent_id"),
+        "by_region": [{"region": k, "visits": n, "first_visits": _count_by(first, "region").get(k, 0)}
+                      for k, n in sorted(_count_by(visits, "region").items())],
+        "by_age_band": [{"age_band": k, "visits": n} for k, n in sorted(_count_by(visits, "age_band").items())],
+        "top_complaint_categories": [{"category": k, "complaints": n} for k, n in sorted(
+            _count_by(complaints, "category").items(), key=lambda item: (-item[1], item[0]))],
     }
+
+
+def _conversion_by(outcome, key):
+    groups = {}
+    for consultation, hit in outcome:
+        group = groups.setdefault(consultation.get(key) or "unknown", [0, 0])
+        group[0] += 1
+        group[1] += hit
+    return [{key if key != "agent_id" else "agent_id": name, "consultations": n, "conversions": c,
+             "conversion_rate": rate(c, n)} for name, (n, c) in sorted(groups.items())]

@@ -126,8 +126,8 @@ def _year_before(day):
 
 
 def _scalars(figures):
-    return {k: v for k, v in figures.items() if isinstance(v, (int, float)) or v is None
-            if k not in ("from", "to", "department")}
+    return {k: v for k, v in figures.items()
+            if (isinstance(v, (int, float)) or v is None) and k not in ("from", "to", "department")}
 
 
 def _change(now, before):

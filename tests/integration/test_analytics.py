@@ -107,3 +107,28 @@ def test_a_shuffled_duplicated_week_gives_the_contract_figures(platform):
     assert sum(p["visits"] for p in series["points"]) == expected["visits"]
     assert platform.http("GET", "/api/v1/analytics/summary?from=2026-03-31&to=2026-03-01",
                          token=token)[0] == 400
+
+
+def test_hcrm_stream_replays_every_event_and_resumes_from_an_offset(platform):
+    import json as json_module
+    import subprocess
+    import sys
+    platform.start_service("intake")
+    events = [factories.visit(f"ST{i}", day=2) for i in range(12)]
+    for event in events + events[:3]:  # duplicates are recorded once
+        platform.publish(event)
+    wait_until(lambda: platform.queue_depth("hcrm.analytics") >= 12, message="12 events on the stream")
+
+    def stream(*args):
+        done = subprocess.run([sys.executable, "-m", "shared.cli", "stream", *args],
+                              env=platform.env("stream"), capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return [json_module.loads(line) for line in done.stdout.splitlines()]
+
+    replay = stream("--offset", "first")
+    assert sorted(e["source_event_id"] for e in replay) == sorted(e["event_id"] for e in events)
+    assert all(e["event_type"] == "PatientVisited" and e["patient_id"] for e in replay)
+    resume_at = replay[5]["_offset"]
+    resumed = stream("--offset", str(resume_at))
+    assert [e["event_id"] for e in resumed] == [e["event_id"] for e in replay[5:]]
+    assert stream("--offset", "first", "--limit", "4") == replay[:4]

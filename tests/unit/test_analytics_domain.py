@@ -101,6 +101,31 @@ def test_each_figure_on_hand_made_data():
     assert cardiology["avg_satisfaction"] == 2.5
 
 
+def test_breakdowns_by_channel_agent_region_age_and_complaint_category():
+    events = [consultation("c1", 2, "13900000001"), consultation("c2", 2, "13900000002"),
+              visit("v1", 10, "M1", "13900000001")]
+    events[0]["data"].update(channel="wechat", agent_id="agent-1")
+    events[1]["data"].update(channel="phone", agent_id="agent-1")
+    events[2]["data"]["patient"].update(region="海淀区", birth_date="1950-06-01")
+    result = figures(events + EVENTS[16:])
+    assert result["conversion_by_channel"] == [
+        {"channel": "phone", "consultations": 1, "conversions": 0, "conversion_rate": 0.0},
+        {"channel": "wechat", "consultations": 1, "conversions": 1, "conversion_rate": 1.0}]
+    assert result["conversion_by_agent"] == [
+        {"agent_id": "agent-1", "consultations": 2, "conversions": 1, "conversion_rate": 0.5}]
+    assert result["by_region"] == [{"region": "海淀区", "visits": 1, "first_visits": 1}]
+    assert result["by_age_band"] == [{"age_band": "60-79", "visits": 1}]
+    assert result["top_complaint_categories"] == [{"category": "attitude", "complaints": 1}]
+
+
+def test_age_bands():
+    import datetime as dt
+    assert domain.age_band("2010-03-02", dt.date(2026, 3, 1)) == "0-17"
+    assert domain.age_band("2008-03-01", dt.date(2026, 3, 1)) == "18-39"
+    assert domain.age_band(None, dt.date(2026, 3, 1)) == "unknown"
+    assert domain.age_band("1940-01-01", dt.date(2026, 3, 1)) == "80+"
+
+
 def test_empty_ranges_give_null_rates():
     result = figures(EVENTS, "2025-01-01", "2025-01-31")
     assert result["conversion_rate"] is None and result["avg_satisfaction"] is None
