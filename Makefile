@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: up down status test test-unit test-reliability demo init deps broker help
+.PHONY: up down status test test-unit test-reliability demo init deps broker tools help
 
 help:
 	@echo "make up      start RabbitMQ (installing it if needed), NX-27017, every service and the gateway"
@@ -24,6 +24,9 @@ deps: $(STAMP)
 broker:
 	@bash deploy/ensure-rabbitmq.sh
 
+tools:
+	@bash deploy/ensure-tools.sh
+
 up: deps broker
 	$(PY) -m shared.cli up
 
@@ -39,7 +42,7 @@ init: deps broker
 demo: deps
 	$(PY) -m shared.cli simulate --count 300 --rate 50
 
-test: deps broker
+test: deps broker tools
 	$(PY) -m pytest
 
 test-unit: deps

@@ -5,6 +5,7 @@
   hcrm asyncapi             print the AsyncAPI document of the inbound contract
   hcrm dlq list|show|replay inspect and replay dead-lettered / rejected messages
   hcrm stream [--offset ..] print the analytics stream as JSON lines (resumable by offset)
+  hcrm report monthly ...   the monthly leadership report (HTML with charts, CSV or JSON)
   hcrm simulate [...]       publish a realistic stream of hospital events
   hcrm up | down | status   the local runner (deploy/local.py): everything on this machine
 """
@@ -34,6 +35,13 @@ def main(argv=None):
     stream.add_argument("--offset", default="first", help="first | last | next | N | ISO time")
     stream.add_argument("--limit", type=int, default=None)
     stream.add_argument("--follow", action="store_true", help="keep waiting for new events")
+    report = commands.add_parser("report", help="the monthly leadership report")
+    report.add_argument("kind", choices=["monthly"])
+    report.add_argument("--month", required=True, help="YYYY-MM")
+    report.add_argument("--department", default=None)
+    report.add_argument("--format", choices=["html", "csv", "json"], default="html")
+    report.add_argument("--out", default=None, help="a file (default: standard output)")
+    report.add_argument("--timeout", type=float, default=60.0)
     for name in ("up", "down", "status"):
         commands.add_parser(name, help=f"local runner: {name}")
     args = parser.parse_args(argv)
@@ -46,6 +54,9 @@ def main(argv=None):
     elif args.command == "stream":
         from shared import stream as stream_reader
         return stream_reader.main(args)
+    elif args.command == "report":
+        from shared import report as reporter
+        return reporter.main(args)
     elif args.command == "dlq":
         from shared import dlq
         if args.action != "list" and not args.queue:

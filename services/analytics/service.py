@@ -6,7 +6,7 @@ import zoneinfo
 
 from nameko.rpc import rpc
 
-from services.analytics import domain
+from services.analytics import domain, report
 from services.analytics.config import AnalyticsConfig
 from services.analytics.store import AnalyticsStore
 from shared.errors import BadRequest, InvalidMessage
@@ -76,6 +76,29 @@ class AnalyticsService(HealthMixin):
                            **_scalars(self._figures(cursor, last, department))})
             cursor = last + datetime.timedelta(days=1)
         return {"granularity": granularity, "department": department, "points": points}
+
+    @rpc
+    def monthly_report(self, month, department=None, format="json"):
+        """The monthly leadership report (report.py) as data, CSV or HTML."""
+        if format not in ("json", "csv", "html"):
+            raise BadRequest("invalid format", {"format": ["json, csv or html."]})
+        try:
+            first, last = report.parse_month(month)
+        except ValueError as exc:
+            raise BadRequest("invalid month", {"month": [str(exc)]}) from None
+        figures = self._figures(first, last, department)
+        before = report.shift_month(first, -1)
+        year_before = report.shift_month(first, -12)
+        trend = [(m, figures if m == first else _scalars(self._figures(m, report.month_end(m), department)))
+                 for m in report.trend_months(first)]
+        previous_month = dict(trend)[before]
+        built = report.build(first, department, figures, previous_month,
+                             self._figures(year_before, report.month_end(year_before), department), trend)
+        if format == "csv":
+            return report.to_csv(built)
+        if format == "html":
+            return report.to_html(built)
+        return built
 
     def _figures(self, start, end, department):
         a, b = start.isoformat(), end.isoformat()

@@ -108,6 +108,28 @@ def test_a_shuffled_duplicated_week_gives_the_contract_figures(platform):
     assert platform.http("GET", "/api/v1/analytics/summary?from=2026-03-31&to=2026-03-01",
                          token=token)[0] == 400
 
+    # The monthly leadership report: the same figures, as JSON, CSV and HTML, by route and command.
+    status, monthly = platform.http("GET", "/api/v1/analytics/reports/monthly?month=2026-03", token=token)
+    assert status == 200, monthly
+    figures = {row["figure"]: row for row in monthly["figures"]}
+    assert figures["visits"]["value"] == expected["visits"]
+    assert figures["conversion_rate"]["value"] == expected["conversion_rate"]
+    assert figures["visits"]["previous_year"] == 0 and figures["visits"]["year_on_year"]["delta"] == expected["visits"]
+    assert [p["month"] for p in monthly["trend"]][-2:] == ["2026-02", "2026-03"]
+    assert monthly["trend"][-1]["visits"] == expected["visits"]
+    status, csv_text = platform.http("GET", "/api/v1/analytics/reports/monthly?month=2026-03&format=csv",
+                                     token=token)
+    assert status == 200 and f"figures,visits,门诊人次,2026-03,{expected['visits']}," in csv_text
+    assert platform.http("GET", "/api/v1/analytics/reports/monthly?month=2026-13", token=token)[0] == 400
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-m", "shared.cli", "report", "monthly", "--month", "2026-03",
+                           "--format", "html"], env=platform.env("report"), capture_output=True,
+                          text=True, timeout=90)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("<!doctype html>") and done.stdout.count("<svg") >= 6
+    assert f">{expected['visits']:,}<" in done.stdout
+
 
 def test_hcrm_stream_replays_every_event_and_resumes_from_an_offset(platform):
     import json as json_module
