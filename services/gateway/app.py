@@ -19,6 +19,7 @@ from werkzeug.wrappers import Request
 from services.gateway import auth, routes
 from services.gateway.config import GatewayConfig
 from services.gateway.http import ROUTES, ApiError, Context, json_response
+from services.gateway.ratelimit import RateLimiter
 from services.gateway.rpc import RpcPool, ServiceUnavailable
 from services.gateway.store import GatewayStore
 from shared.config import load_config
@@ -38,9 +39,9 @@ class Gateway:
         self.config = config
         self.store = GatewayStore(config)
         self.rpc = RpcPool(config["amqp_uri"], config["rpc_timeout_s"], size=config["threads"])
-        self.url_map = Map([Rule(path, endpoint=(handler, roles, audit), methods=[method])
-                            for method, path, handler, roles, audit in ROUTES])
+        self.url_map = Map([Rule(spec.path, endpoint=spec, methods=[spec.method]) for spec in ROUTES])
         self.registry = self._metrics_registry()
+        self.limiter = RateLimiter(config["rate_limit_per_minute"], config["rate_limit_burst"])
         if config["admin_username"] and config["admin_password"]:
             if self.store.create_user(config["admin_username"], config["admin_password"], "admin"):
                 log.info("bootstrap admin created", extra={"user": config["admin_username"]})
@@ -64,9 +65,10 @@ class Gateway:
         route_name = "unmatched"
         try:
             adapter = self.url_map.bind_to_environ(environ)
-            (handler, roles, audit), args = adapter.match()
-            route_name = adapter.match(return_rule=True)[0].rule
-            response = self._dispatch(ctx, handler, roles, audit, args)
+            spec, args = adapter.match()
+            ctx.spec = spec
+            route_name = spec.path
+            response = self._dispatch(ctx, spec, args)
         except NotFound:
             response = self._error(ApiError(404, "not_found", "No such route."))
         except MethodNotAllowed:
@@ -82,9 +84,9 @@ class Gateway:
                                    "ms": round(elapsed * 1000, 1), "user": ctx.user})
         return response(environ, start_response)
 
-    def _dispatch(self, ctx, handler, roles, audit, args):
-        response = self._handle(ctx, handler, roles, args)
-        if audit and ctx.user:
+    def _dispatch(self, ctx, spec, args):
+        response = self._handle(ctx, spec.handler, spec.roles, args)
+        if spec.audit and ctx.user:
             self._audit(ctx, args, response.status_code)
         return response
 
@@ -92,6 +94,8 @@ class Gateway:
         try:
             if roles is not None:
                 self._authorize(ctx, roles)
+            if roles is not None or ctx.spec.method == "POST":  # not the health checks and static files
+                self._limit(ctx)
             return handler(self, ctx, **args)
         except ApiError as exc:
             return self._error(exc)
@@ -124,15 +128,29 @@ class Gateway:
     def _authorize(self, ctx, roles):
         header = ctx.request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise ApiError(401, "unauthorized", "A bearer token is required.")
-        try:
-            claims = auth.verify_token(self.config["jwt_secret"], token.strip())
-        except auth.Unauthorized:
-            raise ApiError(401, "unauthorized", "The token is invalid or expired.") from None
-        ctx.user, ctx.role = claims["sub"], claims["role"]
+        api_key = ctx.request.headers.get("X-API-Key")
+        if api_key and not token:
+            record = self.store.api_key_principal(api_key.strip())
+            if record is None:
+                raise ApiError(401, "unauthorized", "The API key is invalid or revoked.")
+            ctx.user, ctx.role = f"key:{record['_id']}:{record['name']}", record["role"]
+        elif scheme.lower() != "bearer" or not token:
+            raise ApiError(401, "unauthorized", "A bearer token or an X-API-Key is required.")
+        else:
+            try:
+                claims = auth.verify_token(self.config["jwt_secret"], token.strip())
+            except auth.Unauthorized:
+                raise ApiError(401, "unauthorized", "The token is invalid or expired.") from None
+            ctx.user, ctx.role = claims["sub"], claims["role"]
         if not auth.role_allows(ctx.role, roles):
             raise ApiError(403, "forbidden", f"Role {ctx.role!r} may not use this route.")
+
+    def _limit(self, ctx):
+        caller = ctx.user or f"addr:{ctx.request.remote_addr}"
+        wait = self.limiter.acquire(caller)
+        if wait:
+            raise ApiError(429, "rate_limited", "Too many requests; slow down.",
+                           {"retry_after_s": round(wait, 3)})
 
     def _audit(self, ctx, args, status):
         # HIPAA technical safeguards: who read which record, when, through which route, outcome.
@@ -147,7 +165,10 @@ class Gateway:
 
     @staticmethod
     def _error(exc):
-        return json_response(error_body(exc.code, exc.message, exc.details), exc.status)
+        headers = None
+        if exc.status == 429 and exc.details.get("retry_after_s"):
+            headers = {"Retry-After": str(max(1, round(exc.details["retry_after_s"])))}
+        return json_response(error_body(exc.code, exc.message, exc.details), exc.status, headers)
 
 
 def create_app(config=None):

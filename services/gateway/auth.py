@@ -55,6 +55,31 @@ def verify_token(secret, token):
     return claims
 
 
+# Integration API keys: "hcrm_<key id>_<secret>". Only a SHA-256 of the key is stored; a
+# 192-bit random secret needs no slow hash (nothing to brute-force, unlike a password).
+KEY_PREFIX = "hcrm_"
+
+
+def new_api_key():
+    import secrets
+    key_id = secrets.token_hex(6)
+    return key_id, f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(24)}"
+
+
+def api_key_id(key):
+    """The key id inside a presented key; None for anything that is not shaped like one."""
+    if not key.startswith(KEY_PREFIX):
+        return None
+    key_id, _, secret = key[len(KEY_PREFIX):].partition("_")
+    if len(key_id) != 12 or not secret:
+        return None
+    return key_id
+
+
+def api_key_hash(key):
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
 def role_allows(role, allowed):
     """`allowed` names roles; a staff role also passes where a lower staff role is named."""
     if role in allowed:

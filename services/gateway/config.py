@@ -24,5 +24,9 @@ class GatewayConfig(BaseConfig):
     # Failed logins per username before it is throttled for login_lockout_s.
     login_max_failures = fields.Integer(load_default=5, validate=validate.Range(min=1))
     login_lockout_s = fields.Integer(load_default=300, validate=validate.Range(min=1))
+    # Requests per minute per caller (user, integration key, or address before login), with a
+    # burst; each gateway process counts on its own (ratelimit.py).
+    rate_limit_per_minute = fields.Integer(load_default=600, validate=validate.Range(min=1))
+    rate_limit_burst = fields.Integer(load_default=120, validate=validate.Range(min=1))
     # Metrics of the gunicorn workers are aggregated through this folder (multiprocess mode).
     prometheus_dir = fields.String(load_default=None)

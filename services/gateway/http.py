@@ -1,4 +1,10 @@
-"""The gateway's HTTP vocabulary: routes, the request context, the one error type."""
+"""The gateway's HTTP vocabulary: routes, the request context, the one error type.
+
+A route declares its query and body schemas (marshmallow) in `@route`: the handler validates
+with exactly those (ctx.query() / ctx.body()), and the OpenAPI document (openapi.py) is
+generated from the same declarations, so the two cannot drift apart.
+"""
+import dataclasses
 import json
 
 from marshmallow import ValidationError
@@ -26,8 +32,9 @@ def json_response(body, status=200, headers=None):
 class Context:
     """What a route handler gets: the request, the caller, the request id."""
 
-    def __init__(self, request, request_id):
+    def __init__(self, request, request_id, spec=None):
         self.request = request
+        self.spec = spec
         self.request_id = request_id
         self.user = None
         self.role = None
@@ -36,28 +43,80 @@ class Context:
     def json_body(self):
         data = self.request.get_data(cache=True)  # RequestEntityTooLarge past the limit: 413
         try:
-            return json.loads(data or b"null")
-        except (ValueError, UnicodeDecodeError):
+            body = json.loads(data or b"null")
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise ApiError(400, "invalid_json", "The body is not valid JSON.",
                            {"_body": ["Not valid JSON."]}) from None
+        unsafe = _unsafe_text(body)
+        if unsafe:  # a NUL or a lone surrogate can be stored nowhere: refuse it here, clearly
+            raise ApiError(400, "validation_failed", "The request has invalid characters.",
+                           {unsafe: ["Contains a NUL or an unpaired surrogate."]})
+        return body
 
     def load(self, schema_cls, data):
+        unsafe = _unsafe_text(data)
+        if unsafe:  # a NUL or a lone surrogate can be stored nowhere: refuse it here, clearly
+            raise ApiError(400, "validation_failed", "The request has invalid characters.",
+                           {unsafe: ["Contains a NUL or an unpaired surrogate."]})
         try:
             return schema_cls().load(data if data is not None else {})
         except ValidationError as exc:
             raise ApiError(400, "validation_failed", "The request has invalid fields.",
                            flatten_errors(exc.messages)) from None
 
-    def query(self, schema_cls):
-        return self.load(schema_cls, self.request.args.to_dict())
+    def query(self, schema_cls=None):
+        return self.load(self._declared("query", schema_cls), self.request.args.to_dict())
+
+    def body(self, schema_cls=None):
+        return self.load(self._declared("body", schema_cls), self.json_body())
+
+    def _declared(self, part, schema_cls):
+        declared = getattr(self.spec, part, None)
+        if schema_cls is not None and declared is not None and schema_cls is not declared:
+            # The OpenAPI document would describe another schema than the one enforced.
+            raise RuntimeError(f"{self.spec.path}: {part} schema {schema_cls.__name__} is not the declared one")
+        return schema_cls or declared
+
+
+def _unsafe_text(data, path="_body"):
+    """The path of the first string holding a NUL or an unpaired surrogate, else None."""
+    if isinstance(data, str):
+        if "\x00" in data or any("\ud800" <= ch <= "\udfff" for ch in data):
+            return path
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            found = _unsafe_text(key, path) or _unsafe_text(value, str(key))
+            if found:
+                return found
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            found = _unsafe_text(value, f"{path}.{index}")
+            if found:
+                return found
+    return None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: a werkzeug endpoint
+class RouteSpec:
+    method: str
+    path: str
+    handler: object
+    roles: tuple = None
+    audit: bool = False
+    query: type = None       # marshmallow schema of the query string
+    body: object = None      # marshmallow schema of the JSON body (or a JSON schema dict)
+    status: int = 200        # the success status
+    content_type: str = "application/json"
+    public: bool = True      # listed in the OpenAPI document
 
 
 ROUTES = []
 
 
-def route(method, path, roles=None, audit=False):
-    """Declare a route; roles=None means anyone (health, metrics, login)."""
+def route(method, path, roles=None, audit=False, **spec):
+    """Declare a route; roles=None means anyone (health, metrics, login, the portal's files).
+    `spec`: query=, body=, status=, content_type=, public= (see RouteSpec)."""
     def register(handler):
-        ROUTES.append((method, path, handler, roles, audit))
+        ROUTES.append(RouteSpec(method, path, handler, roles, audit, **spec))
         return handler
     return register

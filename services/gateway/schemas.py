@@ -37,6 +37,13 @@ class UserCreate(Schema):
     role = fields.String(required=True, validate=validate.OneOf(ROLES))
 
 
+class ApiKeyCreate(Schema):
+    class Meta:
+        unknown = RAISE
+
+    name = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_. -]{3,64}$"))
+
+
 class AuditQuery(PageQuery):
     patient_id = fields.String(validate=validate.Length(min=1, max=64))
     user = fields.String(validate=validate.Length(min=1, max=64))

@@ -1,4 +1,5 @@
-"""The gateway's own database: users, login throttling and the audit log."""
+"""The gateway's own database: users, integration keys, login throttling and the audit log."""
+import hmac
 import datetime
 
 from pymongo.errors import DuplicateKeyError
@@ -35,6 +36,36 @@ class GatewayStore:
             return user
         return None
 
+    # -- integration API keys -------------------------------------------------------------
+    def create_api_key(self, name, created_by, now):
+        key_id, key = auth.new_api_key()
+        record = {"_id": key_id, "name": name, "role": "integration", "key_sha256": auth.api_key_hash(key),
+                  "created_by": created_by, "created_at": now, "revoked_at": None}
+        self.db.integration_keys.insert_one(record)
+        return key, _public_key(record)
+
+    def api_keys(self, limit, offset):
+        total = self.db.integration_keys.count_documents({})
+        found = self.db.integration_keys.find({}).sort("created_at", -1).skip(offset).limit(limit)
+        return [_public_key(record) for record in found], total
+
+    def revoke_api_key(self, key_id, revoked_by, now):
+        self.db.integration_keys.update_one({"_id": key_id, "revoked_at": None},
+                                            {"$set": {"revoked_at": now, "revoked_by": revoked_by}})
+        record = self.db.integration_keys.find_one({"_id": key_id})
+        return _public_key(record) if record else None
+
+    def api_key_principal(self, key):
+        """The key's record when it is valid and not revoked, else None."""
+        key_id = auth.api_key_id(key)
+        if key_id is None:
+            return None
+        record = self.db.integration_keys.find_one({"_id": key_id})
+        if not record or record.get("revoked_at") or not hmac.compare_digest(
+                record["key_sha256"], auth.api_key_hash(key)):
+            return None
+        return record
+
     # -- login throttling -----------------------------------------------------------------
     # Times here are epoch seconds: numbers compare the same in every store.
     def login_locked(self, username, max_failures, now):
@@ -64,3 +95,10 @@ class GatewayStore:
         total = self.db.audit.count_documents(query)
         items = list(self.db.audit.find(query, {"_id": 0}).sort("at", -1).skip(offset).limit(limit))
         return items, total
+
+
+def _public_key(record):
+    """What an admin may see of a key: never the key or its hash."""
+    return {"key_id": record["_id"], "name": record["name"], "role": record["role"],
+            "created_by": record.get("created_by"), "created_at": record["created_at"],
+            "revoked_at": record.get("revoked_at"), "revoked_by": record.get("revoked_by")}

@@ -20,7 +20,7 @@ class SeriesQuery(Schema):
 
 
 class MonthlyReportQuery(Schema):
-    month = fields.String(required=True, validate=validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$",
+    month = fields.String(required=True, validate=validate.Regexp(r"^[0-9]{4}-(0[1-9]|1[0-2])$",
                                                                   error="A month YYYY-MM."))
     department = fields.String(validate=validate.Length(min=1, max=100))
     format = fields.String(load_default="json", validate=validate.OneOf(["json", "csv", "html"]))
@@ -30,17 +30,18 @@ def _dates(query):
     return {key: value.isoformat() if hasattr(value, "isoformat") else value for key, value in query.items()}
 
 
-@route("GET", "/api/v1/analytics/summary", roles=MANAGERS)
+@route("GET", "/api/v1/analytics/summary", roles=MANAGERS, query=SummaryQuery)
 def summary(gw, ctx):
     return json_response(gw.rpc.call("analytics", "summary", **_dates(ctx.query(SummaryQuery))))
 
 
-@route("GET", "/api/v1/analytics/series", roles=MANAGERS)
+@route("GET", "/api/v1/analytics/series", roles=MANAGERS, query=SeriesQuery)
 def series(gw, ctx):
     return json_response(gw.rpc.call("analytics", "series", **_dates(ctx.query(SeriesQuery))))
 
 
-@route("GET", "/api/v1/analytics/reports/monthly", roles=MANAGERS)
+@route("GET", "/api/v1/analytics/reports/monthly", roles=MANAGERS, query=MonthlyReportQuery,
+       content_type="application/json,text/csv; charset=utf-8,text/html; charset=utf-8")
 def monthly_report(gw, ctx):
     """The monthly leadership report: JSON, CSV (a download) or a self-contained HTML page."""
     query = ctx.query(MonthlyReportQuery)

@@ -43,14 +43,14 @@ def _about_patient(ctx, appointment, status=200):
     return json_response(appointment, status)
 
 
-@route("POST", "/api/v1/appointments", roles=STAFF, audit=True)
+@route("POST", "/api/v1/appointments", roles=STAFF, audit=True, body=Booking, status=201)
 def book(gw, ctx):
-    body = ctx.load(Booking, ctx.json_body())
+    body = ctx.body(Booking)
     body["starts_at"] = body["starts_at"].isoformat()
     return _about_patient(ctx, gw.rpc.call("appointments", "book", booked_by=ctx.user, **body), 201)
 
 
-@route("GET", "/api/v1/appointments", roles=STAFF, audit=True)
+@route("GET", "/api/v1/appointments", roles=STAFF, audit=True, query=AppointmentQuery)
 def list_appointments(gw, ctx):
     query = ctx.query(AppointmentQuery)
     if query.get("date"):
@@ -63,9 +63,9 @@ def get_appointment(gw, ctx, appointment_id):
     return _about_patient(ctx, gw.rpc.call("appointments", "get_appointment", appointment_id=appointment_id))
 
 
-@route("POST", "/api/v1/appointments/<appointment_id>/reschedule", roles=STAFF, audit=True)
+@route("POST", "/api/v1/appointments/<appointment_id>/reschedule", roles=STAFF, audit=True, body=Reschedule)
 def reschedule(gw, ctx, appointment_id):
-    body = ctx.load(Reschedule, ctx.json_body())
+    body = ctx.body(Reschedule)
     body["starts_at"] = body["starts_at"].isoformat()
     return _about_patient(ctx, gw.rpc.call("appointments", "reschedule", appointment_id=appointment_id,
                                            actor=ctx.user, **body))

@@ -5,9 +5,9 @@ from services.gateway import auth, schemas
 from services.gateway.http import ApiError, json_response, route
 
 
-@route("POST", "/api/v1/auth/token")
+@route("POST", "/api/v1/auth/token", body=schemas.TokenRequest)
 def token(gw, ctx):
-    creds = ctx.load(schemas.TokenRequest, ctx.json_body())
+    creds = ctx.body(schemas.TokenRequest)
     now = datetime.datetime.now(datetime.timezone.utc)
     if gw.store.login_locked(creds["username"], gw.config["login_max_failures"], now):
         raise ApiError(429, "too_many_attempts", "Too many failed logins; try again later.")

@@ -52,20 +52,21 @@ def _about_patient(ctx, complaint, status=200):
     return json_response(complaint, status)
 
 
-@route("POST", "/api/v1/complaints", roles=STAFF, audit=True)
+@route("POST", "/api/v1/complaints", roles=STAFF, audit=True, body=ComplaintCreate, status=201)
 def open_complaint(gw, ctx):
-    body = ctx.load(ComplaintCreate, ctx.json_body())
+    body = ctx.body(ComplaintCreate)
     if body.get("received_at"):
         body["received_at"] = body["received_at"].isoformat()
     return _about_patient(ctx, gw.rpc.call("complaints", "open_complaint", opened_by=ctx.user, **body), 201)
 
 
-@route("GET", "/api/v1/complaints", roles=STAFF, audit=True)
+@route("GET", "/api/v1/complaints", roles=STAFF, audit=True, query=ComplaintQuery)
 def list_complaints(gw, ctx):
     return json_response(gw.rpc.call("complaints", "list_complaints", **ctx.query(ComplaintQuery)))
 
 
-@route("GET", "/api/v1/complaints/reports/weekly", roles=MANAGERS)
+@route("GET", "/api/v1/complaints/reports/weekly", roles=MANAGERS, query=ReportQuery,
+       content_type="application/json,text/csv; charset=utf-8")
 def weekly_report(gw, ctx):
     query = ctx.query(ReportQuery)
     week = query["week_start"].isoformat() if query.get("week_start") else None
@@ -83,14 +84,14 @@ def get_complaint(gw, ctx, complaint_id):
 
 def _transition(action, roles):
     def handler(gw, ctx, complaint_id):
-        body = ctx.load(Note, ctx.json_body() or {})
+        body = ctx.body(Note)
         kwargs = {"note": body.get("note")}
         if action == "resolve":
             kwargs["resolution"] = body.get("resolution")
         return _about_patient(ctx, gw.rpc.call("complaints", action, complaint_id=complaint_id,
                                                actor=ctx.user, **kwargs))
     handler.__name__ = f"{action}_complaint"
-    route("POST", f"/api/v1/complaints/<complaint_id>/{action}", roles=roles, audit=True)(handler)
+    route("POST", f"/api/v1/complaints/<complaint_id>/{action}", roles=roles, audit=True, body=Note)(handler)
 
 
 _transition("acknowledge", STAFF)
@@ -98,8 +99,8 @@ _transition("resolve", STAFF)
 _transition("escalate", MANAGERS)  # API.md: escalation is for managers
 
 
-@route("POST", "/api/v1/complaints/<complaint_id>/assign", roles=MANAGERS, audit=True)
+@route("POST", "/api/v1/complaints/<complaint_id>/assign", roles=MANAGERS, audit=True, body=Assignment)
 def assign_complaint(gw, ctx, complaint_id):
-    body = ctx.load(Assignment, ctx.json_body())
+    body = ctx.body(Assignment)
     return _about_patient(ctx, gw.rpc.call("complaints", "assign", complaint_id=complaint_id,
                                            actor=ctx.user, agent=body["agent"]))

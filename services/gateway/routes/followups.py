@@ -33,7 +33,7 @@ def _rpc_query(query):
     return {key: value.isoformat() if hasattr(value, "isoformat") else value for key, value in query.items()}
 
 
-@route("GET", "/api/v1/followups", roles=STAFF, audit=True)
+@route("GET", "/api/v1/followups", roles=STAFF, audit=True, query=FollowupQuery)
 def list_followups(gw, ctx):
     query = ctx.query(FollowupQuery)
     return json_response(gw.rpc.call("followup", "list_followups", **_rpc_query(query)))
@@ -55,9 +55,9 @@ def claim_followup(gw, ctx, followup_id):
     return _about_patient(ctx, gw.rpc.call("followup", "claim", followup_id=followup_id, agent=ctx.user))
 
 
-@route("POST", "/api/v1/followups/<followup_id>/complete", roles=STAFF, audit=True)
+@route("POST", "/api/v1/followups/<followup_id>/complete", roles=STAFF, audit=True, body=Completion)
 def complete_followup(gw, ctx, followup_id):
-    body = ctx.load(Completion, ctx.json_body())
+    body = ctx.body(Completion)
     return _about_patient(ctx, gw.rpc.call("followup", "complete", followup_id=followup_id,
                                            agent=ctx.user, **body))
 

@@ -33,6 +33,6 @@ def readyz(gw, ctx):
     return json_response(body, 503 if down else 200)
 
 
-@route("GET", "/metrics")
+@route("GET", "/metrics", content_type="text/plain; version=0.0.4; charset=utf-8")
 def metrics(gw, ctx):
     return Response(generate_latest(gw.registry), content_type=CONTENT_TYPE_LATEST)
