@@ -11,6 +11,8 @@ mark is harmless.
 """
 import json
 import logging
+import os
+import signal
 import time
 
 from nameko.timer import Timer
@@ -23,6 +25,10 @@ log = logging.getLogger(__name__)
 
 CLAIM_SECONDS = 30
 PENDING, PUBLISHED = "pending", "published"
+# Fault injection for tests/reliability: with HCRM_FAILPOINT=outbox.before_publish the process
+# kills itself (SIGKILL, as a crash or an OOM kill would) after the state change is
+# committed and before its events are published: the window the outbox exists for.
+FAILPOINT = os.environ.get("HCRM_FAILPOINT", "")
 
 
 def _entry(exchange, routing_key, message):
@@ -76,6 +82,8 @@ class Outbox:
         """Publish the queued messages of `doc` not yet sent, with confirms; record how many
         are sent, then mark the document published unless more were queued meanwhile (then
         go on with those). The queue is kept: it is the document's own, short, event list."""
+        if FAILPOINT == "outbox.before_publish":
+            os.kill(os.getpid(), signal.SIGKILL)
         for _ in range(5):
             queue = doc.get("outbox_queue") or []
             for text in queue[doc.get("outbox_sent", 0):]:

@@ -13,7 +13,7 @@ from nameko.exceptions import RemoteError
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
-from werkzeug.routing import Map, Rule
+from werkzeug.routing import Map, RequestRedirect, Rule
 from werkzeug.wrappers import Request
 
 from services.gateway import auth, routes
@@ -69,7 +69,7 @@ class Gateway:
             ctx.spec = spec
             route_name = spec.path
             response = self._dispatch(ctx, spec, args)
-        except NotFound:
+        except (NotFound, RequestRedirect):  # a redirect: '//' or a missing slash in the path
             response = self._error(ApiError(404, "not_found", "No such route."))
         except MethodNotAllowed:
             response = self._error(ApiError(405, "method_not_allowed", "Method not allowed."))
