@@ -120,3 +120,27 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(platform, tm
     report.write_text(done.stdout + done.stderr)
     assert done.returncode == 0, done.stdout[-6000:]
     assert platform.http("GET", "/readyz")[0] == 200
+
+
+def test_object_level_access_a_task_claimed_by_one_agent_is_not_anothers(platform):
+    platform.start_service("intake")
+    platform.start_service("followup")
+    platform.start_gateway()
+    admin = platform.token()
+    for name in ("ann", "bob"):
+        assert platform.http("POST", "/api/v1/users", {"username": name, "password": f"{name}-password-1",
+                                                       "role": "agent"}, token=admin)[0] == 201
+    ann, bob = platform.token("ann", "ann-password-1"), platform.token("bob", "bob-password-1")
+    platform.publish(factories.visit("OBJ-1", phone="13900007777"))
+    tasks = wait_until(lambda: platform.http("GET", "/api/v1/followups?kind=post_visit_call", token=ann)[1]["items"],
+                       message="the call task")
+    task = tasks[0]["followup_id"]
+    assert platform.http("POST", f"/api/v1/followups/{task}/claim", token=ann)[0] == 200
+    status, body = platform.http("POST", f"/api/v1/followups/{task}/claim", token=bob)
+    assert status == 409 and "ann" in body["error"]["message"]
+    assert platform.http("POST", f"/api/v1/followups/{task}/complete", {"outcome": "reached"}, token=bob)[0] == 409
+    status, done = platform.http("POST", f"/api/v1/followups/{task}/complete",
+                                 {"outcome": "reached", "satisfaction": 4}, token=ann)
+    assert status == 200 and done["status"] == "done" and done["completed_by"] == "ann"
+    # The answer lists its fields only: nothing internal (outbox, claim bookkeeping) leaks.
+    assert not {k for k in done if k.startswith("outbox") or k.startswith("_")}
