@@ -6,12 +6,18 @@
   hcrm stream --offset next --follow    only new events, until interrupted
 
 Each event is printed as one JSON line with its stream offset in `_offset`, so a consumer
-stores the last offset it processed and resumes with `--offset <last + 1>`. The stream is
-at least once: count an `event_id` once (EVENTS.md).
+stores the last offset it processed and resumes with `--offset <last + 1>`.
+
+The stream itself is at least once: a service that died between the broker's confirm and
+recording it as sent publishes that event again. This reader prints each `event_id` once per
+run (the last MAX_REMEMBERED ids are remembered), so a replay from `first` is exactly once.
 """
+import collections
 import datetime
 import json
 import sys
+
+MAX_REMEMBERED = 2_000_000  # about 200 MB of ids: more than a year of a large hospital
 
 from kombu import Connection
 
@@ -32,8 +38,29 @@ def parse_offset(text):
     return moment
 
 
-def read(amqp_uri, offset, limit=None, follow=False, idle_s=3.0, out=sys.stdout):
+class Seen:
+    """The event ids printed so far, the oldest forgotten past `capacity`."""
+
+    def __init__(self, capacity=MAX_REMEMBERED):
+        self.capacity = capacity
+        self.ids = collections.OrderedDict()
+        self.duplicates = 0
+
+    def first_time(self, event_id):
+        if event_id is None:
+            return True
+        if event_id in self.ids:
+            self.duplicates += 1
+            return False
+        self.ids[event_id] = None
+        if len(self.ids) > self.capacity:
+            self.ids.popitem(last=False)
+        return True
+
+
+def read(amqp_uri, offset, limit=None, follow=False, idle_s=3.0, out=sys.stdout, seen=None):
     count = 0
+    seen = seen if seen is not None else Seen()
     with Connection(amqp_uri) as connection:
         channel = connection.channel()
         channel.basic_qos(0, min(limit or 500, 500), False)
@@ -44,10 +71,12 @@ def read(amqp_uri, offset, limit=None, follow=False, idle_s=3.0, out=sys.stdout)
             if limit and count >= limit:  # the rest of an already delivered chunk
                 return
             body = json.loads(message.body)
+            channel.basic_ack(message.delivery_tag)
+            if not seen.first_time(body.get("event_id")):
+                return
             body["_offset"] = (message.headers or {}).get("x-stream-offset")
             out.write(json.dumps(body, ensure_ascii=False) + "\n")
             count += 1
-            channel.basic_ack(message.delivery_tag)
             if limit and count >= limit:
                 done.append(True)
 
@@ -66,6 +95,7 @@ def read(amqp_uri, offset, limit=None, follow=False, idle_s=3.0, out=sys.stdout)
 def main(args):
     from shared.config import BaseConfig, load_config
     config = load_config("stream", BaseConfig)
-    count = read(config["amqp_uri"], parse_offset(args.offset), args.limit, args.follow)
-    print(f"{count} event(s)", file=sys.stderr)
+    seen = Seen()
+    count = read(config["amqp_uri"], parse_offset(args.offset), args.limit, args.follow, seen=seen)
+    print(f"{count} event(s), {seen.duplicates} repeated publish(es) skipped", file=sys.stderr)
     return 0
