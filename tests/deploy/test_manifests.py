@@ -363,7 +363,7 @@ def test_gateway_service_and_ingress(rendered, overlay):
     ingresses = find(resources, "Ingress")
     assert [i["metadata"]["name"] for i in ingresses] == ["gateway"], "only the gateway is exposed"
     paths = [path for rule in ingresses[0]["spec"]["rules"] for path in rule["http"]["paths"]]
-    assert [(p["path"], p["backend"]["service"]["name"]) for p in paths] == [("/api", "gateway")]
+    assert [(p["path"], p["backend"]["service"]["name"]) for p in paths] == [("/api", "gateway"), ("/portal", "gateway")]
     for resource in resources:
         if resource["kind"] == "Service":
             assert resource["spec"].get("type", "ClusterIP") == "ClusterIP", resource["metadata"]["name"]
