@@ -71,6 +71,12 @@ def entity_update(event, tz):
     return None
 
 
+def entity_days(collection, before, fields):
+    """The days whose partials an entity change touches: its dates before and after."""
+    names = ("due_date",) if collection == "followups" else ("received_date", "resolved_date")
+    return {doc.get(name) for doc in (before or {}, fields) for name in names} - {None}
+
+
 AGE_BANDS = ((0, 17, "0-17"), (18, 39, "18-39"), (40, 59, "40-59"), (60, 79, "60-79"), (80, 200, "80+"))
 
 
@@ -98,73 +104,170 @@ def rate(numerator, denominator):
 def converted(consultation, visits):
     """PROTOCOLS.md: a consultation converts when its person (same phone digits or same MRN)
     has a PatientVisited within 30 days after it."""
-    end = consultation["ts"] + CONVERSION_DAYS * 86400
-    return any(consultation["ts"] <= v["ts"] <= end and (
-        (consultation.get("phone_key") and v.get("phone_key") == consultation["phone_key"])
-        or (consultation.get("mrn") and v.get("mrn") == consultation["mrn"])) for v in visits)
+    index = visits if isinstance(visits, VisitIndex) else VisitIndex(visits)
+    return index.converted(consultation)
+
+
+class VisitIndex:
+    """Visit times by phone key and by MRN: a conversion is two lookups, not a scan of
+    every visit (a year holds a million)."""
+
+    def __init__(self, visits):
+        self.by_key = {}
+        for visit in visits:
+            for key in ("phone_key", "mrn"):
+                if visit.get(key):
+                    self.by_key.setdefault((key, visit[key]), []).append(visit["ts"])
+
+    def converted(self, consultation):
+        end = consultation["ts"] + CONVERSION_DAYS * 86400
+        return any(consultation["ts"] <= ts <= end
+                   for key in ("phone_key", "mrn") if consultation.get(key)
+                   for ts in self.by_key.get((key, consultation[key]), ()))
 
 
 def summary(visits, admissions, discharges, consultations, candidate_visits, followups,
             satisfactions, complaints, complaints_resolved_in_range):
     """The figures over one range. Every list holds the facts already filtered to the range
     (and department); `candidate_visits` are the visits a conversion may use."""
+    return finish(partial(visits, admissions, discharges, consultations, candidate_visits, followups,
+                          satisfactions, complaints, complaints_resolved_in_range))
+
+
+# -- additive partials -------------------------------------------------------------------------
+# Every figure is a ratio of sums over facts, and each fact belongs to one day (a consultation's
+# conversion to the consultation's day), so the numerators of a range are the sums of its days'.
+# The service keeps one partial per day and merges them: a year's summary reads 365 small
+# documents instead of millions of facts (bench/analytics_scale.py).
+COUNTS = ("visits", "first_visits", "return_visits", "admissions", "discharges", "consultations",
+          "conversions", "followups_due", "followups_completed", "sat_sum", "sat_n",
+          "complaints_opened", "complaints_resolved", "ack_ok", "resolve_ok", "sourced", "word_of_mouth")
+DEPARTMENT_COUNTS = ("visits", "first_visits", "discharges", "complaints_opened", "sat_sum", "sat_n")
+
+
+def partial(visits, admissions, discharges, consultations, candidate_visits, followups,
+            satisfactions, complaints, complaints_resolved_in_range):
+    """The additive numerators of the figures over the given facts (JSON-safe)."""
     first = [v for v in visits if v["visit_type"] == "first"]
-    outcome = [(c, converted(c, candidate_visits)) for c in consultations]
-    conversions = sum(hit for _, hit in outcome)
+    index = candidate_visits if isinstance(candidate_visits, VisitIndex) else VisitIndex(candidate_visits)
+    outcome = [(c, index.converted(c)) for c in consultations]
     due = [f for f in followups if not f.get("cancelled")]
-    completed = [f for f in due if f.get("completed")]
-    scores = [s["satisfaction"] for s in satisfactions if s.get("satisfaction") is not None]
+    scores = [s for s in satisfactions if s.get("satisfaction") is not None]
     with_source = [v for v in first if v.get("source_channel")]
-    departments = sorted({f["department"] for f in visits + discharges + satisfactions + complaints
-                          if f.get("department")} | {v["department"] for v in first if v.get("department")})
-    by_department = []
-    for name in departments:
-        dept_scores = [s["satisfaction"] for s in satisfactions if s.get("department") == name
-                       and s.get("satisfaction") is not None]
-        by_department.append({
-            "department": name,
-            "visits": sum(v["department"] == name for v in visits),
-            "first_visits": sum(v["department"] == name for v in first),
-            "discharges": sum(d["department"] == name for d in discharges),
-            "complaints_opened": sum(c.get("department") == name for c in complaints),
-            "avg_satisfaction": round(sum(dept_scores) / len(dept_scores), 4) if dept_scores else None})
-    sources = {}
-    for visit in with_source:
-        sources[visit["source_channel"]] = sources.get(visit["source_channel"], 0) + 1
-    return {
+    part = {
         "visits": len(visits), "first_visits": len(first),
         "return_visits": sum(v["visit_type"] == "return" for v in visits),
         "admissions": len(admissions), "discharges": len(discharges),
-        "consultations": len(consultations), "conversions": conversions,
-        "conversion_rate": rate(conversions, len(consultations)),
-        "followups_due": len(due), "followups_completed": len(completed),
-        "followup_completion_rate": rate(len(completed), len(due)),
-        "avg_satisfaction": round(sum(scores) / len(scores), 4) if scores else None,
+        "consultations": len(consultations), "conversions": sum(hit for _, hit in outcome),
+        "followups_due": len(due), "followups_completed": sum(1 for f in due if f.get("completed")),
+        "sat_sum": sum(s["satisfaction"] for s in scores), "sat_n": len(scores),
         "complaints_opened": len(complaints), "complaints_resolved": complaints_resolved_in_range,
-        "ack_sla_rate": rate(sum(1 for c in complaints if c.get("acknowledged_ts")
-                                 and c["acknowledged_ts"] <= c["ack_due_ts"]), len(complaints)),
-        "resolve_sla_rate": rate(sum(1 for c in complaints if c.get("resolved_ts")
-                                     and c["resolved_ts"] <= c["resolve_due_ts"]), len(complaints)),
-        "word_of_mouth_share": rate(sum(v["source_channel"] in WORD_OF_MOUTH for v in with_source),
-                                    len(with_source)),
-        "by_department": by_department,
-        "by_source": [{"source_channel": k, "first_visits": n} for k, n in sorted(sources.items())],
-        # Seed 002: conversion by channel and by agent, patients by region and age.
-        "conversion_by_channel": _conversion_by(outcome, "channel"),
-        "conversion_by_agent": _conversion_by(outcome, "agent_id"),
-        "by_region": [{"region": k, "visits": n, "first_visits": _count_by(first, "region").get(k, 0)}
-                      for k, n in sorted(_count_by(visits, "region").items())],
-        "by_age_band": [{"age_band": k, "visits": n} for k, n in sorted(_count_by(visits, "age_band").items())],
-        "top_complaint_categories": [{"category": k, "complaints": n} for k, n in sorted(
-            _count_by(complaints, "category").items(), key=lambda item: (-item[1], item[0]))],
+        "ack_ok": sum(1 for c in complaints if c.get("acknowledged_ts") and c["acknowledged_ts"] <= c["ack_due_ts"]),
+        "resolve_ok": sum(1 for c in complaints if c.get("resolved_ts") and c["resolved_ts"] <= c["resolve_due_ts"]),
+        "sourced": len(with_source),
+        "word_of_mouth": sum(v["source_channel"] in WORD_OF_MOUTH for v in with_source),
     }
+    departments = {}
+
+    def add(name, field, amount=1):
+        if name:
+            counts = departments.setdefault(name, dict.fromkeys(DEPARTMENT_COUNTS, 0))
+            counts[field] += amount
+    for v in visits:
+        add(v.get("department"), "visits")
+    for v in first:
+        add(v.get("department"), "first_visits")
+    for d in discharges:
+        add(d.get("department"), "discharges")
+    for c in complaints:
+        add(c.get("department"), "complaints_opened")
+    for s in satisfactions:
+        add(s.get("department"), "sat_n", 0)  # a department with ratings but no score is listed
+        if s.get("satisfaction") is not None:
+            add(s.get("department"), "sat_sum", s["satisfaction"])
+            add(s.get("department"), "sat_n")
+    part["by_department"] = departments
+    part["by_source"] = _count_by(with_source, "source_channel")
+    part["conversion_by_channel"] = _pairs_by(outcome, "channel")
+    part["conversion_by_agent_id"] = _pairs_by(outcome, "agent_id")
+    regions = {}
+    for v in visits:
+        regions.setdefault(v.get("region") or "unknown", [0, 0])[0] += 1
+    for v in first:
+        regions.setdefault(v.get("region") or "unknown", [0, 0])[1] += 1
+    part["by_region"] = regions
+    part["by_age_band"] = _count_by(visits, "age_band")
+    part["categories"] = _count_by(complaints, "category")
+    return part
 
 
-def _conversion_by(outcome, key):
+def _pairs_by(outcome, key):
     groups = {}
     for consultation, hit in outcome:
         group = groups.setdefault(consultation.get(key) or "unknown", [0, 0])
         group[0] += 1
-        group[1] += hit
-    return [{key if key != "agent_id" else "agent_id": name, "consultations": n, "conversions": c,
-             "conversion_rate": rate(c, n)} for name, (n, c) in sorted(groups.items())]
+        group[1] += int(hit)
+    return groups
+
+
+def merge(parts):
+    """The sum of partials: the partial of the union of their facts."""
+    total = {name: 0 for name in COUNTS}
+    maps = {"by_department": {}, "by_source": {}, "conversion_by_channel": {}, "conversion_by_agent_id": {},
+            "by_region": {}, "by_age_band": {}, "categories": {}}
+    for part in parts:
+        for name in COUNTS:
+            total[name] += part.get(name, 0)
+        for name, merged in maps.items():
+            for key, value in (part.get(name) or {}).items():
+                if isinstance(value, dict):
+                    into = merged.setdefault(key, dict.fromkeys(value, 0))
+                    for field, amount in value.items():
+                        into[field] = into.get(field, 0) + amount
+                elif isinstance(value, list):
+                    into = merged.setdefault(key, [0] * len(value))
+                    for index, amount in enumerate(value):
+                        into[index] += amount
+                else:
+                    merged[key] = merged.get(key, 0) + value
+    total.update(maps)
+    return total
+
+
+def finish(total):
+    """The figures of PROTOCOLS.md § Analytics from merged numerators."""
+    def mean(amount, n):
+        return round(amount / n, 4) if n else None
+    departments = total.get("by_department") or {}
+    return {
+        "visits": total["visits"], "first_visits": total["first_visits"],
+        "return_visits": total["return_visits"],
+        "admissions": total["admissions"], "discharges": total["discharges"],
+        "consultations": total["consultations"], "conversions": total["conversions"],
+        "conversion_rate": rate(total["conversions"], total["consultations"]),
+        "followups_due": total["followups_due"], "followups_completed": total["followups_completed"],
+        "followup_completion_rate": rate(total["followups_completed"], total["followups_due"]),
+        "avg_satisfaction": mean(total["sat_sum"], total["sat_n"]),
+        "complaints_opened": total["complaints_opened"], "complaints_resolved": total["complaints_resolved"],
+        "ack_sla_rate": rate(total["ack_ok"], total["complaints_opened"]),
+        "resolve_sla_rate": rate(total["resolve_ok"], total["complaints_opened"]),
+        "word_of_mouth_share": rate(total["word_of_mouth"], total["sourced"]),
+        "by_department": [{"department": name, "visits": d["visits"], "first_visits": d["first_visits"],
+                           "discharges": d["discharges"], "complaints_opened": d["complaints_opened"],
+                           "avg_satisfaction": mean(d["sat_sum"], d["sat_n"])}
+                          for name, d in sorted(departments.items())],
+        "by_source": [{"source_channel": k, "first_visits": n} for k, n in sorted((total.get("by_source") or {}).items())],
+        # Seed 002: conversion by channel and by agent, patients by region and age.
+        "conversion_by_channel": _conversions(total.get("conversion_by_channel"), "channel"),
+        "conversion_by_agent": _conversions(total.get("conversion_by_agent_id"), "agent_id"),
+        "by_region": [{"region": k, "visits": v[0], "first_visits": v[1]}
+                      for k, v in sorted((total.get("by_region") or {}).items())],
+        "by_age_band": [{"age_band": k, "visits": n} for k, n in sorted((total.get("by_age_band") or {}).items())],
+        "top_complaint_categories": [{"category": k, "complaints": n} for k, n in sorted(
+            (total.get("categories") or {}).items(), key=lambda item: (-item[1], item[0]))],
+    }
+
+
+def _conversions(groups, key):
+    return [{key: name, "consultations": n, "conversions": c, "conversion_rate": rate(c, n)}
+            for name, (n, c) in sorted((groups or {}).items())]

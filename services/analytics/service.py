@@ -12,9 +12,11 @@ from services.analytics.store import AnalyticsStore
 from shared.errors import BadRequest, InvalidMessage
 from shared.messaging import reliable_consumer, utcnow
 from shared.metrics import MetricsServer
+from shared.outbox import configured_timer
 from shared.service import HealthMixin
 
 MAX_DAYS = 3 * 366
+ALL = "*"  # the scope of the whole hospital's partials (a department's name otherwise)
 
 
 class AnalyticsService(HealthMixin):
@@ -29,14 +31,29 @@ class AnalyticsService(HealthMixin):
         event = message.body
         if not isinstance(event, dict) or not event.get("event_id") or not event.get("event_type"):
             raise InvalidMessage({"_schema": ["A canonical event with event_id and event_type."]})
-        # Writes below are idempotent upserts: a redelivery after a crash completes them.
+        # Writes below are idempotent upserts: a redelivery after a crash completes them. The
+        # days they touch are marked changed last, so a partial computed meanwhile goes stale.
         self.store.first_time(event["event_id"], utcnow())
+        touched = set()
         fact = domain.fact_of(event, self._tz)
         if fact:
             self.store.add_fact(fact)
+            touched.add(fact["date"])
+            if fact["type"] == "PatientVisited":
+                touched |= self.store.consultation_days(fact, domain.CONVERSION_DAYS * 86400)
         entity = domain.entity_update(event, self._tz)
         if entity:
-            self.store.fold(*entity)
+            before = self.store.fold(*entity)
+            touched |= domain.entity_days(entity[0], before, entity[2])
+        self.store.touch_days(touched)
+
+    @configured_timer("figures_refresh_interval_s")
+    def refresh_day_figures(self):
+        """Recompute the whole-hospital partial of each day changed since its last refresh."""
+        for day, n in self.store.dirty_days(self.config["figures_refresh_batch"]):
+            moment = datetime.date.fromisoformat(day)
+            self.store.cache_days(ALL, [(day, n, self._partials(moment, moment, None)[day])])
+            self.store.mark_clean(day, n)
 
     @rpc
     def summary(self, date_from, date_to, department=None, compare=None):
@@ -101,23 +118,60 @@ class AnalyticsService(HealthMixin):
         return built
 
     def _figures(self, start, end, department):
+        """The figures over the days start..end: the merge of each day's partial, recomputed
+        (together, a run of days at a time) only for the days that changed since stored."""
         a, b = start.isoformat(), end.isoformat()
+        scope = department or ALL
+        changes = self.store.day_changes(a, b)  # read before computing: a later change shows
+        cached = self.store.cached_days(a, b, scope)
+        parts, stale, day = [], [], start
+        while day <= end:
+            d = day.isoformat()
+            hit = cached.get(d)
+            if hit is not None and hit[0] == changes.get(d, 0):
+                parts.append(hit[1])
+            else:
+                stale.append(day)
+            day += datetime.timedelta(days=1)
+        for run_start, run_end in _runs(stale):
+            fresh = self._partials(run_start, run_end, department)
+            self.store.cache_days(scope, [(d, changes.get(d, 0), part) for d, part in fresh.items()])
+            parts.extend(fresh.values())
+        return domain.finish(domain.merge(parts))
+
+    def _partials(self, start, end, department):
+        """{day: partial} for every day start..end, from one read of the range's facts."""
+        a, b = start.isoformat(), end.isoformat()
+
+        def by_day(items, field="date"):
+            grouped = {}
+            for item in items:
+                grouped.setdefault(item.get(field), []).append(item)
+            return grouped
         consultations = self.store.facts("ConsultationLogged", a, b, department)
         candidates = []
         if consultations:
             first_ts = min(c["ts"] for c in consultations)
             last_ts = max(c["ts"] for c in consultations) + domain.CONVERSION_DAYS * 86400
             candidates = self.store.visits_between(first_ts, last_ts)
-        resolved = self.store.entities("complaints", "resolved_date", a, b, department)
-        return domain.summary(
-            visits=self.store.facts("PatientVisited", a, b, department),
-            admissions=self.store.facts("PatientAdmitted", a, b, department),
-            discharges=self.store.facts("PatientDischarged", a, b, department),
-            consultations=consultations, candidate_visits=candidates,
-            followups=self.store.entities("followups", "due_date", a, b, department),
-            satisfactions=self.store.facts("SatisfactionRecorded", a, b, department),
-            complaints=self.store.entities("complaints", "received_date", a, b, department),
-            complaints_resolved_in_range=len(resolved))
+        index = domain.VisitIndex(candidates)
+        facts = {kind: by_day(self.store.facts(kind, a, b, department)) for kind in (
+            "PatientVisited", "PatientAdmitted", "PatientDischarged", "SatisfactionRecorded")}
+        facts["ConsultationLogged"] = by_day(consultations)
+        followups = by_day(self.store.entities("followups", "due_date", a, b, department), "due_date")
+        received = by_day(self.store.entities("complaints", "received_date", a, b, department), "received_date")
+        resolved = by_day(self.store.entities("complaints", "resolved_date", a, b, department), "resolved_date")
+        partials, day = {}, start
+        while day <= end:
+            d = day.isoformat()
+            partials[d] = domain.partial(
+                visits=facts["PatientVisited"].get(d, []), admissions=facts["PatientAdmitted"].get(d, []),
+                discharges=facts["PatientDischarged"].get(d, []),
+                consultations=facts["ConsultationLogged"].get(d, []), candidate_visits=index,
+                followups=followups.get(d, []), satisfactions=facts["SatisfactionRecorded"].get(d, []),
+                complaints=received.get(d, []), complaints_resolved_in_range=len(resolved.get(d, [])))
+            day += datetime.timedelta(days=1)
+        return partials
 
     @functools.cached_property
     def _tz(self):
@@ -139,6 +193,17 @@ class AnalyticsService(HealthMixin):
         if errors:
             raise BadRequest("invalid range", errors)
         return parsed["from"], parsed["to"]
+
+
+def _runs(days):
+    """Consecutive days as (first, last) runs: one read of the store per run."""
+    runs = []
+    for day in days:
+        if runs and day - runs[-1][1] == datetime.timedelta(days=1):
+            runs[-1][1] = day
+        else:
+            runs.append([day, day])
+    return [tuple(run) for run in runs]
 
 
 def _year_before(day):

@@ -1,5 +1,10 @@
 """Analytics' own database: `facts` (one per event, unique on event_id: duplicates count
-once) and the `followups` / `complaints` entities folded from their events."""
+once), the `followups` / `complaints` entities folded from their events, and the per-day
+partial figures (`day_figures`) with the change counters (`day_changes`) that say when a
+day's partial is stale."""
+import json
+
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from shared.store import Index, Store
@@ -14,6 +19,10 @@ class AnalyticsStore(Store):
         Index("complaints", ["received_date"]),
         Index("complaints", ["resolved_date"]),
         Index("seen", ["seen_at"]),
+        Index("facts", ["phone_key"]),
+        Index("facts", ["mrn"]),
+        Index("day_figures", ["date"]),
+        Index("day_changes", ["dirty"]),
     )
 
     def first_time(self, event_id, now):
@@ -28,7 +37,49 @@ class AnalyticsStore(Store):
         self.db.facts.update_one({"_id": fact["_id"]}, {"$setOnInsert": fact}, upsert=True)
 
     def fold(self, collection, entity_id, fields):
-        self.db[collection].update_one({"_id": entity_id}, {"$set": fields}, upsert=True)
+        """Set the entity's fields; the entity as it was before (None if new)."""
+        return self.db[collection].find_one_and_update({"_id": entity_id}, {"$set": fields}, upsert=True,
+                                                       return_document=ReturnDocument.BEFORE)
+
+    def consultation_days(self, visit, window_s):
+        """The days of the consultations this visit may convert (same phone or MRN, within the
+        window before it): their partials change with it."""
+        days = set()
+        for key in ("phone_key", "mrn"):
+            if visit.get(key):
+                days.update(doc["date"] for doc in self.db.facts.find(
+                    {key: visit[key], "type": "ConsultationLogged",
+                     "ts": {"$gte": visit["ts"] - window_s, "$lte": visit["ts"]}}, {"date": 1}))
+        return days
+
+    # -- per-day partial figures ---------------------------------------------------------------
+    def touch_days(self, days):
+        """Record that these days' figures changed (after the change is written)."""
+        for day in sorted({d for d in days if d}):
+            self.db.day_changes.update_one({"_id": day}, {"$inc": {"n": 1}, "$set": {"dirty": 1}}, upsert=True)
+
+    def day_changes(self, start, end):
+        return {doc["_id"]: doc["n"] for doc in self.db.day_changes.find({"_id": {"$gte": start, "$lte": end}})}
+
+    def dirty_days(self, limit):
+        return [(doc["_id"], doc["n"]) for doc in self.db.day_changes.find({"dirty": 1}).limit(limit)]
+
+    def mark_clean(self, day, n):
+        self.db.day_changes.update_one({"_id": day, "n": n}, {"$set": {"dirty": 0}})
+
+    def cached_days(self, start, end, scope):
+        return {doc["date"]: (doc["n"], json.loads(doc["partial"])) for doc in self.db.day_figures.find(
+            {"date": {"$gte": start, "$lte": end}, "scope": scope})}
+
+    def cache_days(self, scope, days):
+        """Store partials [(day, n, partial)]: one bulk write. JSON text, since department and
+        region names are free text, not safe as field names. The id starts with the scope:
+        NX-27017 mismatches a string id that starts with an ISO date."""
+        if days:
+            self.db.day_figures.bulk_write([UpdateOne(
+                {"_id": f"{scope}|{day}"},
+                {"$set": {"date": day, "scope": scope, "n": n, "partial": json.dumps(part, ensure_ascii=False)}},
+                upsert=True) for day, n, part in days], ordered=False)
 
     def facts(self, kind, start, end, department=None, department_field="department"):
         query = {"type": kind, "date": {"$gte": start, "$lte": end}}

@@ -130,6 +130,12 @@ def test_a_shuffled_duplicated_week_gives_the_contract_figures(platform):
     assert done.stdout.startswith("<!doctype html>") and done.stdout.count("<svg") >= 6
     assert f">{expected['visits']:,}<" in done.stdout
 
+    # A visit that arrives days late changes its day's stored partial: the figures follow.
+    late = factories.visit("AN-LATE", day=3, phone="13499999999")
+    platform.publish(late)
+    wait_until(lambda: summary()["visits"] == expected["visits"] + 1, timeout=60, message="the late visit counted")
+    assert summary()["first_visits"] == expected["first_visits"] + 1
+
 
 def test_hcrm_stream_replays_every_event_and_resumes_from_an_offset(platform):
     import json as json_module

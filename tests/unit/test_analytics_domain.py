@@ -25,7 +25,8 @@ def consultation(eid, day, phone, mrn=None):
             "data": {"consultation_id": eid, "channel": "phone", "patient": {"phone": phone, **({"mrn": mrn} if mrn else {})}}}
 
 
-def figures(events, start="2026-03-01", end="2026-03-31"):
+def recorded(events):
+    """Facts once per event id and entities folded, as the service stores them."""
     facts, entities = {}, {}
     for event in events:
         fact = domain.fact_of(event, TZ)
@@ -34,6 +35,11 @@ def figures(events, start="2026-03-01", end="2026-03-31"):
         entity = domain.entity_update(event, TZ)
         if entity:
             entities.setdefault(entity[0], {}).setdefault(entity[1], {}).update(entity[2])
+    return facts, entities
+
+
+def figures(events, start="2026-03-01", end="2026-03-31"):
+    facts, entities = recorded(events)
     in_range = [f for f in facts.values() if start <= f["date"] <= end]
     of = lambda kind: [f for f in in_range if f["type"] == kind]  # noqa: E731
     complaints = [c for c in entities.get("complaints", {}).values() if start <= c["received_date"] <= end]
@@ -136,3 +142,43 @@ def test_empty_ranges_give_null_rates():
 @given(st.permutations(EVENTS), st.lists(st.sampled_from(EVENTS), max_size=10))
 def test_shuffling_and_duplicating_never_changes_a_figure(order, duplicates):
     assert figures(list(order) + duplicates) == figures(EVENTS)
+
+
+def day_partials(events, start, end):
+    """What the service stores: one partial per day, each over that day's facts only."""
+    facts, entities = recorded(events)
+    day, last = datetime.date.fromisoformat(start), datetime.date.fromisoformat(end)
+    parts = []
+    while day <= last:
+        d = day.isoformat()
+        of = lambda kind: [f for f in facts.values() if f["type"] == kind and f["date"] == d]  # noqa: E731
+        complaints = [c for c in entities.get("complaints", {}).values() if c["received_date"] == d]
+        parts.append(domain.partial(
+            visits=of("PatientVisited"), admissions=of("PatientAdmitted"), discharges=of("PatientDischarged"),
+            consultations=of("ConsultationLogged"),
+            candidate_visits=[f for f in facts.values() if f["type"] == "PatientVisited"],
+            followups=[f for f in entities.get("followups", {}).values() if f["due_date"] == d],
+            satisfactions=of("SatisfactionRecorded"), complaints=complaints,
+            complaints_resolved_in_range=sum(c.get("resolved_date") == d
+                                             for c in entities.get("complaints", {}).values())))
+        day += datetime.timedelta(days=1)
+    return parts
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.permutations(EVENTS), st.sampled_from([("2026-03-01", "2026-03-31"), ("2026-03-02", "2026-03-11"),
+                                                ("2026-03-12", "2026-04-30")]))
+def test_merged_day_partials_give_the_figures_of_the_whole_range(order, window):
+    start, end = window
+    merged = domain.finish(domain.merge(day_partials(list(order), start, end)))
+    whole = figures(EVENTS, start, end)
+    # (The whole-range helper counts resolutions among the range's complaints, the days by the day
+    # of resolution, as the service does: the same in these windows.)
+    assert merged == whole
+
+
+def test_partials_survive_json_as_the_store_keeps_them():
+    import json
+    parts = day_partials(EVENTS, "2026-03-01", "2026-03-31")
+    again = [json.loads(json.dumps(p, ensure_ascii=False)) for p in parts]
+    assert domain.finish(domain.merge(again)) == domain.finish(domain.merge(parts))
