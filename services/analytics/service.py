@@ -49,10 +49,21 @@ class AnalyticsService(HealthMixin):
 
     @configured_timer("figures_refresh_interval_s")
     def refresh_day_figures(self):
-        """Recompute the whole-hospital partial of each day changed since its last refresh."""
-        for day, n in self.store.dirty_days(self.config["figures_refresh_batch"]):
+        """Recompute the partials of each day changed since its last refresh: the whole
+        hospital's and every department's, so a manager's query finds them ready."""
+        dirty = self.store.dirty_days(self.config["figures_refresh_batch"])
+        if not dirty:
+            return
+        scopes = {ALL} | self.store.cached_scopes()
+        for day, n in dirty:
             moment = datetime.date.fromisoformat(day)
-            self.store.cache_days(ALL, [(day, n, self._partials(moment, moment, None)[day])])
+            by_scope = self._partials(moment, moment, None, scopes=scopes)[day]
+            first_seen = set(by_scope[ALL]["by_department"]) - scopes  # a department new today
+            if first_seen:
+                by_scope.update(self._partials(moment, moment, None, scopes=first_seen)[day])
+                scopes |= first_seen
+            for scope, part in by_scope.items():
+                self.store.cache_days(scope, [(day, n, part)])
             self.store.mark_clean(day, n)
 
     @rpc
@@ -139,8 +150,9 @@ class AnalyticsService(HealthMixin):
             parts.extend(fresh.values())
         return domain.finish(domain.merge(parts))
 
-    def _partials(self, start, end, department):
-        """{day: partial} for every day start..end, from one read of the range's facts."""
+    def _partials(self, start, end, department, scopes=None):
+        """{day: partial} for every day start..end, from one read of the range's facts; with
+        `scopes` (ALL and department names), {day: {scope: partial}} from that same read."""
         a, b = start.isoformat(), end.isoformat()
 
         def by_day(items, field="date"):
@@ -161,15 +173,20 @@ class AnalyticsService(HealthMixin):
         followups = by_day(self.store.entities("followups", "due_date", a, b, department), "due_date")
         received = by_day(self.store.entities("complaints", "received_date", a, b, department), "received_date")
         resolved = by_day(self.store.entities("complaints", "resolved_date", a, b, department), "resolved_date")
+
+        def partial_of(d, scope):
+            def of(items):
+                items = items.get(d, [])
+                return items if scope in (None, ALL) else [i for i in items if i.get("department") == scope]
+            return domain.partial(
+                visits=of(facts["PatientVisited"]), admissions=of(facts["PatientAdmitted"]),
+                discharges=of(facts["PatientDischarged"]), consultations=of(facts["ConsultationLogged"]),
+                candidate_visits=index, followups=of(followups), satisfactions=of(facts["SatisfactionRecorded"]),
+                complaints=of(received), complaints_resolved_in_range=len(of(resolved)))
         partials, day = {}, start
         while day <= end:
             d = day.isoformat()
-            partials[d] = domain.partial(
-                visits=facts["PatientVisited"].get(d, []), admissions=facts["PatientAdmitted"].get(d, []),
-                discharges=facts["PatientDischarged"].get(d, []),
-                consultations=facts["ConsultationLogged"].get(d, []), candidate_visits=index,
-                followups=followups.get(d, []), satisfactions=facts["SatisfactionRecorded"].get(d, []),
-                complaints=received.get(d, []), complaints_resolved_in_range=len(resolved.get(d, [])))
+            partials[d] = partial_of(d, None) if scopes is None else {scope: partial_of(d, scope) for scope in scopes}
             day += datetime.timedelta(days=1)
         return partials
 

@@ -71,6 +71,10 @@ class AnalyticsStore(Store):
         return {doc["date"]: (doc["n"], json.loads(doc["partial"])) for doc in self.db.day_figures.find(
             {"date": {"$gte": start, "$lte": end}, "scope": scope})}
 
+    def cached_scopes(self):
+        """The departments that have stored partials (a department queried or refreshed once)."""
+        return set(self.db.day_figures.distinct("scope"))
+
     def cache_days(self, scope, days):
         """Store partials [(day, n, partial)]: one bulk write. JSON text, since department and
         region names are free text, not safe as field names. The id starts with the scope:

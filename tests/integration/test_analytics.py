@@ -169,3 +169,26 @@ def test_hcrm_stream_replays_every_event_and_resumes_from_an_offset(platform):
     # runs a consumer keeps its own ids (the README says so).
     assert [e["event_id"] for e in resumed] == [e["event_id"] for e in replay[5:]] + [recorded["event_id"]]
     assert stream("--offset", "first", "--limit", "4") == replay[:4]
+
+
+def test_refreshed_partials_serve_the_whole_hospital_and_each_department(platform):
+    """The refresh timer stores each changed day's partials (hospital and departments); a summary
+    then reads them, and equals what the facts give."""
+    from pymongo import MongoClient
+    platform.start_service("intake")
+    platform.start_service("analytics", ANALYTICS_FIGURES_REFRESH_INTERVAL_S="0.5")
+    platform.start_gateway()
+    token = platform.token()
+    for i, department in enumerate(["心内科", "骨科", "骨科"]):
+        platform.publish(factories.visit(f"RF{i}", day=4, department=department, phone=f"1350000000{i}"))
+    db = MongoClient(platform.database_uri("analytics"), serverSelectionTimeoutMS=3000).get_default_database()
+    wait_until(lambda: db.day_changes.count_documents({"_id": "2026-03-04", "dirty": 0}) == 1
+               and db.day_figures.count_documents({"date": "2026-03-04"}) >= 3
+               and platform.queue_depth("analytics.inbound") == 0, timeout=60, message="the day refreshed")
+    scopes = {doc["scope"] for doc in db.day_figures.find({"date": "2026-03-04"})}
+    assert scopes >= {"*", "心内科", "骨科"}
+    for department, visits in ((None, 3), ("骨科", 2), ("心内科", 1)):
+        query = "from=2026-03-04&to=2026-03-04" + (f"&department={department}" if department else "")
+        status, body = platform.http("GET", f"/api/v1/analytics/summary?{query}".replace("骨科", "%E9%AA%A8%E7%A7%91")
+                                     .replace("心内科", "%E5%BF%83%E5%86%85%E7%A7%91"), token=token)
+        assert status == 200 and body["visits"] == visits, (department, body)
