@@ -10,3 +10,6 @@ class AnalyticsConfig(BaseConfig):
     # so that the manager's summary of a year reads 365 ready partials.
     figures_refresh_interval_s = fields.Float(load_default=5.0, validate=validate.Range(min=0.1))
     figures_refresh_batch = fields.Integer(load_default=200, validate=validate.Range(min=1))
+    # At most this much time per refresh: a bulk import makes many days stale at once, and the
+    # consumers share the store with the refresh.
+    figures_refresh_budget_s = fields.Float(load_default=1.0, validate=validate.Range(min=0.05))

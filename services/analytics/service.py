@@ -2,6 +2,7 @@
 (PROTOCOLS.md § Analytics), for any range of days and any department."""
 import datetime
 import functools
+import time
 import zoneinfo
 
 from nameko.rpc import rpc
@@ -55,7 +56,10 @@ class AnalyticsService(HealthMixin):
         if not dirty:
             return
         scopes = {ALL} | self.store.cached_scopes()
+        deadline = time.monotonic() + self.config["figures_refresh_budget_s"]
         for day, n in dirty:
+            if time.monotonic() > deadline:  # a bulk import dirties many days: share the store
+                break
             moment = datetime.date.fromisoformat(day)
             by_scope = self._partials(moment, moment, None, scopes=scopes)[day]
             first_seen = set(by_scope[ALL]["by_department"]) - scopes  # a department new today
