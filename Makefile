@@ -5,13 +5,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: up down status test test-unit test-reliability demo init deps broker tools help
+.PHONY: up down status test test-unit test-reliability demo init deps broker tools bench help
 
 help:
 	@echo "make up      start RabbitMQ (installing it if needed), NX-27017, every service and the gateway"
 	@echo "make down    stop what make up started (data is kept in .local/)"
 	@echo "make test    run the whole test suite (unit, integration, end-to-end, deploy checks)"
 	@echo "make demo    publish a realistic stream of hospital events to the running platform"
+	@echo "make bench   run the benchmarks (bench/README.md), appending figures to bench/RESULTS.md (~10 min)"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,3 +51,12 @@ test-unit: deps
 
 test-reliability: deps broker
 	$(PY) -m pytest tests/reliability
+
+# Not part of `make test`: each bench starts its own isolated installation (own vhost,
+# own NX-27017) and appends its figures to bench/RESULTS.md. Longer runs: bench/README.md.
+bench: deps broker tools
+	$(PY) -m bench.intake_throughput 2000
+	$(PY) -m bench.framework_overhead 2000
+	$(PY) -m bench.latency --rates 10,50,200 --duration 30 --drain 45
+	$(PY) -m bench.gateway_load --connections 32 --duration 15
+	$(PY) -m bench.analytics_scale --events 300000 --rpc-cap 60

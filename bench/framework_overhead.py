@@ -6,18 +6,21 @@ nameko reliable consumer and by a bare kombu consumer, side by side in one run.
 Each consumer drains its own queue of N pre-published messages; the figure is messages/s
 from its start to the last write, and the ratio nameko/bare.
 """
+import os
 import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo
+
 from kombu import Connection, Queue
 
-from bench.common import installation, record
+from bench.common import Resources, installation, record, watch_broker
 from shared.messaging import publish
 from tests.support import REPO
 
 
-def drain_with(mode, platform, count, workers=10):
+def drain_with(mode, platform, count, resources, workers=10):
     queue = f"bench.{mode}"
     mongo_uri = platform.database_uri(f"bench_{mode}")
     with Connection(platform.amqp_uri) as connection:
@@ -30,6 +33,7 @@ def drain_with(mode, platform, count, workers=10):
     process = subprocess.Popen([sys.executable, "-m", "bench.overhead_worker", mode, platform.amqp_uri,
                                 mongo_uri, queue, str(workers)], cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    resources.watch(f"{mode} consumer", process.pid)
     process.stdout.readline()
     while db.writes.estimated_document_count() < count:
         if time.perf_counter() - started > 600:
@@ -43,15 +47,19 @@ def drain_with(mode, platform, count, workers=10):
 
 def main(count=3000):
     platform, store = installation()
+    resources = watch_broker(Resources().start()).watch("nx-27017", store.process.popen.pid)
     try:
-        bare = drain_with("bare", platform, count)
-        nameko = drain_with("nameko", platform, count)
+        bare = drain_with("bare", platform, count, resources)
+        nameko = drain_with("nameko", platform, count, resources)
+        resources.stop()
         record(f"framework overhead, {count} messages, one store write each", [
             f"bare kombu consumer: {bare:.0f} msg/s",
             f"nameko + reliable_consumer: {nameko:.0f} msg/s",
             f"ratio nameko/bare: {nameko / bare:.2f} (throughput; 1.00 = no overhead)",
+            *resources.lines(),
         ])
     finally:
+        resources.stop()
         platform.close()
         store.close()
 
