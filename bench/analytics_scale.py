@@ -436,9 +436,11 @@ def main(argv=None):
             state = (f"{run['seconds']:.2f} s" if run["finished"]
                      else f"stopped at the cap after {run['seconds']:.0f} s (> --rpc-cap {args.rpc_cap:g} s)")
             store_s = sum(c[1] for c in run["calls"].values())
+            rest = ("the rest (Python: domain, decoding)" if run["finished"] else
+                    "the rest (the store call in flight at the stop, and Python)")
             lines.append(f"**summary, {label} {start}..{end}**, cold (derived caches emptied) — in-process "
-                         f"AnalyticsService._figures: {state}; store calls {store_s:.2f} s, the rest (Python: "
-                         f"domain, decoding) {max(run['seconds'] - store_s, 0):.2f} s")
+                         f"AnalyticsService._figures: {state}; finished store calls {store_s:.2f} s, {rest} "
+                         f"{max(run['seconds'] - store_s, 0):.2f} s")
             for name, (n, seconds, size, nx) in sorted(run["calls"].items(), key=lambda i: -i[1][1]):
                 lines.append(f"  - store.{name}: {n} calls, {size} documents, {seconds:.2f} s "
                              f"(NX-27017 CPU {nx:.2f} s)")
