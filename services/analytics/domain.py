@@ -101,16 +101,10 @@ def rate(numerator, denominator):
     return round(numerator / denominator, 4) if denominator else None
 
 
-def converted(consultation, visits):
-    """PROTOCOLS.md: a consultation converts when its person (same phone digits or same MRN)
-    has a PatientVisited within 30 days after it."""
-    index = visits if isinstance(visits, VisitIndex) else VisitIndex(visits)
-    return index.converted(consultation)
-
-
 class VisitIndex:
-    """Visit times by phone key and by MRN: a conversion is two lookups, not a scan of
-    every visit (a year holds a million)."""
+    """PROTOCOLS.md: a consultation converts when its person (same phone digits or same MRN)
+    has a PatientVisited within 30 days after it. Visit times by phone key and by MRN make
+    that two lookups, not a scan of every visit (a year holds a million)."""
 
     def __init__(self, visits):
         self.by_key = {}

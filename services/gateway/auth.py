@@ -5,6 +5,7 @@ import datetime
 import hashlib
 import hmac
 import os
+import secrets
 
 import jwt
 
@@ -61,7 +62,6 @@ KEY_PREFIX = "hcrm_"
 
 
 def new_api_key():
-    import secrets
     key_id = secrets.token_hex(6)
     return key_id, f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(24)}"
 

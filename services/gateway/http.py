@@ -47,17 +47,9 @@ class Context:
         except (ValueError, UnicodeDecodeError, RecursionError):
             raise ApiError(400, "invalid_json", "The body is not valid JSON.",
                            {"_body": ["Not valid JSON."]}) from None
-        unsafe = _unsafe_text(body)
-        if unsafe:  # a NUL or a lone surrogate can be stored nowhere: refuse it here, clearly
-            raise ApiError(400, "validation_failed", "The request has invalid characters.",
-                           {unsafe: ["Contains a NUL or an unpaired surrogate."]})
-        return body
+        return _refuse_unsafe_text(body)
 
     def load(self, schema_cls, data):
-        unsafe = _unsafe_text(data)
-        if unsafe:  # a NUL or a lone surrogate can be stored nowhere: refuse it here, clearly
-            raise ApiError(400, "validation_failed", "The request has invalid characters.",
-                           {unsafe: ["Contains a NUL or an unpaired surrogate."]})
         try:
             return schema_cls().load(data if data is not None else {})
         except ValidationError as exc:
@@ -65,7 +57,7 @@ class Context:
                            flatten_errors(exc.messages)) from None
 
     def query(self, schema_cls=None):
-        return self.load(self._declared("query", schema_cls), self.request.args.to_dict())
+        return self.load(self._declared("query", schema_cls), _refuse_unsafe_text(self.request.args.to_dict()))
 
     def body(self, schema_cls=None):
         return self.load(self._declared("body", schema_cls), self.json_body())
@@ -76,6 +68,16 @@ class Context:
             # The OpenAPI document would describe another schema than the one enforced.
             raise RuntimeError(f"{self.spec.path}: {part} schema {schema_cls.__name__} is not the declared one")
         return schema_cls or declared
+
+
+def _refuse_unsafe_text(data):
+    """`data` unchanged, or 400: a NUL or a lone surrogate can be stored nowhere, so the
+    edge refuses it clearly instead of a service failing on it."""
+    unsafe = _unsafe_text(data)
+    if unsafe:
+        raise ApiError(400, "validation_failed", "The request has invalid characters.",
+                       {unsafe: ["Contains a NUL or an unpaired surrogate."]})
+    return data
 
 
 def _unsafe_text(data, path="_body"):

@@ -8,7 +8,7 @@ import re
 
 from marshmallow import fields, validate
 
-from services.gateway.auth import ROLES
+from services.gateway.auth import ROLES, role_allows
 from services.gateway.http import ROUTES
 from shared import events
 
@@ -164,7 +164,7 @@ def _operation(spec):
     if spec.roles is None:
         operation["security"] = []
     else:
-        allowed = [role for role in ROLES if _allows(role, spec.roles)]
+        allowed = [role for role in ROLES if role_allows(role, spec.roles)]
         operation["description"] = "Roles: " + ", ".join(allowed) + "." + (
             " Every call is written to the audit log." if spec.audit else "")
     if spec.body is not None:
@@ -172,11 +172,6 @@ def _operation(spec):
         operation["requestBody"] = {"required": True,
                                     "content": {"application/json": {"schema": schema}}}
     return operation
-
-
-def _allows(role, allowed):
-    from services.gateway.auth import role_allows
-    return role_allows(role, allowed)
 
 
 def document(server_url=None):
