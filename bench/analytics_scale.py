@@ -2,15 +2,14 @@
 read model, and the time of the manager's summary for a month and for the year.
 
   .venv/bin/python -m bench.analytics_scale [--events 3000000] [--year 2025] [--rpc-cap 120]
-                                             [--seen] [--seed 7]
+                                             [--seed 7]
 
 Publishing 3M events through the broker would take hours here, so the read model is
 bulk-loaded directly: realistic canonical events are generated day by day and turned into
 exactly the documents the service writes, by the service's own `domain.fact_of` (one fact
 per event in `facts`) and `domain.entity_update` (folded per id into `followups` and
 `complaints`), inserted with insert_many in batches into the database of a real analytics
-service, which is then started on it. `--seen` also loads `seen` (one id per event: the
-service's idempotency record; no figure reads it).
+service, which is then started on it.
 
 Then, for a month and for the year, cold (whatever the service derives and caches itself,
 e.g. per-day figures, emptied first; the loader writes no change counters, so cached days
@@ -42,7 +41,7 @@ from bench.common import (Platform, Resources, installation, record, start_servi
                           watch_broker)
 from services.analytics import domain  # noqa: E402
 from services.analytics.service import AnalyticsService  # noqa: E402
-from services.analytics.store import AnalyticsStore  # noqa: E402
+from services.analytics.store import SCHEMA_VERSION, AnalyticsStore  # noqa: E402
 from shared.simulate import CHANNELS, DEPARTMENTS, INPATIENT_DEPARTMENTS, REGIONS, SOURCES  # noqa: E402
 from shared.store import connect, ensure_indexes  # noqa: E402
 
@@ -188,12 +187,12 @@ class Year:
                 self._event("ComplaintResolved", resolved, patient_id, data)]
 
 
-def load(db, year, with_seen):
+def load(db, year):
     """Turn the year's events into analytics' documents (the service's own functions) and
     insert them in batches; a writer thread inserts while the next batch is generated.
     Returns (events, documents, seconds loading, seconds building the indexes)."""
     tz = zoneinfo.ZoneInfo(TZ_NAME)
-    facts, seen, entities = [], [], {"followups": {}, "complaints": {}}
+    facts, entities = [], {"followups": {}, "complaints": {}}
     events = 0
     written = [0]
     batches = queue.Queue(maxsize=4)
@@ -214,21 +213,17 @@ def load(db, year, with_seen):
     thread = threading.Thread(target=writer, name="writer", daemon=True)
     thread.start()
     started = time.perf_counter()
-    now = datetime.datetime.now(datetime.timezone.utc).timestamp()
 
     def flush(force=False):
-        for collection, docs in (("facts", facts), ("seen", seen)):
-            if docs and (force or len(docs) >= BATCH):
-                batches.put((collection, list(docs)))
-                docs.clear()
+        if facts and (force or len(facts) >= BATCH):
+            batches.put(("facts", list(facts)))
+            facts.clear()
         if failure:
             raise failure[0]
 
     for index, day in enumerate(year.days):
         for event in year.day(day):
             events += 1
-            if with_seen:
-                seen.append({"_id": event["event_id"], "seen_at": now})
             fact = domain.fact_of(event, tz)
             if fact:
                 facts.append(fact)
@@ -252,6 +247,8 @@ def load(db, year, with_seen):
     loaded = time.perf_counter() - started
     index_started = time.perf_counter()
     ensure_indexes(db, AnalyticsStore.indexes)
+    # Written at the current schema (domain.fact_of adds the day numbers): nothing to migrate.
+    db.meta.update_one({"_id": "schema"}, {"$set": {"version": SCHEMA_VERSION}}, upsert=True)
     return events, written[0], loaded, time.perf_counter() - index_started
 
 
@@ -263,7 +260,7 @@ def cpu_of(pid):
         return 0.0
 
 
-LOADED = ("facts", "followups", "complaints", "seen")
+LOADED = ("facts", "followups", "complaints", "meta")
 
 
 def clear_derived(db):
@@ -399,7 +396,6 @@ def main(argv=None):
     parser.add_argument("--year", type=int, default=2025)
     parser.add_argument("--rpc-cap", type=float, default=120.0,
                         help="seconds the in-process summary may run; the RPC is called only if it finished")
-    parser.add_argument("--seen", action="store_true", help="also load `seen` (one document per event)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--warm-year", action="store_true",
                         help="skip the cold whole-year runs: fill the per-day partials month by month through "
@@ -415,12 +411,11 @@ def main(argv=None):
         db = connect(platform.database_uri("analytics"), "analytics", timeout_ms=600_000)
         year = Year(args.year, args.events, args.seed)
         print(f"loading a year ({args.year}) of about {args.events} events into {db.name} ...", flush=True)
-        events, documents, loaded, indexing = load(db, year, args.seen)
-        counts = {name: db[name].estimated_document_count() for name in ("facts", "followups", "complaints", "seen")}
+        events, documents, loaded, indexing = load(db, year)
+        counts = {name: db[name].estimated_document_count() for name in LOADED[:3]}
         lines = [
             f"generated {events} events ({', '.join(f'{k} {v}' for k, v in sorted(year.counts.items()))})",
-            f"read model: facts {counts['facts']}, followups {counts['followups']}, complaints {counts['complaints']}, "
-            f"seen {counts['seen']}{'' if args.seen else ' (not loaded: no figure reads it; --seen to load)'}",
+            f"read model: facts {counts['facts']}, followups {counts['followups']}, complaints {counts['complaints']}",
             f"load (generate + fact_of/entity_update, insert_many of {BATCH} by a writer thread): {events / loaded:.0f} events/s, "
             f"{documents / loaded:.0f} documents/s ({loaded:.0f} s); the service's indexes built after: {indexing:.1f} s",
         ]
@@ -472,7 +467,7 @@ def main(argv=None):
                 limit = max(60.0, args.rpc_cap * 2)
                 # Warm first: what the in-process run cached (if the service caches) is there.
                 warm, answer, error = rpc_summary(platform, start, end, limit)
-                lines.append(f"  - the service's summary RPC after the in-process run (warm if it caches): "
+                lines.append("  - the service's summary RPC after the in-process run (warm if it caches): "
                              + (f"**{warm:.2f} s**" if not error else f"failed after {warm:.1f} s: {error}"))
                 clear_derived(db)
                 cold, answer, error = rpc_summary(platform, start, end, limit)

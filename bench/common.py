@@ -24,7 +24,7 @@ if str(REPO) not in sys.path:  # `python bench/x.py` puts bench/, not the repo, 
 
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
-from tests.support import Platform, StoreServer, ensure_rabbitmq, wait_until  # noqa: E402
+from tests.support import Platform, StoreServer, ensure_rabbitmq, free_port, wait_until  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "RESULTS.md"
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -44,8 +44,13 @@ def installation():
 
 def start_services(platform, *names, **env):
     """Start the services at once (they take seconds each to import and connect), then wait
-    for every one to say it started. Returns {name: Process}."""
-    processes = {name: platform.start_service(name, wait=False, **env) for name in names}
+    for every one to say it started. Returns {name: Process}. Each serves /metrics on a port
+    of its own (`process.metrics_port`), which `store_commands` reads."""
+    processes = {}
+    for name in names:
+        port = free_port()
+        processes[name] = platform.start_service(name, wait=False, HCRM_METRICS_PORT=port, **env)
+        processes[name].metrics_port = port
     for name, process in processes.items():
         wait_until(lambda: '"service started"' in process.output() or not process.alive(),
                    timeout=90, message=f"{name} to start")
@@ -280,6 +285,43 @@ class Resources:
                 f"machine: {busy:.0f} CPU-s busy of {elapsed * os.cpu_count():.0f} available "
                 f"({100 * busy / (elapsed * os.cpu_count()):.0f}%); by processes outside this bench "
                 f"(other work on the machine): {other:.0f} CPU-s ({100 * other / (elapsed * os.cpu_count()):.0f}%)"]
+
+
+def store_commands(platform):
+    """{service: {command: count}}: the store round trips each service process counted
+    (hcrm_store_commands_total on its /metrics), summed over replicas."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+    counts = {}
+    for process in platform.processes:
+        port = getattr(process, "metrics_port", None)
+        if not port or not process.alive():
+            continue
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        for family in text_string_to_metric_families(text):
+            if family.name != "hcrm_store_commands":
+                continue
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    mine = counts.setdefault(process.name, {})
+                    command = sample.labels["command"]
+                    mine[command] = mine.get(command, 0) + sample.value
+    return counts
+
+
+def commands_per_event(before, after, events):
+    """One report line: store round trips per event, by service and command."""
+    parts = []
+    total = 0.0
+    for service in sorted(after):
+        diff = {c: n - before.get(service, {}).get(c, 0) for c, n in after[service].items()}
+        diff = {c: n for c, n in diff.items() if n > 0}
+        subtotal = sum(diff.values()) / events
+        total += subtotal
+        detail = ", ".join(f"{c} {n / events:.2f}" for c, n in sorted(diff.items(), key=lambda kv: -kv[1]))
+        parts.append(f"{service} {subtotal:.2f} ({detail})")
+    return f"store round trips per event: {total:.2f} in all; " + "; ".join(parts)
 
 
 def watch_platform(resources, platform, store):

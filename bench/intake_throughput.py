@@ -19,7 +19,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from pymongo import MongoClient  # noqa: E402
 
-from bench.common import Resources, installation, record, start_services, watch_platform  # noqa: E402
+from bench.common import (Resources, commands_per_event, installation, record, start_services,  # noqa: E402
+                          store_commands, watch_platform)
 from services.intake.domain import canonical_event_id  # noqa: E402
 from tests import factories  # noqa: E402
 
@@ -50,6 +51,7 @@ def main(count=2000, replicas=1, timeout=900):
         expected = {canonical_event_id(e["source"], e["event_id"]) for e in events}
         resources.mark()
         before = resources.snapshot()
+        commands_before = store_commands(platform)
         started = time.perf_counter()
         for event in events:
             platform.publish(event)
@@ -83,6 +85,7 @@ def main(count=2000, replicas=1, timeout=900):
                 break
             time.sleep(0.1)
         cascade = time.perf_counter() - started
+        commands = commands_per_event(commands_before, store_commands(platform), count)
         resources.stop()
         record(f"pipeline throughput (intake → followup → analytics), {count} events, "
                f"{replicas} replica(s) each", [
@@ -95,6 +98,7 @@ def main(count=2000, replicas=1, timeout=900):
                    f"checked by event id: {count} of {count} in each of {', '.join(PIPELINE)}, none missing",
                    f"cascade: {folded} of {tasks} follow-up tasks folded by analytics at {cascade:.1f} s",
                    cpu,
+                   commands,
                    *resources.lines(),
                ])
     finally:

@@ -22,7 +22,8 @@ import logging
 import time
 from functools import partial
 
-from kombu import Exchange
+import amqp
+from kombu import Connection, Exchange
 from nameko.amqp.publish import UndeliverableMessage, get_producer
 from nameko.exceptions import ContainerBeingKilled
 from nameko.extensions import Entrypoint
@@ -79,6 +80,97 @@ def publish(amqp_uri, exchange, routing_key, body, headers=None, content_type=JS
         except Exception as exc:
             if "NO_ROUTE" in str(exc):
                 raise UndeliverableMessage(f"{exchange.name or '(default)'} / {routing_key}") from exc
+            raise
+
+
+class PublishFailed(Exception):
+    """The broker did not confirm every message of a batch (nacked, unroutable, or gone)."""
+
+
+class ConfirmedPublisher:
+    """Publishes a batch of messages on one channel and waits once for the broker's confirms
+    of all of them: one round trip per batch instead of one per message. The contract's
+    guarantee is unchanged: nothing counts as published until the broker confirmed it, so a
+    caller marks its outbox only after `publish_all` returned.
+
+    One instance per sending thread (it owns a connection); after any error the connection
+    is dropped and the next batch opens a new one.
+    """
+
+    def __init__(self, amqp_uri, confirm_timeout_s=10.0):
+        self.amqp_uri = amqp_uri
+        self.confirm_timeout_s = confirm_timeout_s
+        self._connection = self._channel = None
+        self._next_tag = 1
+        self._unconfirmed = set()
+        self._failures = []
+
+    def _open(self):
+        if self._channel is not None:
+            return self._channel
+        connection = Connection(self.amqp_uri, connect_timeout=5)
+        connection.connect()
+        channel = connection.connection.channel()  # py-amqp's channel: its confirm events
+        channel.confirm_select()
+        channel.events["basic_ack"].add(self._on_ack)
+        channel.events["basic_nack"].add(self._on_nack)
+        channel.events["basic_return"].add(self._on_return)
+        self._connection, self._channel, self._next_tag = connection, channel, 1
+        return channel
+
+    def _on_ack(self, tag, multiple):
+        self._settle(tag, multiple)
+
+    def _on_nack(self, tag, multiple):
+        self._failures.append(f"nacked (delivery tag {tag})")
+        self._settle(tag, multiple)
+
+    def _on_return(self, exc, exchange, routing_key, message):
+        self._failures.append(f"unroutable: {exchange or '(default)'} / {routing_key}")
+
+    def _settle(self, tag, multiple):
+        if multiple:
+            self._unconfirmed = {t for t in self._unconfirmed if t > tag}
+        else:
+            self._unconfirmed.discard(tag)
+
+    def close(self):
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None:
+            try:
+                connection.release()
+            except Exception:  # already broken: nothing to release
+                pass
+
+    def publish_all(self, messages):
+        """messages: [(exchange, routing_key, body, message_id)], bodies JSON-able. Returns
+        when the broker confirmed all; raises PublishFailed (or the connection's error)
+        otherwise, and then some may have been published: the caller publishes again
+        later, and consumers deduplicate on event_id."""
+        if not messages:
+            return
+        try:
+            channel = self._open()
+            self._failures = []
+            for exchange, routing_key, body, message_id in messages:
+                channel.basic_publish(
+                    amqp.Message(encode_json(body), content_type=JSON, content_encoding="utf-8",
+                                 delivery_mode=2, message_id=message_id, application_headers={}),
+                    exchange=exchange, routing_key=routing_key, mandatory=True)
+                self._unconfirmed.add(self._next_tag)
+                self._next_tag += 1
+            deadline = time.monotonic() + self.confirm_timeout_s
+            while self._unconfirmed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise PublishFailed(f"{len(self._unconfirmed)} message(s) not confirmed "
+                                        f"within {self.confirm_timeout_s} s")
+                self._connection.connection.drain_events(timeout=remaining)
+            if self._failures:
+                raise PublishFailed("; ".join(self._failures[:5]))
+        except Exception:
+            self._unconfirmed.clear()
+            self.close()
             raise
 
 

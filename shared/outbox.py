@@ -2,9 +2,10 @@
 
 A service records each outgoing event inside the same document write as its state change
 (`fields(...)` in an insert, `append(update, ...)` in an update), so a crash can never keep
-one without the other. Right after the write the service publishes the queued events with
-broker confirms and records them as sent; if the process dies first, the relay timer finds
-the pending document and publishes them. Two replicas never relay the same document at
+one without the other. Right after the write the service hands the document to its sender,
+a thread that publishes whatever documents are waiting as one batch (one wait for the
+broker's confirms of all of them) and marks them sent with one bulk write; if the process
+dies first, the relay timer finds the pending documents and publishes them. Two replicas never relay the same document at
 once: each claims it with find_one_and_update (ARCHITECTURE.md rule 5). Consumers
 deduplicate on event_id, so a second publish after a crash between the confirm and the
 mark is harmless.
@@ -13,13 +14,15 @@ import json
 import logging
 import os
 import signal
+import threading
 import time
 
+from eventlet.queue import LightQueue
 from nameko.timer import Timer
-from pymongo import ReturnDocument
+from pymongo import ReturnDocument, UpdateOne
 
 from shared import metrics
-from shared.messaging import publish, utcnow
+from shared.messaging import ConfirmedPublisher, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,9 @@ PENDING, PUBLISHED = "pending", "published"
 # kills itself (SIGKILL, as a crash or an OOM kill would) after the state change is
 # committed and before its events are published: the window the outbox exists for.
 FAILPOINT = os.environ.get("HCRM_FAILPOINT", "")
+# The most documents one batch publishes (their events share one wait for confirms).
+BATCH_MAX = 200
+_STOP = object()
 
 
 def _entry(exchange, routing_key, message):
@@ -72,45 +78,92 @@ class Outbox:
         self.collection = collection
         self.amqp_uri = amqp_uri
         self.service = service
+        self._publisher = ConfirmedPublisher(amqp_uri)
+        self._publishing = threading.Lock()  # the sender and the relay share one channel
+        self._waiting = None  # the sender's queue of documents, while it runs
+        self._sender = None
 
     @staticmethod
     def indexes(collection_name):
         from shared.store import Index
         return (Index(collection_name, ["outbox_state"]),)
 
-    def publish(self, doc):
-        """Publish the queued messages of `doc` not yet sent, with confirms; record how many
-        are sent, then mark the document published unless more were queued meanwhile (then
-        go on with those). The queue is kept: it is the document's own, short, event list."""
-        if FAILPOINT == "outbox.before_publish":
-            os.kill(os.getpid(), signal.SIGKILL)
-        for _ in range(5):
-            queue = doc.get("outbox_queue") or []
-            for text in queue[doc.get("outbox_sent", 0):]:
-                entry = json.loads(text)
-                publish(self.amqp_uri, entry["exchange"], entry["routing_key"], entry["message"],
-                        message_id=str(entry["message"].get("event_id", "")) or None)
-                metrics.EVENTS_OUT.labels(self.service, entry["routing_key"]).inc()
-            done = self.collection.update_one(
-                {"_id": doc["_id"], "outbox_seq": doc.get("outbox_seq")},
-                {"$set": {"outbox_state": PUBLISHED, "outbox_published_ts": time.time()},
-                 "$max": {"outbox_sent": len(queue)}})
-            if done.matched_count:
-                return
-            # More was queued meanwhile: note what is sent, then publish the rest.
-            self.collection.update_one({"_id": doc["_id"]}, {"$max": {"outbox_sent": len(queue)}})
-            doc = self.collection.find_one({"_id": doc["_id"]})
-            if doc is None or doc.get("outbox_state") != PENDING:
+    # -- the sender -----------------------------------------------------------------------
+    def start(self, container):
+        """Run the sender in the service container (the store starts it)."""
+        self._waiting = LightQueue()
+        self._sender = container.spawn_managed_thread(self._send_forever,
+                                                      identifier=f"outbox.{self.collection.name}")
+
+    def stop(self):
+        """Publish what is waiting, then stop (handlers have finished by now)."""
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None:
+            waiting.put(_STOP)
+            self._sender.wait()
+        self._publisher.close()
+
+    def _send_forever(self):
+        waiting = self._waiting
+        while True:
+            batch = [waiting.get()]
+            while len(batch) < BATCH_MAX and not waiting.empty():
+                batch.append(waiting.get())
+            docs = [doc for doc in batch if doc is not _STOP]
+            if docs:
+                self._publish_or_leave(docs)
+            if len(docs) < len(batch):
                 return
 
     def publish_or_leave(self, doc):
-        """Publish right after the write; on failure the record stays pending for the relay.
-        The state change is durable already, so the triggering message is done either way."""
+        """Publish the document's new events soon after its write (by the sender, batched with
+        other documents'); if that fails the document stays pending for the relay. The state
+        change is durable already, so the triggering message is done either way."""
+        if self._waiting is not None:
+            self._waiting.put(doc)
+        else:
+            self._publish_or_leave([doc])
+
+    def _publish_or_leave(self, docs):
         try:
-            self.publish(doc)
+            self.publish_batch(docs)
         except Exception as exc:
             log.warning("publish failed; the outbox relay will retry",
-                        extra={"doc_id": str(doc["_id"]), "reason": f"{exc.__class__.__name__}: {exc}"})
+                        extra={"documents": len(docs), "doc_id": str(docs[0]["_id"]),
+                               "reason": f"{exc.__class__.__name__}: {exc}"})
+
+    # -- publishing -----------------------------------------------------------------------
+    def publish(self, doc):
+        self.publish_batch([doc])
+
+    def publish_batch(self, docs, attempts=5):
+        """Publish the queued messages of `docs` not yet sent, with one wait for the broker's
+        confirms, then mark each document published (one bulk write) unless more were queued
+        on it meanwhile: those are re-read and published in the next round. The queue is
+        kept: it is the document's own, short, event list."""
+        if FAILPOINT == "outbox.before_publish":
+            os.kill(os.getpid(), signal.SIGKILL)
+        entries = [json.loads(text) for doc in docs
+                   for text in (doc.get("outbox_queue") or [])[doc.get("outbox_sent", 0):]]
+        with self._publishing:
+            self._publisher.publish_all([
+                (entry["exchange"], entry["routing_key"], entry["message"],
+                 str(entry["message"].get("event_id", "")) or None) for entry in entries])
+        for entry in entries:
+            metrics.EVENTS_OUT.labels(self.service, entry["routing_key"]).inc()
+        sent = {doc["_id"]: len(doc.get("outbox_queue") or []) for doc in docs}
+        done = self.collection.bulk_write([UpdateOne(
+            {"_id": doc["_id"], "outbox_seq": doc.get("outbox_seq")},
+            {"$set": {"outbox_state": PUBLISHED, "outbox_published_ts": time.time()},
+             "$max": {"outbox_sent": sent[doc["_id"]]}}) for doc in docs], ordered=False)
+        if done.matched_count == len(docs) or attempts <= 1:
+            return
+        # More was queued on some meanwhile: note what is sent, then publish the rest.
+        self.collection.bulk_write([UpdateOne({"_id": doc_id}, {"$max": {"outbox_sent": n}})
+                                    for doc_id, n in sent.items()], ordered=False)
+        again = list(self.collection.find({"_id": {"$in": list(sent)}, "outbox_state": PENDING}))
+        if again:
+            self.publish_batch(again, attempts - 1)
 
     def relay(self, now=None, limit=500):
         """Publish documents whose claim ran out unpublished (their writer or relay died).
@@ -118,15 +171,13 @@ class Outbox:
         now = (now or utcnow()).timestamp()
         candidates = [doc["_id"] for doc in self.collection.find(
             {"outbox_state": PENDING, "outbox_claim_ts": {"$lt": now}}, {"_id": 1}).limit(limit)]
-        published = 0
-        for doc_id in candidates:
-            doc = self.collection.find_one_and_update(
-                {"_id": doc_id, "outbox_state": PENDING, "outbox_claim_ts": {"$lt": now}},
-                {"$set": {"outbox_claim_ts": now + CLAIM_SECONDS}},
-                return_document=ReturnDocument.AFTER)
-            if doc is not None:
-                self.publish(doc)
-                published += 1
+        claimed = list(filter(None, (self.collection.find_one_and_update(
+            {"_id": doc_id, "outbox_state": PENDING, "outbox_claim_ts": {"$lt": now}},
+            {"$set": {"outbox_claim_ts": now + CLAIM_SECONDS}},
+            return_document=ReturnDocument.AFTER) for doc_id in candidates)))
+        for start in range(0, len(claimed), BATCH_MAX):
+            self.publish_batch(claimed[start:start + BATCH_MAX])
+        published = len(claimed)
         # Bounded: a gauge must never cost a scan of the whole collection.
         pending = len(list(self.collection.find({"outbox_state": PENDING}, {"_id": 1}).limit(10_000)))
         metrics.OUTBOX_PENDING.labels(self.service).set(pending)

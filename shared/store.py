@@ -7,6 +7,8 @@ import logging
 
 import pymongo
 from nameko.extensions import DependencyProvider
+from prometheus_client import Counter
+from pymongo import monitoring
 from pymongo.errors import AutoReconnect, ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError
 
 log = logging.getLogger(__name__)
@@ -24,12 +26,39 @@ class Index:
         self.options = options
 
 
+STORE_COMMANDS = Counter("hcrm_store_commands_total", "Store round trips (one per command sent)",
+                         ["service", "command", "outcome"])
+STORE_SECONDS = Counter("hcrm_store_command_seconds_total",
+                        "Time spent waiting for the store, by command", ["service", "command"])
+
+
+class CommandCounter(monitoring.CommandListener):
+    """Counts every command the service sends to its store and the time it took: the
+    round trips per event are what the pipeline's throughput depends on (bench/)."""
+
+    def __init__(self, service):
+        self.service = service
+
+    def started(self, event):
+        pass
+
+    def succeeded(self, event):
+        self._count(event, "ok")
+
+    def failed(self, event):
+        self._count(event, "error")
+
+    def _count(self, event, outcome):
+        STORE_COMMANDS.labels(self.service, event.command_name, outcome).inc()
+        STORE_SECONDS.labels(self.service, event.command_name).inc(event.duration_micros / 1e6)
+
+
 def connect(mongo_uri, service, timeout_ms=5000):
     """Return the service's database. A URI without a database path gets hcrm_<service>."""
     client = pymongo.MongoClient(
         mongo_uri, tz_aware=True, serverSelectionTimeoutMS=timeout_ms,
         connectTimeoutMS=timeout_ms, socketTimeoutMS=max(timeout_ms * 4, 20000),
-        appname=f"hcrm-{service}")
+        appname=f"hcrm-{service}", event_listeners=[CommandCounter(service)])
     database = client.get_default_database(default=f"hcrm_{service}")
     return database
 
@@ -54,8 +83,18 @@ class Store(DependencyProvider):
         ensure_indexes(self.db, self.indexes)
         log.info("store ready", extra={"database": self.db.name})
 
+    def start(self):
+        for outbox in self._outboxes():
+            outbox.start(self.container)
+
     def stop(self):
+        for outbox in self._outboxes():
+            outbox.stop()  # publishes what its sender still holds
         self.db.client.close()
+
+    def _outboxes(self):
+        from shared.outbox import Outbox  # shared.outbox builds on this module
+        return [value for value in vars(self).values() if isinstance(value, Outbox)]
 
     def get_dependency(self, worker_ctx):
         return self

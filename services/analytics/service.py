@@ -11,7 +11,7 @@ from services.analytics import domain, report
 from services.analytics.config import AnalyticsConfig
 from services.analytics.store import AnalyticsStore
 from shared.errors import BadRequest, InvalidMessage
-from shared.messaging import reliable_consumer, utcnow
+from shared.messaging import reliable_consumer
 from shared.metrics import MetricsServer
 from shared.outbox import configured_timer
 from shared.service import HealthMixin
@@ -34,7 +34,6 @@ class AnalyticsService(HealthMixin):
             raise InvalidMessage({"_schema": ["A canonical event with event_id and event_type."]})
         # Writes below are idempotent upserts: a redelivery after a crash completes them. The
         # days they touch are marked changed last, so a partial computed meanwhile goes stale.
-        self.store.first_time(event["event_id"], utcnow())
         touched = set()
         fact = domain.fact_of(event, self._tz)
         if fact:
@@ -164,16 +163,18 @@ class AnalyticsService(HealthMixin):
             for item in items:
                 grouped.setdefault(item.get(field), []).append(item)
             return grouped
-        consultations = self.store.facts("ConsultationLogged", a, b, department)
+        facts = {kind: [] for kind in (
+            "PatientVisited", "PatientAdmitted", "PatientDischarged", "SatisfactionRecorded", "ConsultationLogged")}
+        for fact in self.store.facts(a, b, department):
+            facts.setdefault(fact["type"], []).append(fact)
+        consultations = facts["ConsultationLogged"]
         candidates = []
         if consultations:
             first_ts = min(c["ts"] for c in consultations)
             last_ts = max(c["ts"] for c in consultations) + domain.CONVERSION_DAYS * 86400
             candidates = self.store.visits_between(first_ts, last_ts)
         index = domain.VisitIndex(candidates)
-        facts = {kind: by_day(self.store.facts(kind, a, b, department)) for kind in (
-            "PatientVisited", "PatientAdmitted", "PatientDischarged", "SatisfactionRecorded")}
-        facts["ConsultationLogged"] = by_day(consultations)
+        facts = {kind: by_day(items) for kind, items in facts.items()}
         followups = by_day(self.store.entities("followups", "due_date", a, b, department), "due_date")
         received = by_day(self.store.entities("complaints", "received_date", a, b, department), "received_date")
         resolved = by_day(self.store.entities("complaints", "resolved_date", a, b, department), "resolved_date")

@@ -1,37 +1,70 @@
 """Analytics' own database: `facts` (one per event, unique on event_id: duplicates count
 once), the `followups` / `complaints` entities folded from their events, and the per-day
 partial figures (`day_figures`) with the change counters (`day_changes`) that say when a
-day's partial is stale."""
+day's partial is stale.
+
+Queries select by one indexed field and check the rest here: NX-27017 picks the first
+matching index, so an added `type` (four values) or a date-like text (never indexed there)
+made every day's read a scan of the whole collection (bench/README.md)."""
 import json
+import logging
 
 from pymongo import ReturnDocument, UpdateOne
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import OperationFailure
 
+from services.analytics.domain import DAY_FIELDS, day_number
 from shared.store import Index, Store
+
+log = logging.getLogger(__name__)
+SCHEMA_VERSION = 2  # 2: the day-number twins of every day field (domain.DAY_FIELDS)
+# Indexes of version 1 that NX-27017 preferred to the selective ones: dropped at start.
+RETIRED_INDEXES = (("facts", "date_1"), ("facts", "type_1"), ("followups", "due_date_1"),
+                   ("complaints", "received_date_1"), ("complaints", "resolved_date_1"),
+                   ("day_figures", "date_1"))
 
 
 class AnalyticsStore(Store):
     indexes = (
-        Index("facts", ["date"]),
-        Index("facts", ["type"]),
+        Index("facts", ["day"]),
         Index("facts", ["ts"]),
-        Index("followups", ["due_date"]),
-        Index("complaints", ["received_date"]),
-        Index("complaints", ["resolved_date"]),
-        Index("seen", ["seen_at"]),
         Index("facts", ["phone_key"]),
         Index("facts", ["mrn"]),
-        Index("day_figures", ["date"]),
+        Index("followups", ["due_day"]),
+        Index("complaints", ["received_day"]),
+        Index("complaints", ["resolved_day"]),
         Index("day_changes", ["dirty"]),
     )
 
-    def first_time(self, event_id, now):
-        """True the first time an event id is seen (the idempotency point)."""
-        try:
-            self.db.seen.insert_one({"_id": event_id, "seen_at": now.timestamp()})
-            return True
-        except DuplicateKeyError:
-            return False
+    def setup(self):
+        super().setup()
+        self.migrate()
+
+    def migrate(self, batch=2000):
+        """Bring a database written by an older version up to SCHEMA_VERSION, once."""
+        meta = self.db.meta.find_one({"_id": "schema"}) or {"version": 1}
+        if meta["version"] >= SCHEMA_VERSION:
+            return
+        for collection, index in RETIRED_INDEXES:
+            try:
+                self.db[collection].drop_index(index)
+            except OperationFailure:
+                pass  # never created, or already dropped
+        for collection in ("facts", "followups", "complaints"):
+            done = 0
+            while True:  # a missing `day` twin marks an older document
+                docs = list(self.db[collection].find(
+                    {"$or": [{text: {"$exists": True}, number: {"$exists": False}}
+                             for text, number in DAY_FIELDS.items()]}).limit(batch))
+                updates = [UpdateOne({"_id": doc["_id"]}, {"$set": {
+                    number: day_number(doc[text]) if doc[text] else None
+                    for text, number in DAY_FIELDS.items() if text in doc}}) for doc in docs]
+                if not updates:
+                    break
+                self.db[collection].bulk_write(updates, ordered=False)
+                done += len(updates)
+            if done:
+                log.info("migrated documents to day numbers", extra={"collection": collection, "count": done})
+        self.db.meta.update_one({"_id": "schema"}, {"$set": {"version": SCHEMA_VERSION}}, upsert=True)
 
     def add_fact(self, fact):
         self.db.facts.update_one({"_id": fact["_id"]}, {"$setOnInsert": fact}, upsert=True)
@@ -47,16 +80,21 @@ class AnalyticsStore(Store):
         days = set()
         for key in ("phone_key", "mrn"):
             if visit.get(key):
+                # Only the key and the time in the query, the type checked here: NX-27017
+                # answers `$or` and an added `type` (a low-selectivity index it prefers) by
+                # scanning, 5-300x slower at 20k facts (bench/README.md).
                 days.update(doc["date"] for doc in self.db.facts.find(
-                    {key: visit[key], "type": "ConsultationLogged",
-                     "ts": {"$gte": visit["ts"] - window_s, "$lte": visit["ts"]}}, {"date": 1}))
+                    {key: visit[key], "ts": {"$gte": visit["ts"] - window_s, "$lte": visit["ts"]}},
+                    {"date": 1, "type": 1}) if doc.get("type") == "ConsultationLogged")
         return days
 
     # -- per-day partial figures ---------------------------------------------------------------
     def touch_days(self, days):
         """Record that these days' figures changed (after the change is written)."""
-        for day in sorted({d for d in days if d}):
-            self.db.day_changes.update_one({"_id": day}, {"$inc": {"n": 1}, "$set": {"dirty": 1}}, upsert=True)
+        days = sorted({d for d in days if d})
+        if days:
+            self.db.day_changes.bulk_write([UpdateOne({"_id": day}, {"$inc": {"n": 1}, "$set": {"dirty": 1}},
+                                                      upsert=True) for day in days])
 
     def day_changes(self, start, end):
         return {doc["_id"]: doc["n"] for doc in self.db.day_changes.find({"_id": {"$gte": start, "$lte": end}})}
@@ -68,8 +106,9 @@ class AnalyticsStore(Store):
         self.db.day_changes.update_one({"_id": day, "n": n}, {"$set": {"dirty": 0}})
 
     def cached_days(self, start, end, scope):
+        # By _id ("scope|day", the primary key): one index range per scope.
         return {doc["date"]: (doc["n"], json.loads(doc["partial"])) for doc in self.db.day_figures.find(
-            {"date": {"$gte": start, "$lte": end}, "scope": scope})}
+            {"_id": {"$gte": f"{scope}|{start}", "$lte": f"{scope}|{end}"}}) if doc["scope"] == scope}
 
     def cached_scopes(self):
         """The departments that have stored partials (a department queried or refreshed once)."""
@@ -85,18 +124,18 @@ class AnalyticsStore(Store):
                 {"$set": {"date": day, "scope": scope, "n": n, "partial": json.dumps(part, ensure_ascii=False)}},
                 upsert=True) for day, n, part in days], ordered=False)
 
-    def facts(self, kind, start, end, department=None, department_field="department"):
-        query = {"type": kind, "date": {"$gte": start, "$lte": end}}
-        if department:
-            query[department_field] = department
-        return list(self.db.facts.find(query))
+    def facts(self, start, end, department=None):
+        """Every fact of the days start..end (ISO dates), of every type: one read."""
+        return [fact for fact in self.db.facts.find({"day": {"$gte": day_number(start), "$lte": day_number(end)}})
+                if not department or fact.get("department") == department]
 
     def visits_between(self, start_ts, end_ts):
-        return list(self.db.facts.find({"type": "PatientVisited", "ts": {"$gte": start_ts, "$lte": end_ts}},
-                                       {"ts": 1, "phone_key": 1, "mrn": 1}))
+        return [fact for fact in self.db.facts.find({"ts": {"$gte": start_ts, "$lte": end_ts}},
+                                                    {"ts": 1, "phone_key": 1, "mrn": 1, "type": 1})
+                if fact.get("type") == "PatientVisited"]
 
     def entities(self, collection, date_field, start, end, department=None):
-        query = {date_field: {"$gte": start, "$lte": end}}
-        if department:
-            query["department"] = department
-        return list(self.db[collection].find(query))
+        number = DAY_FIELDS[date_field]
+        return [entity for entity in self.db[collection].find(
+                {number: {"$gte": day_number(start), "$lte": day_number(end)}})
+                if not department or entity.get("department") == department]

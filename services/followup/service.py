@@ -61,14 +61,12 @@ class FollowupService(HealthMixin):
         rules, departments = rules_of(self.config)
         planned = domain.plan(patient_id, events, self._tz, self._is_holiday, rules, departments)
         touched = []
-        for task in planned.values():
-            doc = self.store.schedule(patient_id, task, contact, self._message_maker(patient_id, now), now)
-            if doc:
-                TASKS_CREATED.labels(task.kind).inc()
-                touched.append(doc)
-                if task.kind == "prospect_call" and self.store.visited_since(
-                        doc["phone_digits"], doc["anchor_ts"]):
-                    touched.append(self._cancel(doc, "visited", now))
+        for doc in self.store.schedule(patient_id, list(planned.values()), contact,
+                                       self._message_maker(patient_id, now), now):
+            TASKS_CREATED.labels(doc["kind"]).inc()
+            touched.append(doc)
+            if doc["kind"] == "prospect_call" and self.store.visited_since(doc["phone_digits"], doc["anchor_ts"]):
+                touched.append(self._cancel(doc, "visited", now))
         if not contact.callable:  # deceased, consent withdrawn: never call again
             touched += [self._cancel(task, contact.why_not, now) for task in self.store.pending_of(patient_id)]
         if event["event_type"] == "PatientVisited":  # the prospect came: no need to call

@@ -11,7 +11,7 @@ import datetime
 import json
 
 from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.followup import domain
 from shared import outbox
@@ -22,6 +22,7 @@ from shared.store import Index, Store
 
 EXCHANGE = "followup.events"
 OPEN = "pending"
+DUPLICATE_KEY = 11000
 
 
 class FollowupStore(Store):
@@ -66,20 +67,29 @@ class FollowupStore(Store):
 
     # -- tasks ----------------------------------------------------------------------------
     def schedule(self, patient_id, planned, contact, message_for, now):
-        """Insert the planned task (once). Returns the document when it is new."""
-        doc = {"_id": planned.followup_id, "patient_id": patient_id, "kind": planned.kind,
-               "department": planned.department, "reason": planned.reason,
-               "due_at": planned.due_at.isoformat(), "due_ts": planned.due_at.timestamp(),
-               "anchor_ts": planned.anchor_at.timestamp(), "status": OPEN, "attempts": 0,
-               "phone_digits": phone_digits(contact.phone), "patient_name": contact.name,
-               "cause_event_id": planned.cause_event_id, "created_at": now.isoformat(),
-               "claimed_by": None, "claim_until_ts": 0.0, "history": [],
-               **outbox.fields(EXCHANGE, "FollowUpScheduled", message_for("FollowUpScheduled", planned), now)}
+        """Insert the planned tasks that do not exist yet, in one round trip (every event of a
+        patient re-plans all of the patient's tasks; the deterministic ids make the existing
+        ones duplicates). Returns the documents that are new."""
+        docs = [{"_id": task.followup_id, "patient_id": patient_id, "kind": task.kind,
+                 "department": task.department, "reason": task.reason,
+                 "due_at": task.due_at.isoformat(), "due_ts": task.due_at.timestamp(),
+                 "anchor_ts": task.anchor_at.timestamp(), "status": OPEN, "attempts": 0,
+                 "phone_digits": phone_digits(contact.phone), "patient_name": contact.name,
+                 "cause_event_id": task.cause_event_id, "created_at": now.isoformat(),
+                 "claimed_by": None, "claim_until_ts": 0.0, "history": [],
+                 **outbox.fields(EXCHANGE, "FollowUpScheduled", message_for("FollowUpScheduled", task), now)}
+                for task in planned]
+        if not docs:
+            return []
         try:
-            self.db.tasks.insert_one(doc)
-            return doc
-        except DuplicateKeyError:
-            return None
+            self.db.tasks.insert_many(docs, ordered=False)
+            return docs
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(error.get("code") != DUPLICATE_KEY for error in errors):
+                raise
+            existing = {error["index"] for error in errors}
+            return [doc for index, doc in enumerate(docs) if index not in existing]
 
     def cancel(self, followup_id, reason, message, now):
         """Cancel a pending task (atomically; a done or cancelled task stays as it is)."""
