@@ -23,6 +23,7 @@ import time
 from functools import partial
 
 import amqp
+import eventlet
 from kombu import Connection, Exchange
 from nameko.amqp.publish import UndeliverableMessage, get_producer
 from nameko.exceptions import ContainerBeingKilled
@@ -196,7 +197,7 @@ class RawQueueConsumer(QueueConsumer):
         for provider in self._providers:
             consumer = consumer_cls(queues=[provider.queue],
                                     on_message=partial(self.handle_raw_message, provider))
-            consumer.qos(prefetch_count=self.prefetch_count)
+            consumer.qos(prefetch_count=max(self.prefetch_count, getattr(provider, "prefetch_count", 0)))
             self._consumers[provider] = consumer
         return self._consumers.values()
 
@@ -226,25 +227,37 @@ class ReliableConsumer(Entrypoint):
         self.queue_consumer.unregister_provider(self)
 
     # -- receiving ------------------------------------------------------------------------
-    def handle_message(self, message):
+    def _decode(self, message):
+        """(routing_key, attempt, InboundMessage), or None when the body is not JSON (then
+        the message is settled already: rejected)."""
         headers = dict(message.headers or {})
         routing_key = headers.get(ROUTING_KEY_HEADER) or message.delivery_info.get("routing_key")
         attempt = int(headers.get(ATTEMPT_HEADER) or 0)
-        started = time.perf_counter()
         try:
             body = json.loads(message.body)
         except (ValueError, UnicodeDecodeError) as exc:
             metrics.EVENTS_IN.labels(self.service, self.queue_name, "(not json)").inc()
             self._settle(message, routing_key, attempt, InvalidMessage(
                 {"_body": [f"Not valid JSON: {exc.__class__.__name__} {str(exc)[:200]}"]}))
-            return
+            return None
         event_type = body.get("event_type") if isinstance(body, dict) else None
         metrics.EVENTS_IN.labels(self.service, self.queue_name, str(event_type)[:64]).inc()
-        inbound = InboundMessage(body, routing_key, headers, attempt)
-        context = {"correlation_id": str(body.get("event_id"))[:128]} if isinstance(body, dict) else {}
+        return routing_key, attempt, InboundMessage(body, routing_key, headers, attempt)
+
+    @staticmethod
+    def _context(inbound):
+        body = inbound.body
+        return {"correlation_id": str(body.get("event_id"))[:128]} if isinstance(body, dict) else {}
+
+    def handle_message(self, message):
+        started = time.perf_counter()
+        decoded = self._decode(message)
+        if decoded is None:
+            return
+        routing_key, attempt, inbound = decoded
         try:
             self.container.spawn_worker(
-                self, (inbound,), {}, context_data=context,
+                self, (inbound,), {}, context_data=self._context(inbound),
                 handle_result=partial(self.handle_result, message, routing_key, attempt, started))
         except ContainerBeingKilled:
             self.queue_consumer.requeue_message(message)
@@ -326,4 +339,77 @@ class ReliableConsumer(Entrypoint):
                       extra={"queue": self.queue_name, "attempts": attempt + 1, "reason": reason})
 
 
+class BatchReliableConsumer(ReliableConsumer):
+    """A reliable consumer whose handler takes a list of InboundMessage: the deliveries that
+    arrived together (up to `max_batch`), so the handler can write them in bulk, one store
+    round trip for many events (bench/README.md).
+
+    The rule per message stays the one above. A batch whose handler returns is acked as a
+    whole; if it raises, each of its messages is handled again alone, so a bad one is
+    rejected or retried by itself and costs the others nothing (handlers are idempotent).
+    """
+
+    def __init__(self, queue_name, max_batch=100, **kwargs):
+        self.max_batch = max_batch
+        super().__init__(queue_name, **kwargs)
+
+    def setup(self):
+        super().setup()
+        self._buffer = []
+        self._flush_scheduled = False
+
+    @property
+    def prefetch_count(self):
+        # Room for the next batch to gather while one is handled.
+        return max(2 * self.max_batch, self.config["prefetch_count"])
+
+    def handle_message(self, message):
+        decoded = self._decode(message)
+        if decoded is None:
+            return
+        self._buffer.append((message, *decoded))
+        if len(self._buffer) >= self.max_batch:
+            self._flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.container.spawn_managed_thread(self._flush_soon, identifier="BatchReliableConsumer.flush")
+
+    def _flush_soon(self):
+        # One turn of the hub: the deliveries already read from the socket join this batch.
+        eventlet.sleep(0)
+        self._flush()
+
+    def _flush(self):
+        batch, self._buffer, self._flush_scheduled = self._buffer, [], False
+        if batch:
+            self._spawn(batch)
+
+    def _spawn(self, batch):
+        started = time.perf_counter()
+        try:
+            self.container.spawn_worker(
+                self, ([inbound for _, _, _, inbound in batch],), {},
+                context_data=self._context(batch[0][3]) if len(batch) == 1 else {},
+                handle_result=partial(self.handle_batch_result, batch, started))
+        except ContainerBeingKilled:
+            for message, *_ in batch:
+                self.queue_consumer.requeue_message(message)
+
+    def handle_batch_result(self, batch, started, worker_ctx, result=None, exc_info=None):
+        elapsed = time.perf_counter() - started
+        for _ in batch:  # the batch's time shared out: the histogram stays per message
+            metrics.HANDLER_SECONDS.labels(self.service, self.queue_name).observe(elapsed / len(batch))
+        if exc_info is None or len(batch) == 1:
+            for message, routing_key, attempt, _ in batch:
+                self._settle(message, routing_key, attempt, exc_info[1] if exc_info else None)
+        else:
+            log.info("a batch failed; handling its messages one by one",
+                     extra={"queue": self.queue_name, "messages": len(batch),
+                            "reason": mask_text(f"{exc_info[0].__name__}: {exc_info[1]}")[:500]})
+            for item in batch:
+                self._spawn([item])
+        return result, exc_info
+
+
 reliable_consumer = ReliableConsumer.decorator
+reliable_batch_consumer = BatchReliableConsumer.decorator

@@ -9,7 +9,7 @@ made every day's read a scan of the whole collection (bench/README.md)."""
 import json
 import logging
 
-from pymongo import ReturnDocument, UpdateOne
+from pymongo import UpdateOne
 from pymongo.errors import OperationFailure
 
 from services.analytics.domain import DAY_FIELDS, day_number
@@ -66,13 +66,27 @@ class AnalyticsStore(Store):
                 log.info("migrated documents to day numbers", extra={"collection": collection, "count": done})
         self.db.meta.update_one({"_id": "schema"}, {"$set": {"version": SCHEMA_VERSION}}, upsert=True)
 
-    def add_fact(self, fact):
-        self.db.facts.update_one({"_id": fact["_id"]}, {"$setOnInsert": fact}, upsert=True)
+    def add_facts(self, facts):
+        """Insert the facts not recorded yet (a duplicate event's fact is already there)."""
+        if facts:
+            self.db.facts.bulk_write([UpdateOne({"_id": fact["_id"]}, {"$setOnInsert": fact}, upsert=True)
+                                      for fact in facts], ordered=False)
 
-    def fold(self, collection, entity_id, fields):
-        """Set the entity's fields; the entity as it was before (None if new)."""
-        return self.db[collection].find_one_and_update({"_id": entity_id}, {"$set": fields}, upsert=True,
-                                                       return_document=ReturnDocument.BEFORE)
+    def fold_all(self, updates):
+        """Apply entity updates [(collection, id, fields)] in order; returns, for each, the
+        entity as stored before this batch (None if new), whose dates the change may move
+        away from. One read and one bulk write per collection."""
+        by_collection = {}
+        for collection, entity_id, fields in updates:
+            merged = by_collection.setdefault(collection, {})
+            merged.setdefault(entity_id, {}).update(fields)  # later events' fields win, as in order
+        before = {}
+        for collection, merged in by_collection.items():
+            found = self.db[collection].find({"_id": {"$in": list(merged)}})
+            before.update({(collection, doc["_id"]): doc for doc in found})
+            self.db[collection].bulk_write([UpdateOne({"_id": entity_id}, {"$set": fields}, upsert=True)
+                                            for entity_id, fields in merged.items()], ordered=False)
+        return [before.get((collection, entity_id)) for collection, entity_id, _ in updates]
 
     def consultation_days(self, visit, window_s):
         """The days of the consultations this visit may convert (same phone or MRN, within the

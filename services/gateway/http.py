@@ -10,7 +10,7 @@ import json
 from marshmallow import ValidationError
 from werkzeug.wrappers import Response
 
-from shared.events import flatten_errors
+from shared.events import flatten_errors, schema_of
 
 STAFF = ("agent",)            # agent and every higher staff role
 MANAGERS = ("manager",)
@@ -51,7 +51,7 @@ class Context:
 
     def load(self, schema_cls, data):
         try:
-            return schema_cls().load(data if data is not None else {})
+            return schema_of(schema_cls).load(data if data is not None else {})
         except ValidationError as exc:
             raise ApiError(400, "validation_failed", "The request has invalid fields.",
                            flatten_errors(exc.messages)) from None

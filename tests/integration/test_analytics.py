@@ -192,3 +192,36 @@ def test_refreshed_partials_serve_the_whole_hospital_and_each_department(platfor
         status, body = platform.http("GET", f"/api/v1/analytics/summary?{query}".replace("骨科", "%E9%AA%A8%E7%A7%91")
                                      .replace("心内科", "%E5%BF%83%E5%86%85%E7%A7%91"), token=token)
         assert status == 200 and body["visits"] == visits, (department, body)
+
+
+def test_a_bad_message_in_a_batch_costs_the_others_nothing(platform):
+    """Analytics writes what arrives together in bulk. Events queued while it was down arrive
+    as one batch with a broken one among them: every good event is counted, the broken one
+    alone goes to the dead-letter queue with its reason, the not-JSON one too."""
+    import json as json_module
+
+    from pymongo import MongoClient
+
+    from shared.messaging import publish as publish_raw
+    first = platform.start_service("analytics")
+    first.stop()
+    good = [factories.visit(f"BA{i}", day=5, phone=f"1360000{i:04d}") for i in range(60)]
+    broken = {"event_type": "PatientVisited", "data": {}}  # no event_id: breaks the contract
+    for i, event in enumerate(good):
+        publish_raw(platform.amqp_uri, "", "analytics.inbound", event)
+        if i == 30:
+            publish_raw(platform.amqp_uri, "", "analytics.inbound", broken)
+            publish_raw(platform.amqp_uri, "", "analytics.inbound", b"{not json")
+    assert platform.queue_depth("analytics.inbound") == 62
+    process = platform.start_service("analytics")
+    db = MongoClient(platform.database_uri("analytics"), serverSelectionTimeoutMS=3000).get_default_database()
+    wait_until(lambda: db.facts.count_documents({"type": "PatientVisited"}) == 60
+               and platform.queue_depth("analytics.inbound") == 0
+               and platform.queue_depth("analytics.dlq") == 2, timeout=60, message="60 counted, 2 dead-lettered")
+    assert "a batch failed; handling its messages one by one" in process.output()  # the batch path ran
+    dead = platform.drain("analytics.dlq")
+    reasons = sorted(headers["x-hcrm-reason"] for _, headers in dead)
+    assert "event_id" in reasons[0] or "event_id" in reasons[1], reasons
+    assert any("Not valid JSON" in reason for reason in reasons), reasons
+    assert {json_module.loads(body).get("event_type") for body, _ in dead if body.startswith(b"{\"")} == {"PatientVisited"}
+    assert sorted(f["_id"] for f in db.facts.find({"type": "PatientVisited"})) == sorted(e["event_id"] for e in good)
