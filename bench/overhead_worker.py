@@ -43,7 +43,6 @@ if MODE == "nameko":
 else:
     import json
     import signal
-    import threading
 
     from kombu import Connection, Queue
     from kombu.mixins import ConsumerMixin

@@ -44,7 +44,7 @@ class IntakeService(HealthMixin):
         doc, is_new = self.store.record_event(event_id, inbound, loaded, patient_id, now)
         # Always project: after a crash between the insert and here, the redelivered
         # duplicate is what completes the record.
-        self.store.project_patient(doc["patient_id"])
+        self.store.project_patient(doc["patient_id"], [doc] if created and is_new else None)
         if created:
             for merged_into in self.store.reconcile_phone(digits):
                 self.store.project_patient(merged_into)

@@ -149,14 +149,21 @@ class IntakeStore(Store):
                 {"source": inbound["source"], "source_event_id": inbound["event_id"]})
             return existing, False
 
-    def project_patient(self, patient_id):
+    def project_patient(self, patient_id, known_events=None):
         """Recompute the patient from its events; a stale computation never overwrites a
-        newer one (the event count only grows, so more events = more complete)."""
-        events = list(self.db.events.find(
-            {"patient_id": patient_id},
-            {"event_type": 1, "occurred_at": 1, "data": 1}))
-        for event in events:
-            event["event_id"] = event.pop("_id")
+        newer one (the event count only grows, so more events = more complete).
+
+        `known_events`: the patient's events when the caller has them all (a record it just
+        created with its first event), which saves reading them back. If the write then
+        finds a projection as complete already (another event was recorded meanwhile, and
+        projected without this one), the events are read back after all."""
+        read_back = known_events is None
+        if read_back:
+            known_events = list(self.db.events.find(
+                {"patient_id": patient_id},
+                {"event_type": 1, "occurred_at": 1, "data": 1}))
+        events = [{"event_id": event["_id"], "event_type": event["event_type"],
+                   "occurred_at": event["occurred_at"], "data": event["data"]} for event in known_events]
         view = domain.project(events)
         view.pop("mrn")  # identity is set by resolve_patient, never by a projection
         # The derived record lives in one subdocument, replaced whole: the identity fields
@@ -164,9 +171,11 @@ class IntakeStore(Store):
         update = {"view": view, "event_count": view["event_count"]}
         if view["phone_digits"]:
             update["phone_digits"] = view["phone_digits"]  # the latest phone is the lookup key
-        self.db.patients.update_one(
+        done = self.db.patients.update_one(
             {"_id": patient_id, "event_count": {"$lt": view["event_count"]}, **self.LIVE},
             {"$set": update})
+        if not done.matched_count and not read_back:
+            self.project_patient(patient_id)
 
     # -- reading --------------------------------------------------------------------------
     def get_patient(self, patient_id):

@@ -2,7 +2,6 @@
 keys, the rate limit, and schemathesis against the live gateway."""
 import re
 import subprocess
-import sys
 
 import pytest
 

@@ -1,6 +1,5 @@
 """Faults with events flowing: replicas killed with -9, the broker restarted, the store
 stopped for 10 s. After each, the figures are exact: nothing lost, nothing doubled."""
-import json
 import random
 import subprocess
 import threading
