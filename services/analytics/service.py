@@ -17,6 +17,7 @@ from shared.outbox import configured_timer
 from shared.service import HealthMixin
 
 MAX_DAYS = 3 * 366
+RUN_DAYS = 7  # the most days a cold range reads at once (a week of a big hospital: ~60k facts)
 BATCH_MAX = 100  # events per bulk write (the consumer gathers what arrived together)
 ALL = "*"  # the scope of the whole hospital's partials (a department's name otherwise)
 
@@ -219,11 +220,12 @@ class AnalyticsService(HealthMixin):
         return parsed["from"], parsed["to"]
 
 
-def _runs(days):
-    """Consecutive days as (first, last) runs: one read of the store per run."""
+def _runs(days, longest=RUN_DAYS):
+    """Consecutive days as (first, last) runs of at most `longest` days: one read of the
+    store per run, and a run's facts are all the memory a cold range takes."""
     runs = []
     for day in days:
-        if runs and day - runs[-1][1] == datetime.timedelta(days=1):
+        if runs and day - runs[-1][1] == datetime.timedelta(days=1) and (day - runs[-1][0]).days < longest:
             runs[-1][1] = day
         else:
             runs.append([day, day])

@@ -182,3 +182,16 @@ def test_partials_survive_json_as_the_store_keeps_them():
     parts = day_partials(EVENTS, "2026-03-01", "2026-03-31")
     again = [json.loads(json.dumps(p, ensure_ascii=False)) for p in parts]
     assert domain.finish(domain.merge(again)) == domain.finish(domain.merge(parts))
+
+
+def test_stale_days_are_read_in_runs_of_at_most_a_week():
+    """A cold range is read a run of consecutive days at a time, a week at most, so memory
+    stays bounded by a week's facts whatever the range."""
+    from services.analytics.service import RUN_DAYS, _runs
+    first = datetime.date(2025, 1, 1)
+    days = [first + datetime.timedelta(days=i) for i in range(20)] + [datetime.date(2025, 3, 1)]
+    runs = _runs(days)
+    assert runs[0] == (first, first + datetime.timedelta(days=RUN_DAYS - 1))
+    assert runs[-1] == (datetime.date(2025, 3, 1), datetime.date(2025, 3, 1))
+    assert [day for start, end in runs for day in days if start <= day <= end] == days
+    assert all((end - start).days < RUN_DAYS for start, end in runs)
