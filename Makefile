@@ -57,6 +57,6 @@ test-reliability: deps broker
 bench: deps broker tools
 	$(PY) -m bench.intake_throughput 2000
 	$(PY) -m bench.framework_overhead 2000
-	$(PY) -m bench.latency --rates 10,50,200 --duration 30 --drain 45
+	$(PY) -m bench.latency --rates 10,50,200 --duration 60 --drain 60
 	$(PY) -m bench.gateway_load --connections 32 --duration 15
 	$(PY) -m bench.analytics_scale --events 300000 --rpc-cap 60

@@ -171,12 +171,10 @@ class AnalyticsService(HealthMixin):
         for fact in self.store.facts(a, b, department):
             facts.setdefault(fact["type"], []).append(fact)
         consultations = facts["ConsultationLogged"]
-        candidates = []
-        if consultations:
-            first_ts = min(c["ts"] for c in consultations)
-            last_ts = max(c["ts"] for c in consultations) + domain.CONVERSION_DAYS * 86400
-            candidates = self.store.visits_between(first_ts, last_ts)
-        index = domain.VisitIndex(candidates)
+        # The visits a consultation may convert into share its phone or MRN: looked up by
+        # those keys, not by reading every fact of the 30 days after (8x the data at 3M).
+        keys = {(key, c[key]) for c in consultations for key in ("phone_key", "mrn") if c.get(key)}
+        index = domain.VisitIndex(self.store.visits_of(keys))
         facts = {kind: by_day(items) for kind, items in facts.items()}
         followups = by_day(self.store.entities("followups", "due_date", a, b, department), "due_date")
         received = by_day(self.store.entities("complaints", "received_date", a, b, department), "received_date")

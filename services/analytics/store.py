@@ -143,10 +143,15 @@ class AnalyticsStore(Store):
         return [fact for fact in self.db.facts.find({"day": {"$gte": day_number(start), "$lte": day_number(end)}})
                 if not department or fact.get("department") == department]
 
-    def visits_between(self, start_ts, end_ts):
-        return [fact for fact in self.db.facts.find({"ts": {"$gte": start_ts, "$lte": end_ts}},
-                                                    {"ts": 1, "phone_key": 1, "mrn": 1, "type": 1})
-                if fact.get("type") == "PatientVisited"]
+    def visits_of(self, keys):
+        """The visits of the people with these keys {("phone_key" | "mrn", value)}: one
+        indexed lookup per key (NX-27017 scans for `$in` on any field but _id)."""
+        visits = {}
+        for key, value in keys:
+            for fact in self.db.facts.find({key: value}, {"ts": 1, "phone_key": 1, "mrn": 1, "type": 1}):
+                if fact.get("type") == "PatientVisited":
+                    visits[fact["_id"]] = fact
+        return list(visits.values())
 
     def entities(self, collection, date_field, start, end, department=None):
         number = DAY_FIELDS[date_field]
