@@ -35,8 +35,17 @@ def free_port():
         return sock.getsockname()[1]
 
 
+def hospital_today():
+    """Today in the hospital's time zone (the config's default, Asia/Shanghai): the day the
+    services file an event under. From 16:00 UTC it is already tomorrow there."""
+    import datetime
+    import zoneinfo
+    return datetime.datetime.now(zoneinfo.ZoneInfo("Asia/Shanghai")).date()
+
+
 def wait_until(predicate, timeout=30.0, interval=0.1, message="condition"):
-    """Return the predicate's first truthy value; fail after `timeout` seconds."""
+    """Return the predicate's first truthy value; fail after `timeout` seconds. `message` may
+    be a function, called at the failure (to say what was last seen)."""
     deadline = time.monotonic() + timeout
     last_error = None
     while True:
@@ -47,7 +56,7 @@ def wait_until(predicate, timeout=30.0, interval=0.1, message="condition"):
         except Exception as exc:  # the thing may not be up yet
             last_error = exc
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}"
+            raise AssertionError(f"timed out after {timeout}s waiting for {message() if callable(message) else message}"
                                  + (f" (last error: {last_error!r})" if last_error else ""))
         time.sleep(interval)
 

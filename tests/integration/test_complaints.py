@@ -7,7 +7,7 @@ import pytest
 from kombu import Connection
 
 from tests import factories
-from tests.support import wait_until
+from tests.support import hospital_today, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -101,7 +101,7 @@ def test_state_machine_roles_history_and_report(platform):
     _, full = platform.http("GET", f"/api/v1/complaints/{cid}", token=agent)
     assert [(h["action"], h["by"]) for h in full["history"]] == [
         ("open", "ann"), ("acknowledge", "ann"), ("assign", "admin"), ("resolve", "ann")]
-    today = datetime.date.today()
+    today = hospital_today()  # the weekly report's weeks are the hospital's
     monday = today - datetime.timedelta(days=today.weekday())
     status, report = platform.http("GET", f"/api/v1/complaints/reports/weekly?week_start={monday}", token=admin)
     assert status == 200 and report["total_received"] == 1

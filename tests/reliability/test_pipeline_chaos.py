@@ -5,7 +5,6 @@ Each fault runs while a hospital system publishes visits, discharges and consult
 agents complete calls with a low score (each opens a complaint). Afterwards every figure is
 exact: patients in intake, tasks in followup, complaints in complaints, and the same counts
 in analytics. Nothing is lost, nothing is doubled."""
-import datetime
 import subprocess
 import threading
 import time
@@ -18,7 +17,7 @@ from pymongo import MongoClient
 from shared.errors import Conflict
 from tests import factories
 from tests.reliability.test_intake_chaos import publish_steadily
-from tests.support import Platform, StoreServer, port_open, wait_until
+from tests.support import Platform, StoreServer, hospital_today, port_open, wait_until
 
 pytestmark = pytest.mark.reliability
 
@@ -65,7 +64,7 @@ class Figures:
             {"kind": "post_visit_call", "status": "pending"}, {"_id": 1}).sort("_id", 1)])
 
     def analytics(self):
-        today = datetime.date.today().isoformat()
+        today = hospital_today().isoformat()  # complaints are filed under the hospital's day
         try:
             with ClusterRpcProxy({"AMQP_URI": self.platform.amqp_uri, "serializer": "json"}, timeout=20) as rpc:
                 return rpc.analytics.summary(date_from="2026-03-01", date_to=today)
@@ -145,13 +144,17 @@ def test_the_figures_are_exact_after_the_fault(log_dir, fault):
         wait_until(lambda: figures.complaints() == RECOVERIES, timeout=300, interval=1,
                    message=f"{RECOVERIES} complaints from service recovery")
 
+        seen = []
+
         def analytics_exact():
             summary = figures.analytics()
-            return summary is not None and (
-                summary["visits"], summary["discharges"], summary["consultations"],
-                summary["followups_due"], summary["followups_completed"], summary["complaints_opened"],
-            ) == (VISITS, DISCHARGES, CONSULTATIONS, EXPECTED_TASKS, RECOVERIES, RECOVERIES)
-        wait_until(analytics_exact, timeout=300, interval=2, message="exact analytics figures")
+            seen.append(summary and (summary["visits"], summary["discharges"], summary["consultations"],
+                                     summary["followups_due"], summary["followups_completed"],
+                                     summary["complaints_opened"]))
+            return seen[-1] == (VISITS, DISCHARGES, CONSULTATIONS, EXPECTED_TASKS, RECOVERIES, RECOVERIES)
+        wait_until(analytics_exact, timeout=300, interval=2,
+                   message=lambda: f"exact analytics figures; last (visits, discharges, consultations, "
+                                   f"followups_due, followups_completed, complaints_opened): {seen[-1:]}")
         # Exact and stable: nothing more arrives late, nothing sits in a dead-letter queue.
         time.sleep(3)  # a doubled event would land within the relay's interval: look again after it
         assert (figures.patients(), figures.tasks(), figures.complaints()) == (
