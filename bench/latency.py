@@ -78,6 +78,51 @@ class Listener(threading.Thread):
         return sum(1 for e in event_ids if self.patient_of.get(e) in self.scheduled_at)
 
 
+def slow_windows(by_time, slow_s=0.1):
+    """Where the slow events sit in the run: spread out (every event a little slow: too much
+    work) or together in a few seconds (a stall: everything waited behind something)."""
+    slow = [(t, latency) for t, latency in by_time if latency > slow_s]
+    if not slow:
+        return f"events slower than {slow_s * 1000:.0f} ms: none"
+    seconds = sorted({int(t) for t, _ in slow})
+    worst = sorted(slow, key=lambda item: -item[1])[:3]
+    return (f"events slower than {slow_s * 1000:.0f} ms: {len(slow)} of {len(by_time)}, published within "
+            f"{len(seconds)} distinct seconds of the run ({', '.join(f'{s}' for s in seconds[:12])}"
+            f"{', ...' if len(seconds) > 12 else ''}); the slowest published at "
+            + ", ".join(f"{t:.1f} s ({latency * 1000:.0f} ms)" for t, latency in worst))
+
+
+def handler_times(platform):
+    """Each service's own time per message (hcrm_handler_seconds, from its /metrics): against
+    the end-to-end latency, what is work and what is waiting in a queue."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+    parts = []
+    for process in platform.processes:
+        port = getattr(process, "metrics_port", None)
+        if not port or not process.alive():
+            continue
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        buckets = {}
+        for family in text_string_to_metric_families(text):
+            if family.name == "hcrm_handler_seconds":
+                for sample in family.samples:
+                    if sample.name.endswith("_bucket"):
+                        le = float(sample.labels["le"])
+                        buckets[le] = buckets.get(le, 0) + sample.value
+        if not buckets:
+            continue
+        total = buckets[float("inf")]
+        bounds = sorted(buckets)
+
+        def quantile(q):
+            return next((le for le in bounds if buckets[le] >= q * total), float("inf"))
+        parts.append(f"{process.name} p50 ≤ {quantile(0.5) * 1000:g} ms, p99 ≤ {quantile(0.99) * 1000:g} ms "
+                     f"({total:.0f} messages)")
+    return "handler time per message (hcrm_handler_seconds buckets): " + "; ".join(parts)
+
+
 def run_rate(store, logs, rate, duration, drain):
     platform = Platform(store, logs)
     resources = Resources().start()
@@ -140,6 +185,8 @@ def run_rate(store, logs, rate, duration, drain):
             f"{ms(percentile(last, 50))}",
             f"{rate}/s publish → intake's PatientVisited: p50 {ms(percentile(intake, 50))}, "
             f"p99 {ms(percentile(intake, 99))} ({len(intake)} arrived)",
+            f"{rate}/s {slow_windows(by_time)}",
+            f"{rate}/s {handler_times(platform)}",
             *(f"{rate}/s {line}" for line in resources.lines()),
         ]
     finally:
