@@ -94,12 +94,13 @@ class AnalyticsStore(Store):
         days = set()
         for key in ("phone_key", "mrn"):
             if visit.get(key):
-                # Only the key and the time in the query, the type checked here: NX-27017
-                # answers `$or` and an added `type` (a low-selectivity index it prefers) by
-                # scanning, 5-300x slower at 20k facts (bench/README.md).
+                # Only the key in the query, the type and time checked here: given `$or`, a
+                # second indexed field or a low-selectivity one, NX-27017 may scan instead
+                # (bench/README.md). A person has few facts.
                 days.update(doc["date"] for doc in self.db.facts.find(
-                    {key: visit[key], "ts": {"$gte": visit["ts"] - window_s, "$lte": visit["ts"]}},
-                    {"date": 1, "type": 1}) if doc.get("type") == "ConsultationLogged")
+                    {key: visit[key]}, {"date": 1, "type": 1, "ts": 1})
+                    if doc.get("type") == "ConsultationLogged"
+                    and visit["ts"] - window_s <= doc.get("ts", -1) <= visit["ts"])
         return days
 
     # -- per-day partial figures ---------------------------------------------------------------
