@@ -29,7 +29,6 @@ from pymongo import MongoClient  # noqa: E402
 from bench.common import (Resources, installation, need, record, start_services,  # noqa: E402
                           wait_until, watch_platform)
 from tests import factories  # noqa: E402
-from tests.support import BIN, Process, free_port  # noqa: E402
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 LUA = """
@@ -75,20 +74,14 @@ def run_wrk(url, paths, token, threads, connections, duration):
 
 
 def start_gateway(platform, workers, threads):
-    """Like tests.support.Platform.start_gateway, with the number of workers and threads
-    chosen here (that one fixes 2 workers)."""
-    port = free_port()
-    env = platform.env("gateway", GATEWAY_SERVICES="intake,analytics")
-    env.update(GATEWAY_PORT=str(port), GATEWAY_HOST="127.0.0.1", GATEWAY_WORKERS=str(workers),
-               GATEWAY_THREADS=str(threads),
-               # One bench user makes all the requests: the per-caller limit (600/min by
-               # default) would answer 429 to nearly all of them. Raised, not removed: the
-               # limiter's own cost is measured.
-               GATEWAY_RATE_LIMIT_PER_MINUTE="100000000", GATEWAY_RATE_LIMIT_BURST="10000000")
-    process = Process("gateway", [str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py",
-                                  "services.gateway.wsgi:app"], env, platform.log_dir)
-    platform.processes.append(process)
-    platform.gateway_url = f"http://127.0.0.1:{port}"
+    """The test platform's gateway with the workers and threads chosen here, ready when the
+    services behind it answer (/readyz)."""
+    process = platform.start_gateway(
+        GATEWAY_SERVICES="intake,analytics", GATEWAY_WORKERS=workers, GATEWAY_THREADS=threads,
+        # One bench user makes all the requests: the per-caller limit (600/min by default)
+        # would answer 429 to nearly all of them. Raised, not removed: the limiter's own cost
+        # is measured.
+        GATEWAY_RATE_LIMIT_PER_MINUTE="100000000", GATEWAY_RATE_LIMIT_BURST="10000000")
     wait_until(lambda: platform.http("GET", "/readyz")[0] == 200 or not process.alive(),
                timeout=90, message="the gateway to answer /readyz")
     assert process.alive(), f"gateway died at start:\n{process.output()[-3000:]}"

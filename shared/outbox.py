@@ -5,8 +5,9 @@ A service records each outgoing event inside the same document write as its stat
 one without the other. Right after the write the service hands the document to its sender,
 a thread that publishes whatever documents are waiting as one batch (one wait for the
 broker's confirms of all of them) and marks them sent with one bulk write; if the process
-dies first, the relay timer finds the pending documents and publishes them. Two replicas never relay the same document at
-once: each claims it with find_one_and_update (ARCHITECTURE.md rule 5). Consumers
+dies first, the relay timer finds the pending documents and publishes them. Two replicas
+never relay the same document at once: each claims it with find_one_and_update
+(ARCHITECTURE.md rule 5). Consumers
 deduplicate on event_id, so a second publish after a crash between the confirm and the
 mark is harmless.
 """
@@ -133,9 +134,6 @@ class Outbox:
                                "reason": f"{exc.__class__.__name__}: {exc}"})
 
     # -- publishing -----------------------------------------------------------------------
-    def publish(self, doc):
-        self.publish_batch([doc])
-
     def publish_batch(self, docs, attempts=5):
         """Publish the queued messages of `docs` not yet sent, with one wait for the broker's
         confirms, then mark each document published (one bulk write) unless more were queued
@@ -161,7 +159,8 @@ class Outbox:
         # More was queued on some meanwhile: note what is sent, then publish the rest.
         self.collection.bulk_write([UpdateOne({"_id": doc_id}, {"$max": {"outbox_sent": n}})
                                     for doc_id, n in sent.items()], ordered=False)
-        again = list(self.collection.find({"_id": {"$in": list(sent)}, "outbox_state": PENDING}))
+        again = [doc for doc in self.collection.find({"_id": {"$in": list(sent)}})  # by _id only (NX-27017)
+                 if doc.get("outbox_state") == PENDING]
         if again:
             self.publish_batch(again, attempts - 1)
 

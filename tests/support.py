@@ -204,15 +204,17 @@ class Platform:
         return process
 
     def start_gateway(self, **env):
-        """The gateway; /readyz requires the services this test started (all if none)."""
+        """The gateway (2 gunicorn workers unless GATEWAY_WORKERS says otherwise); /readyz
+        requires the services this test started (all if none)."""
         started = sorted({p.name for p in self.processes if p.name != "gateway"})
         if started:
             env.setdefault("GATEWAY_SERVICES", ",".join(started))
+        env.setdefault("GATEWAY_WORKERS", 2)
         port = free_port()
         process = Process("gateway", [str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py",
                                       "services.gateway.wsgi:app"],
-                          self.env("gateway", GATEWAY_PORT=port, GATEWAY_HOST="127.0.0.1",
-                                   GATEWAY_WORKERS=2, **env), self.log_dir)
+                          self.env("gateway", GATEWAY_PORT=port, GATEWAY_HOST="127.0.0.1", **env),
+                          self.log_dir)
         self.processes.append(process)
         self.gateway_url = f"http://127.0.0.1:{port}"
         wait_until(lambda: self.http("GET", "/healthz")[0] == 200 or not process.alive(),

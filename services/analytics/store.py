@@ -88,20 +88,23 @@ class AnalyticsStore(Store):
                                             for entity_id, fields in merged.items()], ordered=False)
         return [before.get((collection, entity_id)) for collection, entity_id, _ in updates]
 
+    def person_facts(self, keys):
+        """The facts of the people with these keys {("phone_key" | "mrn", value)}, once each:
+        one indexed lookup per key, the type and time left to the caller. NX-27017 scans for
+        `$or`, for `$in` on any field but _id, and may take a low-selectivity index when a
+        query names a second field (bench/README.md); a person has few facts."""
+        found = {}
+        for key, value in keys:
+            for fact in self.db.facts.find({key: value}, {"date": 1, "type": 1, "ts": 1, "phone_key": 1, "mrn": 1}):
+                found[fact["_id"]] = fact
+        return list(found.values())
+
     def consultation_days(self, visit, window_s):
         """The days of the consultations this visit may convert (same phone or MRN, within the
         window before it): their partials change with it."""
-        days = set()
-        for key in ("phone_key", "mrn"):
-            if visit.get(key):
-                # Only the key in the query, the type and time checked here: given `$or`, a
-                # second indexed field or a low-selectivity one, NX-27017 may scan instead
-                # (bench/README.md). A person has few facts.
-                days.update(doc["date"] for doc in self.db.facts.find(
-                    {key: visit[key]}, {"date": 1, "type": 1, "ts": 1})
-                    if doc.get("type") == "ConsultationLogged"
-                    and visit["ts"] - window_s <= doc.get("ts", -1) <= visit["ts"])
-        return days
+        keys = {(key, visit[key]) for key in ("phone_key", "mrn") if visit.get(key)}
+        return {fact["date"] for fact in self.person_facts(keys) if fact.get("type") == "ConsultationLogged"
+                and visit["ts"] - window_s <= fact.get("ts", -1) <= visit["ts"]}
 
     # -- per-day partial figures ---------------------------------------------------------------
     def touch_days(self, days):
@@ -145,14 +148,8 @@ class AnalyticsStore(Store):
                 if not department or fact.get("department") == department]
 
     def visits_of(self, keys):
-        """The visits of the people with these keys {("phone_key" | "mrn", value)}: one
-        indexed lookup per key (NX-27017 scans for `$in` on any field but _id)."""
-        visits = {}
-        for key, value in keys:
-            for fact in self.db.facts.find({key: value}, {"ts": 1, "phone_key": 1, "mrn": 1, "type": 1}):
-                if fact.get("type") == "PatientVisited":
-                    visits[fact["_id"]] = fact
-        return list(visits.values())
+        """The visits of the people with these keys (the conversions a consultation may have)."""
+        return [fact for fact in self.person_facts(keys) if fact.get("type") == "PatientVisited"]
 
     def entities(self, collection, date_field, start, end, department=None):
         number = DAY_FIELDS[date_field]
