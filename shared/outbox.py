@@ -141,8 +141,19 @@ class Outbox:
         kept: it is the document's own, short, event list."""
         if FAILPOINT == "outbox.before_publish":
             os.kill(os.getpid(), signal.SIGKILL)
+        # One snapshot per document, the newest; and what is sent by now, read back (one read
+        # by _id per batch): a snapshot that waited in the queue may predate another
+        # writer's publish, and would publish its events again.
+        newest = {}
+        for doc in docs:
+            if doc["_id"] not in newest or doc.get("outbox_seq", 0) > newest[doc["_id"]].get("outbox_seq", 0):
+                newest[doc["_id"]] = doc
+        docs = list(newest.values())
+        sent_now = {doc["_id"]: doc.get("outbox_sent", 0)
+                    for doc in self.collection.find({"_id": {"$in": list(newest)}}, {"outbox_sent": 1})}
         entries = [json.loads(text) for doc in docs
-                   for text in (doc.get("outbox_queue") or [])[doc.get("outbox_sent", 0):]]
+                   for text in (doc.get("outbox_queue") or [])[max(doc.get("outbox_sent", 0),
+                                                                   sent_now.get(doc["_id"], 0)):]]
         with self._publishing:
             self._publisher.publish_all([
                 (entry["exchange"], entry["routing_key"], entry["message"],
