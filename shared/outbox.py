@@ -6,8 +6,9 @@ one without the other. Right after the write the service hands the document to i
 a thread that publishes whatever documents are waiting as one batch (one wait for the
 broker's confirms of all of them) and marks them sent with one bulk write; if the process
 dies first, the relay timer finds the pending documents and publishes them. Two replicas
-never relay the same document at once: each claims it with find_one_and_update
-(ARCHITECTURE.md rule 5). Consumers
+never publish the same document at once: a publisher first takes the document's lock
+(`outbox_lock`, a conditional write; ARCHITECTURE.md rule 5), and the relay also claims a
+document with find_one_and_update before it takes over a writer's. Consumers
 deduplicate on event_id, so a second publish after a crash between the confirm and the
 mark is harmless.
 """
@@ -17,6 +18,7 @@ import os
 import signal
 import threading
 import time
+import uuid
 
 from eventlet.queue import LightQueue
 from nameko.timer import Timer
@@ -138,42 +140,72 @@ class Outbox:
         """Publish the queued messages of `docs` not yet sent, with one wait for the broker's
         confirms, then mark each document published (one bulk write) unless more were queued
         on it meanwhile: those are re-read and published in the next round. The queue is
-        kept: it is the document's own, short, event list."""
+        kept: it is the document's own, short, event list.
+
+        Only the holder of a document's publishing lock publishes it, so two replicas that
+        both appended to one document never send the same event twice. A writer that finds
+        the lock held leaves its events to the holder, who re-reads the document after
+        releasing the lock and publishes whatever was appended meanwhile. Returns how many
+        documents this call published (held the lock of)."""
         if FAILPOINT == "outbox.before_publish":
             os.kill(os.getpid(), signal.SIGKILL)
-        # One snapshot per document, the newest; and what is sent by now, read back (one read
-        # by _id per batch): a snapshot that waited in the queue may predate another
-        # writer's publish, and would publish its events again.
-        newest = {}
-        for doc in docs:
-            if doc["_id"] not in newest or doc.get("outbox_seq", 0) > newest[doc["_id"]].get("outbox_seq", 0):
-                newest[doc["_id"]] = doc
-        docs = list(newest.values())
-        sent_now = {doc["_id"]: doc.get("outbox_sent", 0)
-                    for doc in self.collection.find({"_id": {"$in": list(newest)}}, {"outbox_sent": 1})}
-        entries = [json.loads(text) for doc in docs
-                   for text in (doc.get("outbox_queue") or [])[max(doc.get("outbox_sent", 0),
-                                                                   sent_now.get(doc["_id"], 0)):]]
-        with self._publishing:
-            self._publisher.publish_all([
-                (entry["exchange"], entry["routing_key"], entry["message"],
-                 str(entry["message"].get("event_id", "")) or None) for entry in entries])
+        ids = list(dict.fromkeys(doc["_id"] for doc in docs))
+        token = uuid.uuid4().hex
+        self._lock(ids, token)
+        # Read back what this batch holds: the queue and what is sent by now, fresh (by _id
+        # only, NX-27017).
+        held = [doc for doc in self.collection.find(
+            {"_id": {"$in": ids}}, {"outbox_queue": 1, "outbox_sent": 1, "outbox_seq": 1, "outbox_lock": 1})
+            if doc.get("outbox_lock") == token]
+        if not held:
+            return 0
+        entries = [json.loads(text) for doc in held
+                   for text in (doc.get("outbox_queue") or [])[doc.get("outbox_sent", 0):]]
+        try:
+            with self._publishing:
+                self._publisher.publish_all([
+                    (entry["exchange"], entry["routing_key"], entry["message"],
+                     str(entry["message"].get("event_id", "")) or None) for entry in entries])
+        except Exception:
+            # Unlocked as it was: the relay, or the next writer, publishes them.
+            self._unlock(token, {doc["_id"]: doc.get("outbox_sent", 0) for doc in held})
+            raise
         for entry in entries:
             metrics.EVENTS_OUT.labels(self.service, entry["routing_key"]).inc()
-        sent = {doc["_id"]: len(doc.get("outbox_queue") or []) for doc in docs}
+        # Published and unlocked in one write each, if nothing was appended meanwhile.
+        sent = {doc["_id"]: len(doc.get("outbox_queue") or []) for doc in held}
         done = self.collection.bulk_write([UpdateOne(
-            {"_id": doc["_id"], "outbox_seq": doc.get("outbox_seq")},
-            {"$set": {"outbox_state": PUBLISHED, "outbox_published_ts": time.time()},
-             "$max": {"outbox_sent": sent[doc["_id"]]}}) for doc in docs], ordered=False)
-        if done.matched_count == len(docs) or attempts <= 1:
-            return
-        # More was queued on some meanwhile: note what is sent, then publish the rest.
-        self.collection.bulk_write([UpdateOne({"_id": doc_id}, {"$max": {"outbox_sent": n}})
-                                    for doc_id, n in sent.items()], ordered=False)
-        again = [doc for doc in self.collection.find({"_id": {"$in": list(sent)}})  # by _id only (NX-27017)
+            {"_id": doc["_id"], "outbox_seq": doc.get("outbox_seq"), "outbox_lock": token},
+            {"$set": {"outbox_state": PUBLISHED, "outbox_published_ts": time.time(), "outbox_lock_ts": 0},
+             "$max": {"outbox_sent": sent[doc["_id"]]}}) for doc in held], ordered=False)
+        if done.matched_count == len(held):
+            return len(held)
+        # More was queued on some meanwhile, and its writer found the lock held: note what is
+        # sent, unlock, then publish the rest (if another writer has not taken it by then).
+        self._unlock(token, sent)
+        again = [doc for doc in self.collection.find({"_id": {"$in": list(sent)}},
+                                                     {"outbox_state": 1})
                  if doc.get("outbox_state") == PENDING]
-        if again:
+        if again and attempts > 1:
             self.publish_batch(again, attempts - 1)
+        return len(held)
+
+    def _lock(self, ids, token):
+        """Take the publishing lock of each document that is free or expired (one bulk write;
+        a document written before the lock existed has no lock field)."""
+        now = time.time()
+        take = {"$set": {"outbox_lock": token, "outbox_lock_ts": now + CLAIM_SECONDS}}
+        self.collection.bulk_write(
+            [UpdateOne({"_id": doc_id, "outbox_lock_ts": free}, take)
+             for doc_id in ids for free in ({"$lt": now}, {"$exists": False})], ordered=False)
+
+    def _unlock(self, token, sent):
+        """Release the lock of the documents in `sent` ({_id: how many of its events are
+        published}), recording what is sent of each."""
+        self.collection.bulk_write([UpdateOne(
+            {"_id": doc_id, "outbox_lock": token},
+            {"$set": {"outbox_lock_ts": 0}, "$max": {"outbox_sent": n}}) for doc_id, n in sent.items()],
+            ordered=False)
 
     def relay(self, now=None, limit=500):
         """Publish documents whose claim ran out unpublished (their writer or relay died).
@@ -185,9 +217,8 @@ class Outbox:
             {"_id": doc_id, "outbox_state": PENDING, "outbox_claim_ts": {"$lt": now}},
             {"$set": {"outbox_claim_ts": now + CLAIM_SECONDS}},
             return_document=ReturnDocument.AFTER) for doc_id in candidates)))
-        for start in range(0, len(claimed), BATCH_MAX):
-            self.publish_batch(claimed[start:start + BATCH_MAX])
-        published = len(claimed)
+        published = sum(self.publish_batch(claimed[start:start + BATCH_MAX])
+                        for start in range(0, len(claimed), BATCH_MAX))
         # Bounded: a gauge must never cost a scan of the whole collection.
         pending = len(list(self.collection.find({"outbox_state": PENDING}, {"_id": 1}).limit(10_000)))
         metrics.OUTBOX_PENDING.labels(self.service).set(pending)

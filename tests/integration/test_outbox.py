@@ -1,0 +1,65 @@
+"""The outbox with a real store process and the real broker: two writers (replicas) appending
+to the same documents at once publish every event exactly once, and none is left behind."""
+import collections
+import datetime
+import json
+import threading
+
+from kombu import Connection
+from pymongo import MongoClient, ReturnDocument
+
+from shared.outbox import PENDING, Outbox
+
+EXCHANGE = "outboxtest.events"
+DOCUMENTS, ROUNDS = 20, 10
+
+
+def _witness(platform):
+    with Connection(platform.amqp_uri) as connection:
+        channel = connection.channel()
+        channel.exchange_declare(EXCHANGE, "topic", durable=True)
+        channel.queue_declare("witness", durable=True, auto_delete=False)
+        channel.queue_bind("witness", EXCHANGE, "#")
+
+
+def _event(event_id):
+    return (EXCHANGE, "thing.changed", {"event_id": event_id})
+
+
+def test_two_writers_of_the_same_documents_publish_each_event_exactly_once(platform):
+    _witness(platform)
+    collection = MongoClient(platform.database_uri("outboxtest")).get_default_database()["things"]
+    now = datetime.datetime.now(datetime.timezone.utc)
+    collection.insert_many([{"_id": f"doc-{n}", **Outbox.fields(*_event(f"created-{n}"), now)}
+                            for n in range(DOCUMENTS)])
+    replicas = [Outbox(collection, platform.amqp_uri, "test") for _ in range(2)]
+    errors = []
+
+    def write(replica, name):
+        try:
+            for round_ in range(ROUNDS):
+                for n in range(DOCUMENTS):
+                    doc = collection.find_one_and_update(
+                        {"_id": f"doc-{n}"},
+                        Outbox.append({}, [_event(f"{name}-{n}-{round_}")], now),
+                        return_document=ReturnDocument.AFTER)
+                    replica.publish_or_leave(doc)
+        except Exception as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    writers = [threading.Thread(target=write, args=(replica, f"replica{i}"))
+               for i, replica in enumerate(replicas)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=120)
+    assert not errors and not any(writer.is_alive() for writer in writers), errors
+    # What a writer left to a lock holder that ran out of rounds, the relay publishes.
+    replicas[0].relay(now=now + datetime.timedelta(days=1))
+
+    assert list(collection.find({"outbox_state": PENDING}, {"_id": 1})) == []
+    published = collections.Counter(json.loads(body)["event_id"] for body, _ in platform.drain("witness"))
+    assert {event_id: n for event_id, n in published.items() if n > 1} == {}
+    assert len(published) == DOCUMENTS * (1 + 2 * ROUNDS)
+    for replica in replicas:
+        replica.stop()
