@@ -38,6 +38,8 @@ FAILPOINT = os.environ.get("HCRM_FAILPOINT", "")
 # The most documents one batch publishes (their events share one wait for confirms).
 BATCH_MAX = 200
 _STOP = object()
+# What a publisher reads of a document it holds the lock of.
+_HELD = {"outbox_queue": 1, "outbox_sent": 1, "outbox_seq": 1, "outbox_lock": 1}
 
 
 def _entry(exchange, routing_key, message):
@@ -50,7 +52,7 @@ def _entry(exchange, routing_key, message):
 def fields(exchange, routing_key, message, now):
     """The outbox part of a new document: insert it in the same write as the state change."""
     return {"outbox_queue": [_entry(exchange, routing_key, message)], "outbox_seq": 1, "outbox_sent": 0,
-            "outbox_state": PENDING,
+            "outbox_state": PENDING, "outbox_lock_ts": 0,  # no publisher holds it yet
             # The writer owns its record for CLAIM_SECONDS: the relay takes over only if the
             # writer died before publishing.
             "outbox_claim_ts": now.timestamp() + CLAIM_SECONDS}
@@ -151,12 +153,7 @@ class Outbox:
             os.kill(os.getpid(), signal.SIGKILL)
         ids = list(dict.fromkeys(doc["_id"] for doc in docs))
         token = uuid.uuid4().hex
-        self._lock(ids, token)
-        # Read back what this batch holds: the queue and what is sent by now, fresh (by _id
-        # only, NX-27017).
-        held = [doc for doc in self.collection.find(
-            {"_id": {"$in": ids}}, {"outbox_queue": 1, "outbox_sent": 1, "outbox_seq": 1, "outbox_lock": 1})
-            if doc.get("outbox_lock") == token]
+        held = self._lock(ids, token)
         if not held:
             return 0
         entries = [json.loads(text) for doc in held
@@ -191,13 +188,23 @@ class Outbox:
         return len(held)
 
     def _lock(self, ids, token):
-        """Take the publishing lock of each document that is free or expired (one bulk write;
-        a document written before the lock existed has no lock field)."""
+        """Take the publishing lock of each document that is free or expired, and return the
+        documents now held: their queue and what is sent by now, fresh."""
         now = time.time()
         take = {"$set": {"outbox_lock": token, "outbox_lock_ts": now + CLAIM_SECONDS}}
+        if len(ids) == 1:  # the usual case at a low rate: lock and read in one round trip
+            doc = self.collection.find_one_and_update(
+                {"_id": ids[0], "outbox_lock_ts": {"$lt": now}}, take, projection=_HELD,
+                return_document=ReturnDocument.AFTER)
+            if doc is not None:
+                return [doc]
+            # Held by another publisher, or written before the lock existed: the general way.
+        # A document written before the lock existed has no lock field.
         self.collection.bulk_write(
             [UpdateOne({"_id": doc_id, "outbox_lock_ts": free}, take)
              for doc_id in ids for free in ({"$lt": now}, {"$exists": False})], ordered=False)
+        return [doc for doc in self.collection.find({"_id": {"$in": ids}}, _HELD)  # by _id only (NX-27017)
+                if doc.get("outbox_lock") == token]
 
     def _unlock(self, token, sent):
         """Release the lock of the documents in `sent` ({_id: how many of its events are

@@ -63,3 +63,19 @@ def test_two_writers_of_the_same_documents_publish_each_event_exactly_once(platf
     assert len(published) == DOCUMENTS * (1 + 2 * ROUNDS)
     for replica in replicas:
         replica.stop()
+
+
+def test_a_document_written_before_the_publishing_lock_existed_is_published(platform):
+    _witness(platform)
+    collection = MongoClient(platform.database_uri("outboxtest")).get_default_database()["things"]
+    now = datetime.datetime.now(datetime.timezone.utc)
+    legacy = {"_id": "old", **Outbox.fields(*_event("old-1"), now)}
+    del legacy["outbox_lock_ts"]
+    collection.insert_one(legacy)
+    replica = Outbox(collection, platform.amqp_uri, "test")
+
+    assert replica.publish_batch([legacy]) == 1
+
+    assert collection.find_one({"_id": "old"})["outbox_state"] == "published"
+    assert [json.loads(body)["event_id"] for body, _ in platform.drain("witness")] == ["old-1"]
+    replica.stop()
