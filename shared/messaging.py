@@ -349,8 +349,12 @@ class BatchReliableConsumer(ReliableConsumer):
     rejected or retried by itself and costs the others nothing (handlers are idempotent).
     """
 
-    def __init__(self, queue_name, max_batch=100, **kwargs):
+    def __init__(self, queue_name, max_batch=100, linger_s=0.0, **kwargs):
         self.max_batch = max_batch
+        # How long a batch waits for more deliveries before it is handled: 0 takes what
+        # arrived together; a consumer no one waits on (analytics) lingers, so that at a low
+        # rate it still writes in bulk instead of paying a batch's cost for every event.
+        self.linger_s = linger_s
         super().__init__(queue_name, **kwargs)
 
     def setup(self):
@@ -375,8 +379,8 @@ class BatchReliableConsumer(ReliableConsumer):
             self.container.spawn_managed_thread(self._flush_soon, identifier="BatchReliableConsumer.flush")
 
     def _flush_soon(self):
-        # One turn of the hub: the deliveries already read from the socket join this batch.
-        eventlet.sleep(0)
+        # At least one turn of the hub: the deliveries already read from the socket join.
+        eventlet.sleep(self.linger_s)
         self._flush()
 
     def _flush(self):

@@ -19,6 +19,8 @@ from shared.service import HealthMixin
 MAX_DAYS = 3 * 366
 RUN_DAYS = 7  # the most days a cold range reads at once (a week of a big hospital: ~60k facts)
 BATCH_MAX = 100  # events per bulk write (the consumer gathers what arrived together)
+# Reports may trail the events by this much; in return a low rate is written in bulk too.
+BATCH_LINGER_S = 0.25
 ALL = "*"  # the scope of the whole hospital's partials (a department's name otherwise)
 
 
@@ -29,7 +31,7 @@ class AnalyticsService(HealthMixin):
     store = AnalyticsStore()
     metrics = MetricsServer()
 
-    @reliable_batch_consumer("analytics.inbound", max_batch=BATCH_MAX)
+    @reliable_batch_consumer("analytics.inbound", max_batch=BATCH_MAX, linger_s=BATCH_LINGER_S)
     def handle_events(self, messages):
         """The events that arrived together, written in bulk: a few store round trips for the
         whole batch instead of about five per event."""
