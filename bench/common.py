@@ -76,8 +76,8 @@ def machine():
 
 
 def code_version():
-    """The commit, and the service code changed on top of it (another engineer's work in
-    progress is measured too: say so)."""
+    """The commit, and the code changed on top of it (another engineer's work in progress is
+    measured too: say so): the services, and what starts them and the store."""
     def git(*args):
         try:
             return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.rstrip("\n")
@@ -85,7 +85,8 @@ def code_version():
             return ""
     sha = git("rev-parse", "--short", "HEAD") or "unknown"
     dirty = sorted({"/".join(line[3:].split("/")[:2])
-                    for line in git("status", "--porcelain", "--", "services", "shared").splitlines()})
+                    for line in git("status", "--porcelain", "--", "services", "shared", "tests/support.py",
+                                     "bench", ":!bench/RESULTS.md").splitlines()})
     return f"git {sha}" + (f" + uncommitted changes in {', '.join(dirty)}" if dirty else "")
 
 
