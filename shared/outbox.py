@@ -222,8 +222,8 @@ class Outbox:
             {"outbox_state": PENDING, "outbox_claim_ts": {"$lt": now}}, {"_id": 1}).limit(limit)]
         claimed = list(filter(None, (self.collection.find_one_and_update(
             {"_id": doc_id, "outbox_state": PENDING, "outbox_claim_ts": {"$lt": now}},
-            {"$set": {"outbox_claim_ts": now + CLAIM_SECONDS}},
-            return_document=ReturnDocument.AFTER) for doc_id in candidates)))
+            {"$set": {"outbox_claim_ts": now + CLAIM_SECONDS}}, projection={"_id": 1})
+            for doc_id in candidates)))  # publish_batch reads what it publishes under its lock
         published = sum(self.publish_batch(claimed[start:start + BATCH_MAX])
                         for start in range(0, len(claimed), BATCH_MAX))
         # Bounded: a gauge must never cost a scan of the whole collection.

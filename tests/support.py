@@ -36,11 +36,14 @@ def free_port():
 
 
 def hospital_today():
-    """Today in the hospital's time zone (the config's default, Asia/Shanghai): the day the
-    services file an event under. From 16:00 UTC it is already tomorrow there."""
+    """Today in the hospital's time zone (read from the configuration the services read):
+    the day they file an event under. With Asia/Shanghai, from 16:00 UTC it is tomorrow."""
     import datetime
     import zoneinfo
-    return datetime.datetime.now(zoneinfo.ZoneInfo("Asia/Shanghai")).date()
+
+    from shared.config import BaseConfig, load_config
+    zone = load_config("tests", BaseConfig)["timezone"]
+    return datetime.datetime.now(zoneinfo.ZoneInfo(zone)).date()
 
 
 def wait_until(predicate, timeout=30.0, interval=0.1, message="condition"):
@@ -250,6 +253,15 @@ class Platform:
                 messages.append((body.encode() if isinstance(body, str) else body,
                                  dict(message.headers or {})))
         return messages
+
+    def witness(self, exchange, queue="witness"):
+        """A queue that sees every event published to `exchange` (declared as the topology
+        declares a service's: topic, durable), for `drain` to read back."""
+        with Connection(self.amqp_uri) as connection:
+            channel = connection.channel()
+            channel.exchange_declare(exchange, "topic", durable=True, auto_delete=False)
+            channel.queue_declare(queue, durable=True, auto_delete=False)
+            channel.queue_bind(queue, exchange, "#")
 
     def queue_depth(self, queue):
         with Connection(self.amqp_uri) as connection:

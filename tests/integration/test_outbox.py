@@ -5,7 +5,6 @@ import datetime
 import json
 import threading
 
-from kombu import Connection
 from pymongo import MongoClient, ReturnDocument
 
 from shared.outbox import PENDING, Outbox
@@ -14,20 +13,12 @@ EXCHANGE = "outboxtest.events"
 DOCUMENTS, ROUNDS = 20, 10
 
 
-def _witness(platform):
-    with Connection(platform.amqp_uri) as connection:
-        channel = connection.channel()
-        channel.exchange_declare(EXCHANGE, "topic", durable=True)
-        channel.queue_declare("witness", durable=True, auto_delete=False)
-        channel.queue_bind("witness", EXCHANGE, "#")
-
-
 def _event(event_id):
     return (EXCHANGE, "thing.changed", {"event_id": event_id})
 
 
 def test_two_writers_of_the_same_documents_publish_each_event_exactly_once(platform):
-    _witness(platform)
+    platform.witness(EXCHANGE)
     collection = MongoClient(platform.database_uri("outboxtest")).get_default_database()["things"]
     now = datetime.datetime.now(datetime.timezone.utc)
     collection.insert_many([{"_id": f"doc-{n}", **Outbox.fields(*_event(f"created-{n}"), now)}
@@ -66,7 +57,7 @@ def test_two_writers_of_the_same_documents_publish_each_event_exactly_once(platf
 
 
 def test_a_document_written_before_the_publishing_lock_existed_is_published(platform):
-    _witness(platform)
+    platform.witness(EXCHANGE)
     collection = MongoClient(platform.database_uri("outboxtest")).get_default_database()["things"]
     now = datetime.datetime.now(datetime.timezone.utc)
     legacy = {"_id": "old", **Outbox.fields(*_event("old-1"), now)}

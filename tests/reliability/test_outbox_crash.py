@@ -4,7 +4,6 @@ each event reaches the broker exactly once, none is lost."""
 import json
 
 import pytest
-from kombu import Connection
 from pymongo import MongoClient
 
 from tests import factories
@@ -18,21 +17,13 @@ CASES = {  # service -> (its outbox collection, the event it must publish once)
 }
 
 
-def _witness(platform, exchange):
-    """A queue that sees every event the service publishes."""
-    with Connection(platform.amqp_uri) as connection:
-        channel = connection.channel()
-        channel.queue_declare("witness", durable=True, auto_delete=False)
-        channel.queue_bind("witness", exchange, "#")
-
-
 @pytest.mark.parametrize("service", sorted(CASES))
 def test_a_kill_between_the_write_and_the_publish_loses_and_doubles_nothing(platform, service):
     collection, event_type = CASES[service]
     if service == "followup":
         platform.start_service("intake")
     victim = platform.start_service(service, HCRM_FAILPOINT="outbox.before_publish")
-    _witness(platform, f"{service}.events")  # the service has declared its exchange by now
+    platform.witness(f"{service}.events")  # the service has declared its exchange by now
     platform.publish(factories.visit("OUTBOX-1", phone="13900005555"))
     wait_until(lambda: not victim.alive(), timeout=60, message=f"{service} to die after its write")
     assert victim.popen.returncode == -9
