@@ -6,7 +6,7 @@ fails when the two differ, so the published document can never drift from the co
 import yaml
 from marshmallow import fields, validate
 
-from shared import events
+from shared import events, topology
 
 DESCRIPTIONS = {
     "PatientRegistered": "A patient was registered by the HIS.",
@@ -14,7 +14,55 @@ DESCRIPTIONS = {
     "PatientVisited": "An outpatient visit took place.",
     "PatientAdmitted": "A patient was admitted.",
     "PatientDischarged": "A patient was discharged.",
+    "VisitCancelled": "v1.1: an outpatient visit was entered in error; it no longer counts anywhere "
+                      "and its pending post-visit call is cancelled, whatever the arrival order.",
+    "AdmissionCancelled": "v1.1: an admission was entered in error; it and any discharge of it no "
+                          "longer count, and the tasks derived from them are cancelled.",
+    "DischargeCancelled": "v1.1: a discharge was cancelled; the patient is an inpatient again. A "
+                          "discharge of the same admission that occurred later counts again.",
+    "PatientsMerged": "v1.1: two records were one person. `patient` is the surviving record; "
+                      "`merged_mrn` the retired MRN, which afterwards finds the survivor.",
+    "AppointmentScheduled": "v1.1: an appointment booked in the hospital's scheduling system; the "
+                            "same appointment_id again is a reschedule or change, never a duplicate.",
+    "AppointmentWithdrawn": "v1.1: an appointment cancelled in the scheduling system; no reminder "
+                            "is sent afterwards.",
+    "AppointmentMissed": "v1.1: the scheduling system recorded a no-show; it is treated as the "
+                         "platform's own no-show (a call to rebook).",
 }
+
+
+# What each service appends to the replayable stream hcrm.analytics (docs/EVENTS.md); the
+# intake types are the inbound ones minus the scheduling types (one name per fact).
+STREAM_EVENT_TYPES = {
+    "intake": topology.INTAKE_STREAM_TYPES,
+    "followup": ("FollowUpScheduled", "FollowUpCompleted", "FollowUpCancelled", "SatisfactionRecorded",
+                 "ServiceRecoveryRequested"),
+    "appointments": ("AppointmentBooked", "AppointmentConfirmed", "AppointmentCancelled",
+                     "AppointmentReminderDue", "AppointmentCheckedIn", "AppointmentAttended",
+                     "AppointmentNoShow"),
+    "complaints": ("ComplaintOpened", "ComplaintAcknowledged", "ComplaintResolved",
+                   "ComplaintEscalated", "ComplaintSlaBreached"),
+}
+
+
+def _stream_channel():
+    listing = "; ".join(f"{service}: {', '.join(types)}" for service, types in STREAM_EVENT_TYPES.items())
+    return {
+        "address": topology.ANALYTICS_STREAM,
+        "description": (
+            "RabbitMQ stream (x-queue-type: stream) for analytics consumers: attach with AMQP "
+            "0-9-1 and x-stream-offset (first, last, next, an offset or a timestamp) to replay. "
+            "Every message is JSON with event_id, event_type, occurred_at, recorded_at, service, "
+            "patient_id and data. Since v1.1 an appointment booked in the hospital's scheduling "
+            "system appears once, as the appointments service's AppointmentBooked (rescheduled: "
+            "AppointmentBooked with data.rescheduled true), AppointmentCancelled or "
+            "AppointmentNoShow; corrections (VisitCancelled, AdmissionCancelled, "
+            "DischargeCancelled) and PatientsMerged (data.merged_patient_id: the retired record) "
+            "tell a consumer what to undo or re-attribute. Event types by service: " + listing + "."),
+        "bindings": {"amqp": {"is": "queue", "queue": {
+            "name": topology.ANALYTICS_STREAM, "durable": True, "exclusive": False,
+            "autoDelete": False, "vhost": "/"}, "bindingVersion": "0.3.0"}},
+    }
 
 
 def _field_schema(field):
@@ -77,16 +125,18 @@ def document():
         "asyncapi": "3.0.0",
         "info": {
             "title": "HCRM inbound hospital events",
-            "version": f"{events.SCHEMA_VERSION}.0.0",
+            "version": f"{events.CONTRACT_VERSION}.0",
             "description": (
                 "What other hospital systems (HIS, inpatient, call center) publish to HCRM. "
-                "Generated from shared/events.py; the prose contract is contract/EVENTS.md. "
+                "Generated from shared/events.py; the prose contract is docs/EVENTS.md. "
                 "Unknown envelope fields are ignored. A message that is not JSON, lacks a "
                 "required field, has a wrong type or an unknown event_type is moved to the "
                 "queue hospital.events.rejected with the reason in the headers x-hcrm-reason "
                 "and x-hcrm-errors (field path -> messages). A second event with the same "
-                "(source, event_id) is a no-op. Over HTTP: POST /api/v1/events on the gateway, "
-                "400 with the reasons per field."),
+                "(source, event_id) is a no-op; with other content it is a conflicting duplicate "
+                "(v1.1): still a no-op, but a copy goes to hospital.events.rejected with the "
+                "reason conflicting_duplicate. Over HTTP: POST /api/v1/events on the gateway, "
+                "400 with the reasons per field, 409 for a conflicting duplicate."),
         },
         "defaultContentType": "application/json",
         "servers": {"local": {"host": "127.0.0.1:5672", "protocol": "amqp",
@@ -101,6 +151,7 @@ def document():
                     "name": "hospital.events", "type": "topic", "durable": True,
                     "autoDelete": False, "vhost": "/"}, "bindingVersion": "0.3.0"}},
             },
+            "analyticsStream": _stream_channel(),
             "rejected": {
                 "address": "hospital.events.rejected",
                 "description": "Durable queue: every rejected inbound message, unchanged, with "

@@ -51,3 +51,17 @@ class InvalidMessage(ValueError):
     def __init__(self, errors):
         self.errors = errors
         super().__init__("; ".join(f"{path}: {' '.join(msgs)}" for path, msgs in errors.items()))
+
+
+class ConflictingDuplicate(InvalidMessage):
+    """docs/EVENTS.md v1.1: an event repeats the (source, event_id) of a recorded one with other
+    content. It changes nothing; the copy goes to the rejected queue so the sender learns."""
+
+    REASON = "conflicting_duplicate"
+
+    def __init__(self, first_recorded_at):
+        self.first_recorded_at = first_recorded_at
+        super().__init__({"event_id": [
+            f"{self.REASON}: an event with this source and event_id was recorded at "
+            f"{first_recorded_at} with other content; this one changes nothing. Send a "
+            "correction as a new event with its own event_id."]})

@@ -1,4 +1,4 @@
-"""The inbound event contract (contract/EVENTS.md, version 1) as marshmallow schemas.
+"""The inbound event contract (docs/EVENTS.md, version 1.1) as marshmallow schemas.
 
 This module is the single definition of the contract: intake validates AMQP messages with
 it, the gateway validates `POST /api/v1/events` with it, and docs/asyncapi.yaml is checked
@@ -12,7 +12,8 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, vali
 
 from shared.errors import InvalidMessage
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # the envelope's schema_version: v1.1 is additive, so it stays 1
+CONTRACT_VERSION = "1.1"
 
 GENDERS = ("male", "female", "other", "unknown")
 CONSULTATION_CHANNELS = ("phone", "web", "wechat", "qq", "email", "walk_in")
@@ -82,6 +83,8 @@ class PatientSchema(StrictSchema):
     region = fields.String(validate=validate.Length(min=1, max=100))
     # Absent means "not stated": the profile keeps the last stated value (default true).
     contact_consent = StrictBoolean()
+    # v1.1: campaigns need their own consent (PIPL); absent = not stated (default false).
+    marketing_consent = StrictBoolean()
 
 
 class ProspectSchema(PatientSchema):
@@ -95,8 +98,15 @@ def _id_field():
     return fields.String(required=True, validate=validate.Length(min=1, max=128))
 
 
+AWARE_DATETIME_HELP = ("Not a valid date-time: use ISO 8601 with an offset, "
+                       "such as 2026-12-01T09:30:00+08:00.")
+
+
 def _aware_datetime(required=True):
-    return fields.AwareDateTime(format="iso", required=required)
+    # Every message says how to fix it: a time without an offset is the common mistake.
+    return fields.AwareDateTime(format="iso", required=required, error_messages={
+        "invalid": AWARE_DATETIME_HELP, "invalid_awareness": AWARE_DATETIME_HELP,
+        "format": AWARE_DATETIME_HELP})
 
 
 class PatientRegisteredData(StrictSchema):
@@ -139,13 +149,71 @@ class PatientDischargedData(StrictSchema):
     disposition = fields.String(required=True, validate=validate.OneOf(DISPOSITIONS))
 
 
+# -- version 1.1: corrections, merges and scheduling from hospital systems ------------------
+class VisitCancelledData(StrictSchema):
+    patient = fields.Nested(PatientSchema, required=True)
+    visit_id = _id_field()
+    reason = fields.String(validate=validate.Length(max=500))
+
+
+class AdmissionCancelledData(StrictSchema):
+    patient = fields.Nested(PatientSchema, required=True)
+    admission_id = _id_field()
+    reason = fields.String(validate=validate.Length(max=500))
+
+
+class DischargeCancelledData(AdmissionCancelledData):
+    pass
+
+
+class PatientsMergedData(StrictSchema):
+    patient = fields.Nested(PatientSchema, required=True)  # the surviving record
+    merged_mrn = fields.String(required=True, validate=validate.Length(min=1, max=64))
+
+    @validates_schema
+    def merged_is_another(self, data, **kwargs):
+        if data.get("merged_mrn") == (data.get("patient") or {}).get("mrn"):
+            raise ValidationError("The retired MRN must differ from the surviving patient's mrn.",
+                                  "merged_mrn")
+
+
+class AppointmentScheduledData(StrictSchema):
+    patient = fields.Nested(PatientSchema, required=True)
+    appointment_id = _id_field()
+    department = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    doctor_id = fields.String(validate=validate.Length(min=1, max=64))
+    starts_at = _aware_datetime()
+    duration_minutes = fields.Integer(strict=True, load_default=15, dump_default=15,
+                                      validate=validate.Range(min=1, max=24 * 60))
+
+
+class AppointmentWithdrawnData(StrictSchema):
+    patient = fields.Nested(PatientSchema, required=True)
+    appointment_id = _id_field()
+    reason = fields.String(validate=validate.Length(max=500))
+
+
+class AppointmentMissedData(StrictSchema):
+    patient = fields.Nested(PatientSchema, required=True)
+    appointment_id = _id_field()
+
+
 DATA_SCHEMAS = {
     "PatientRegistered": PatientRegisteredData,
     "ConsultationLogged": ConsultationLoggedData,
     "PatientVisited": PatientVisitedData,
     "PatientAdmitted": PatientAdmittedData,
     "PatientDischarged": PatientDischargedData,
+    "VisitCancelled": VisitCancelledData,
+    "AdmissionCancelled": AdmissionCancelledData,
+    "DischargeCancelled": DischargeCancelledData,
+    "PatientsMerged": PatientsMergedData,
+    "AppointmentScheduled": AppointmentScheduledData,
+    "AppointmentWithdrawn": AppointmentWithdrawnData,
+    "AppointmentMissed": AppointmentMissedData,
 }
+CORRECTION_TYPES = ("VisitCancelled", "AdmissionCancelled", "DischargeCancelled")
+SCHEDULING_TYPES = ("AppointmentScheduled", "AppointmentWithdrawn", "AppointmentMissed")
 INBOUND_EVENT_TYPES = tuple(DATA_SCHEMAS)
 
 

@@ -13,6 +13,8 @@ import importlib.util
 
 from kombu import Connection, Exchange, Queue, binding
 
+from shared.events import INBOUND_EVENT_TYPES, SCHEDULING_TYPES
+
 # Exchanges: inbound from hospital systems, then one per publishing service.
 HOSPITAL_EXCHANGE = "hospital.events"
 REJECTED_QUEUE = "hospital.events.rejected"
@@ -45,7 +47,8 @@ SUBSCRIPTIONS = (
         ("intake.events", "#"), ("appointments.events", "AppointmentNoShow"))),
     # Visits mark attendance; every intake event may restate the phone or the consent.
     Subscription("appointments", "appointments.inbound", (("intake.events", "#"),)),
-    Subscription("complaints", "complaints.inbound", (("followup.events", "ServiceRecoveryRequested"),)),
+    Subscription("complaints", "complaints.inbound", (("followup.events", "ServiceRecoveryRequested"),
+                                                      ("intake.events", "PatientsMerged"))),
     Subscription("analytics", "analytics.inbound", tuple((name, "#") for name in SERVICE_EXCHANGES)),
 )
 
@@ -91,11 +94,24 @@ def _plain_queue(name, queue_type="classic", **arguments):
     return Queue(name, durable=True, queue_arguments={"x-queue-type": queue_type, **arguments})
 
 
+# One name per fact on the stream (docs/EVENTS.md v1.1): an appointment from the hospital's
+# scheduling system appears as the appointments service's AppointmentBooked / Cancelled /
+# NoShow, so intake's copies of the inbound scheduling types are not appended.
+INTAKE_STREAM_TYPES = tuple(t for t in INBOUND_EVENT_TYPES if t not in SCHEDULING_TYPES)
+
+
+def stream_bindings():
+    """(exchange, routing key) pairs the stream is bound with."""
+    pairs = [("intake.events", event_type) for event_type in INTAKE_STREAM_TYPES]
+    return pairs + [(name, "#") for name in SERVICE_EXCHANGES if name != "intake.events"]
+
+
 def analytics_stream(max_age="400D", max_bytes=20 * 1024 ** 3):
     """The stream's retention is fixed when it is first declared; change it later with a
     RabbitMQ policy (README, Operations), not here: a redeclare with other arguments fails."""
     return Queue(ANALYTICS_STREAM, durable=True,
-                 bindings=[binding(topic_exchange(name), routing_key="#") for name in SERVICE_EXCHANGES],
+                 bindings=[binding(topic_exchange(name), routing_key=key)
+                           for name, key in stream_bindings()],
                  queue_arguments={"x-queue-type": "stream", "x-max-age": max_age,
                                   "x-max-length-bytes": int(max_bytes)})
 
@@ -133,4 +149,7 @@ def declare_topology(config, services=None):
             entity.maybe_bind(channel)
             entity.declare()
             names.append(entity.name)
+        # Before v1.1 the stream took every intake event ("#"); unbinding a binding that
+        # does not exist is a no-op, so this is safe on every installation.
+        channel.queue_unbind(ANALYTICS_STREAM, "intake.events", "#")
     return names

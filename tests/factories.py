@@ -56,6 +56,57 @@ def discharged(mrn, admission_id, event_id=None, day=8, disposition="home", **pa
                                       "disposition": disposition}}
 
 
+# -- version 1.1: corrections, merges and scheduling ---------------------------------------
+def _correction(event_type, mrn, id_field, id_value, event_id, day, hour, **patient_fields):
+    event_id = event_id or uuid.uuid4().hex
+    return {"event_id": event_id, "event_type": event_type, "occurred_at": at(day, hour),
+            "source": "his", "data": {"patient": patient(mrn, **patient_fields), id_field: id_value,
+                                      "reason": "entered in error"}}
+
+
+def visit_cancelled(mrn, visit_id, event_id=None, day=2, hour=18, **patient_fields):
+    return _correction("VisitCancelled", mrn, "visit_id", visit_id, event_id, day, hour, **patient_fields)
+
+
+def admission_cancelled(mrn, admission_id, event_id=None, day=3, hour=18, **patient_fields):
+    return _correction("AdmissionCancelled", mrn, "admission_id", admission_id, event_id, day, hour,
+                       **patient_fields)
+
+
+def discharge_cancelled(mrn, admission_id, event_id=None, day=8, hour=18, **patient_fields):
+    return _correction("DischargeCancelled", mrn, "admission_id", admission_id, event_id, day, hour,
+                       **patient_fields)
+
+
+def merged(survivor_mrn, retired_mrn, event_id=None, day=9, **patient_fields):
+    event_id = event_id or uuid.uuid4().hex
+    return {"event_id": event_id, "event_type": "PatientsMerged", "occurred_at": at(day, 12),
+            "source": "his", "data": {"patient": patient(survivor_mrn, **patient_fields),
+                                      "merged_mrn": retired_mrn}}
+
+
+def appointment_scheduled(mrn, appointment_id, starts_at, event_id=None, day=1, hour=12,
+                          department="心内科", doctor_id="D-1", duration_minutes=15, **patient_fields):
+    event_id = event_id or uuid.uuid4().hex
+    return {"event_id": event_id, "event_type": "AppointmentScheduled", "occurred_at": at(day, hour),
+            "source": "his", "data": {"patient": patient(mrn, **patient_fields),
+                                      "appointment_id": appointment_id, "department": department,
+                                      "doctor_id": doctor_id, "starts_at": starts_at,
+                                      "duration_minutes": duration_minutes}}
+
+
+def appointment_withdrawn(mrn, appointment_id, event_id=None, day=1, hour=13, **patient_fields):
+    return _correction("AppointmentWithdrawn", mrn, "appointment_id", appointment_id, event_id, day,
+                       hour, **patient_fields)
+
+
+def appointment_missed(mrn, appointment_id, event_id=None, day=2, hour=18, **patient_fields):
+    event = _correction("AppointmentMissed", mrn, "appointment_id", appointment_id, event_id, day,
+                        hour, **patient_fields)
+    del event["data"]["reason"]
+    return event
+
+
 def malformed_events():
     """Twenty bodies that break the contract, each differently: (label, raw bytes, routing key)."""
     import json

@@ -29,7 +29,7 @@ LISTED = {"type": "object", "required": ["items", "total"],
                          "total": {"type": "integer", "minimum": 0}}}
 ERROR_TEXT = {400: "Invalid input: details maps each field path to its messages",
               401: "Missing, invalid or expired credentials", 403: "The role may not use this route",
-              404: "Unknown id", 409: "Conflict: taken slot or illegal state change",
+              404: "Unknown id", 409: "Conflict: taken slot, illegal state change, or a conflicting duplicate event",
               413: "Body over the limit", 429: "Too many requests (rate limit or login throttle)",
               503: "A service or the broker is unavailable; details.service names it"}
 
@@ -141,7 +141,8 @@ def _responses(spec):
         codes.add(413)
     if PATH_PARAM.search(spec.path):
         codes.add(404)
-    if spec.method == "POST" and PATH_PARAM.search(spec.path) or spec.status == 201:
+    if (spec.method == "POST" and PATH_PARAM.search(spec.path) or spec.status == 201
+            or spec.path == "/api/v1/events"):  # v1.1: a conflicting duplicate
         codes.add(409)
     if spec.path.startswith("/api/v1/") and spec.path != "/api/v1/auth/token" or spec.path == "/readyz":
         codes.add(503)

@@ -24,10 +24,12 @@ Segment (seed 003: a fifth of patients bring most of the value; know them):
 import datetime
 import uuid
 
+from shared.corrections import CORRECTION_TYPES, Voids
 from shared.events import phone_digits
 
 CANONICAL_NAMESPACE = uuid.UUID("6f1b7c0e-3a52-4c1e-9d6e-0b5b8f3d2a11")
-PROFILE_FIELDS = ("name", "phone", "gender", "birth_date", "region", "contact_consent")
+PROFILE_FIELDS = ("name", "phone", "gender", "birth_date", "region", "contact_consent",
+                  "marketing_consent")
 STAGES = ("prospect", "new", "returning", "inpatient", "recovering", "recovered")
 SEGMENTS = ("prospect", "registered", "one_time", "regular", "key")
 
@@ -58,8 +60,13 @@ def project(events):
 
     `events` are dicts with `event_type`, `occurred_at` (aware datetime), `event_id` and the
     canonical `data`. Returns the profile, counters and the facts `stage()` needs.
+
+    Corrections (v1.1) leave the events they void out of the counters and the stage, in any
+    arrival order (shared/corrections.py); the profile still takes what every event states.
     """
     ordered = sorted(events, key=lambda e: (e["occurred_at"], e["event_id"]))
+    voids = Voids(e for e in ordered if e["event_type"] in CORRECTION_TYPES)
+    merged_mrns = set()
     profile = {}
     visit_ids, admission_ids = set(), set()
     facts = {"registered": False, "return_visit": False, "deceased": False,
@@ -72,7 +79,11 @@ def project(events):
             if field in person:  # absent = not stated, the last stated value stays
                 profile[field] = person[field]
         mrn = person.get("mrn") or mrn
-        if kind == "PatientRegistered":
+        if voids and voids.voids(event):
+            continue
+        if kind == "PatientsMerged":
+            merged_mrns.add(data["merged_mrn"])
+        elif kind == "PatientRegistered":
             facts["registered"] = True
         elif kind == "PatientVisited":
             visit_ids.add(data["visit_id"])
@@ -87,6 +98,7 @@ def project(events):
                                                   _parse(data["discharged_at"]))
             facts["deceased"] |= data["disposition"] == "deceased"
     profile.setdefault("contact_consent", True)
+    profile.setdefault("marketing_consent", False)
     facts["visit_count"] = len(visit_ids)
     facts["admission_count"] = len(admission_ids)
     return {
@@ -100,6 +112,7 @@ def project(events):
         "deceased": facts["deceased"],
         "segment": segment(facts),
         "facts": facts,
+        "merged_mrns": sorted(merged_mrns),
         "event_count": len(ordered),
     }
 
@@ -145,3 +158,18 @@ def canonical_message(event_id, inbound, patient_id, recorded_at):
         "patient_id": patient_id,
         "data": inbound["data"],
     }
+
+
+# What the intake adds to an event's data of its own (left out when comparing duplicates).
+DERIVED_DATA_FIELDS = ("merged_patient_id",)
+
+
+def conflicts_with(recorded, inbound):
+    """True when `inbound` repeats the (source, event_id) of the `recorded` event with other
+    content: docs/EVENTS.md v1.1 calls it a conflicting duplicate. It changes nothing, but the
+    sender is told, so it learns that a correction needs an event of its own."""
+    data = {k: v for k, v in (recorded.get("data") or {}).items() if k not in DERIVED_DATA_FIELDS}
+    occurred = recorded.get("occurred_at")
+    occurred = occurred.isoformat() if isinstance(occurred, datetime.datetime) else occurred
+    return (recorded.get("event_type") != inbound["event_type"] or data != inbound["data"]
+            or _parse(occurred) != _parse(inbound["occurred_at"]))

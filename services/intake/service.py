@@ -10,7 +10,7 @@ from nameko.rpc import rpc
 from services.intake import domain
 from services.intake.config import IntakeConfig
 from services.intake.store import PUBLIC_FIELDS, IntakeStore
-from shared.errors import InvalidMessage, NotFound
+from shared.errors import ConflictingDuplicate, InvalidMessage, NotFound
 from shared.events import dump_event, load_event, phone_digits
 from shared.messaging import reliable_consumer, utcnow
 from shared.metrics import EVENTS_DUPLICATE, MetricsServer
@@ -35,16 +35,26 @@ class IntakeService(HealthMixin):
         loaded = load_event(inbound_raw)  # EventInvalid -> hospital.events.rejected
         if message.routing_key != loaded["event_type"]:
             raise InvalidMessage({"event_type": [
-                f"Must equal the routing key {message.routing_key!r} (EVENTS.md)."]})
+                f"Must equal the routing key {message.routing_key!r} (docs/EVENTS.md)."]})
         inbound = dump_event(loaded)
         now = utcnow()
         event_id = domain.canonical_event_id(inbound["source"], inbound["event_id"])
         mrn, digits = domain.identity(loaded["data"]["patient"])
         patient_id, created = self.store.resolve_patient(mrn, digits, now)
+        recorded_data = inbound["data"]
+        if inbound["event_type"] == "PatientsMerged":
+            # The retired record's id goes out with the event: the other services re-point
+            # what they hold under it (docs/EVENTS.md, v1.1).
+            retired_id = self.store.merge(patient_id, inbound["data"]["merged_mrn"], now)
+            inbound = dict(inbound, data=dict(recorded_data, merged_patient_id=retired_id))
         doc, is_new = self.store.record_event(event_id, inbound, loaded, patient_id, now)
         # Always project: after a crash between the insert and here, the redelivered
         # duplicate is what completes the record.
-        self.store.project_patient(doc["patient_id"], [doc] if created and is_new else None)
+        live = self.store.project_patient(doc["patient_id"], [doc] if created and is_new else None)
+        if not live:  # the record was merged meanwhile: the event belongs to the survivor
+            survivor = self.store.repoint_if_merged(doc["patient_id"])
+            if survivor != doc["patient_id"]:
+                self.store.project_patient(survivor)
         if created:
             for merged_into in self.store.reconcile_phone(digits):
                 self.store.project_patient(merged_into)
@@ -54,10 +64,22 @@ class IntakeService(HealthMixin):
             EVENTS_DUPLICATE.labels(self.name, inbound["event_type"]).inc()
         log.info("event recorded", extra={"event_id": event_id, "event_type": inbound["event_type"],
                                           "patient_id": doc["patient_id"], "new": is_new})
+        if not is_new and domain.conflicts_with(doc, dict(inbound, data=recorded_data)):
+            # Raised last, when the record is complete: the copy goes to the rejected queue.
+            raise ConflictingDuplicate(_json(doc["recorded_at"]))
 
     @configured_timer("outbox_relay_interval_s")
     def relay_outbox(self):
         self.store.relay_outbox()
+
+    @rpc
+    def conflicting_duplicate(self, event):
+        """The first event's recorded_at when `event` (canonical, validated) repeats a recorded
+        (source, event_id) with other content; None for a new event or an exact duplicate."""
+        recorded = self.store.recorded(event["source"], event["event_id"])
+        if recorded and domain.conflicts_with(recorded, event):
+            return _json(recorded["recorded_at"])
+        return None
 
     @rpc
     def get_patient(self, patient_id):

@@ -21,8 +21,8 @@ assert EXCHANGE in SERVICE_EXCHANGES
 
 # Fields of the patient view the API shows; the rest are internal.
 PUBLIC_FIELDS = ("patient_id", "mrn", "name", "phone", "gender", "birth_date", "region",
-                 "contact_consent", "stage", "segment", "visit_count", "first_seen_at",
-                 "last_seen_at")
+                 "contact_consent", "marketing_consent", "stage", "segment", "visit_count",
+                 "first_seen_at", "last_seen_at", "merged_mrns")
 
 
 class IntakeStore(Store):
@@ -61,9 +61,10 @@ class IntakeStore(Store):
         """
         for _ in range(5):
             if mrn:
-                found = self.db.patients.find_one({"mrn": mrn}, {"_id": 1})
+                found = self.db.patients.find_one({"mrn": mrn}, {"_id": 1, "merged_into": 1})
                 if found:
-                    return found["_id"], False
+                    # A retired MRN (v1.1 PatientsMerged) leads to the record it became.
+                    return self.survivor_of(found), False
                 if digits:
                     # A prospect who phoned in earlier becomes this patient (EVENTS.md:
                     # a later visit with the same phone links to it).
@@ -96,10 +97,63 @@ class IntakeStore(Store):
                     continue
         raise RuntimeError("could not resolve the patient after 5 attempts")
 
-    def _create(self, keys, now):
+    MAX_CHAIN = 20  # merges chain (R -> S -> T); a longer chain is a loop in bad data
+
+    def survivor_of(self, patient):
+        """The live record a (possibly merged) patient document leads to: its _id."""
+        for _ in range(self.MAX_CHAIN):
+            if not patient.get("merged_into"):
+                return patient["_id"]
+            patient = self.db.patients.find_one({"_id": patient["merged_into"]},
+                                                {"_id": 1, "merged_into": 1})
+            if patient is None:
+                break
+        raise RuntimeError("a merged patient record leads nowhere (a broken or looping chain)")
+
+    def merge(self, survivor_id, retired_mrn, now):
+        """PatientsMerged (v1.1): the record of `retired_mrn` becomes part of the survivor.
+
+        Idempotent and order-free: if the retired MRN was never seen, an alias record is
+        created for it, so its events, when they come, resolve to the survivor. Returns the
+        retired record's id (what downstream services re-point). The record is marked first
+        and its events re-pointed after, so an event recorded meanwhile on it moves too (and
+        a worker that recorded one after the re-point repairs it: `repoint_if_merged`).
+        """
+        for _ in range(5):
+            retired = self.db.patients.find_one({"mrn": retired_mrn}, {"_id": 1, "merged_into": 1})
+            if retired is None:
+                try:
+                    return self._create({"mrn": retired_mrn, "merged_into": survivor_id,
+                                         "merged_at": now.isoformat()}, now, event_count=-1)
+                except DuplicateKeyError:
+                    continue  # its first event arrived meanwhile: merge that record
+            if self.survivor_of(retired) == survivor_id:
+                return retired["_id"]  # merged already (a duplicate, or a chain to it)
+            self.db.patients.update_one(
+                {"_id": retired["_id"]},
+                {"$set": {"merged_into": survivor_id, "merged_at": now.isoformat(), "event_count": -1},
+                 "$unset": {"prospect_key": ""}})
+            # Records merged into the retired one earlier follow the chain; their events too.
+            self.db.events.update_many({"patient_id": retired["_id"]},
+                                       {"$set": {"patient_id": survivor_id}})
+            return retired["_id"]
+        raise RuntimeError(f"could not merge after 5 attempts")
+
+    def repoint_if_merged(self, patient_id):
+        """After recording under `patient_id`: if that record was merged meanwhile, move its
+        events to the survivor. Returns the live id. Only called when a projection found
+        the record not live (rare), so an ordinary event pays nothing for it."""
+        patient = self.db.patients.find_one({"_id": patient_id}, {"_id": 1, "merged_into": 1})
+        if patient is None or not patient.get("merged_into"):
+            return patient_id
+        survivor = self.survivor_of(patient)
+        self.db.events.update_many({"patient_id": patient_id}, {"$set": {"patient_id": survivor}})
+        return survivor
+
+    def _create(self, keys, now, event_count=0):
         patient_id = uuid.uuid4().hex
         self.db.patients.insert_one({"_id": patient_id, **{k: v for k, v in keys.items() if v},
-                                     "created_at": now, "event_count": 0})
+                                     "created_at": now, "event_count": event_count})
         return patient_id
 
     def reconcile_phone(self, digits):
@@ -153,6 +207,10 @@ class IntakeStore(Store):
                 {"source": inbound["source"], "source_event_id": inbound["event_id"]})
             return existing, False
 
+    def recorded(self, source, source_event_id):
+        return self.db.events.find_one({"source": source, "source_event_id": source_event_id},
+                                       {"event_type": 1, "occurred_at": 1, "data": 1, "recorded_at": 1})
+
     def project_patient(self, patient_id, known_events=None):
         """Recompute the patient from its events; a stale computation never overwrites a
         newer one (the event count only grows, so more events = more complete).
@@ -179,14 +237,15 @@ class IntakeStore(Store):
             {"_id": patient_id, "event_count": {"$lt": view["event_count"]}, **self.LIVE},
             {"$set": update})
         if not done.matched_count and not read_back:
-            self.project_patient(patient_id)
+            return self.project_patient(patient_id)
+        return bool(done.matched_count)
 
     # -- reading --------------------------------------------------------------------------
     def get_patient(self, patient_id):
-        """The live record; the id of a merged prospect leads to the patient it became."""
+        """The live record; the id of a merged record leads to the patient it became."""
         patient = self.db.patients.find_one({"_id": patient_id})
         if patient and patient.get("merged_into"):
-            patient = self.db.patients.find_one({"_id": patient["merged_into"]})
+            patient = self.db.patients.find_one({"_id": self.survivor_of(patient)})
         return patient if patient and patient.get("event_count", 0) > 0 else None
 
     def find_patients(self, mrn=None, phone_digits=None, text=None, limit=50, offset=0):
@@ -200,6 +259,12 @@ class IntakeStore(Store):
             query["$or"] = [{"view.name": {"$regex": pattern, "$options": "i"}},
                             {"mrn": {"$regex": pattern, "$options": "i"}}]
         total = self.db.patients.count_documents(query)
+        if mrn and not total:
+            # v1.1: a retired MRN finds the patient it was merged into.
+            retired = self.db.patients.find_one({"mrn": mrn, "merged_into": {"$exists": True}})
+            survivor = retired and self.get_patient(retired["_id"])
+            if survivor and not (phone_digits and survivor.get("phone_digits") != phone_digits):
+                return ([survivor], 1) if offset == 0 and limit > 0 else ([], 1)
         cursor = (self.db.patients.find(query).sort([("view.last_seen_at", -1), ("_id", 1)])
                   .skip(offset).limit(limit))
         return list(cursor), total
