@@ -7,6 +7,7 @@ answer does not depend on arrival order.
 import dataclasses
 import datetime
 
+from shared.corrections import Voids
 from shared.events import phone_digits
 
 
@@ -38,7 +39,11 @@ class Contact:
 
 def contact_of(events):
     """The latest stated phone, consent and name, and whether a discharge reported the
-    patient deceased. `events` are canonical events (event_id, event_type, occurred_at, data)."""
+    patient deceased. `events` are canonical events (event_id, event_type, occurred_at, data).
+    A discharge a correction voids (AdmissionCancelled, DischargeCancelled; shared.corrections)
+    no longer makes the patient deceased."""
+    events = list(events)
+    voids = Voids(events)
     latest = {}
     deceased = False
     for event in sorted(events, key=lambda e: (parse_time(e["occurred_at"]), e["event_id"])):
@@ -47,5 +52,5 @@ def contact_of(events):
             if field in person:
                 latest[field] = person[field]
         deceased |= (event["event_type"] == "PatientDischarged"
-                     and event["data"].get("disposition") == "deceased")
+                     and event["data"].get("disposition") == "deceased" and not voids.voids(event))
     return Contact(latest.get("phone"), latest.get("contact_consent", True), deceased, latest.get("name"))

@@ -4,18 +4,38 @@ holiday calendar are parameters, so no test waits for a clock.
 Tasks are *derived from the patient's events*, like intake's record: each event triggers a
 re-plan over every event of the patient, and the store inserts what is missing (by a
 deterministic id) and cancels what may no longer be called. Arrival order and duplicates
-therefore do not change which tasks exist.
+therefore do not change which tasks are pending.
+
+Corrections and merges (docs/EVENTS.md v1.1). Events a correction voids (shared.corrections)
+plan nothing. Each task fills a *slot*, (kind, anchor key): the visit's local day, the
+admission, the consultation, the appointment; a person has one live task per slot.
+`reconcile` compares the plan with the tasks the person already has:
+- a pending task whose cause event is void is cancelled (reason "visit_cancelled",
+  "admission_cancelled" or "discharge_cancelled"), unless the events that still count plan
+  its slot due at the same time (another visit the same day): then nothing changes;
+- a slot whose tasks were all cancelled that way (or as "merged") may be filled again by an
+  event that counts, under a new id `<key>#<n>` (n = the tasks the slot held): a discharge
+  after a DischargeCancelled gets new tasks, while a duplicate of a cancelled visit, which is
+  void too, plans nothing. A task cancelled for another reason (consent, deceased) or done
+  keeps its slot;
+- after a merge, two live tasks in one slot (planned under both records) become one: a done
+  task wins, else the earliest anchored; the other pending ones are cancelled as "merged".
 """
 import dataclasses
 import datetime
 import uuid
 
 from shared.contact import Contact, contact_of, parse_time  # noqa: F401 (re-exported)
+from shared.corrections import Voids
 
 KINDS = ("post_visit_call", "post_discharge_call", "recovery_check", "return_visit_reminder",
          "prospect_call", "no_show_call")
 PER_DEPARTMENT = ("post_visit_call", "post_discharge_call", "recovery_check", "return_visit_reminder")
 OUTCOMES = ("reached", "unreachable", "declined")
+OPEN = "pending"
+# Cancelled for these reasons, a task no longer holds its slot (see `reconcile`).
+VOID_REASONS = ("visit_cancelled", "admission_cancelled", "discharge_cancelled")
+REPLANNABLE = (*VOID_REASONS, "merged")
 NAMESPACE = uuid.UUID("0c9a1f3e-5d7b-4b8e-a1c2-7f6e5d4c3b2a")
 
 
@@ -84,6 +104,7 @@ class PlannedTask:
     department: str
     reason: str
     cause_event_id: str
+    key: str = ""  # the anchor key: with `kind`, the task's slot
 
 
 def rule_for(rules, department_rules, kind, department):
@@ -92,13 +113,15 @@ def rule_for(rules, department_rules, kind, department):
     return rules[kind]
 
 
-def plan(patient_id, events, tz, is_holiday, rules=None, department_rules=None):
+def plan(patient_id, events, tz, is_holiday, rules=None, department_rules=None, void=None):
     """Every task the patient's events call for, keyed by followup_id (empty when the
-    patient may not be called)."""
+    patient may not be called). Events a correction voids call for nothing (`void`:
+    `void_reasons(events)`, computed when not given)."""
     rules = rules or DEFAULT_RULES
     department_rules = department_rules or {}
     if not contact_of(events).callable:
         return {}
+    void = void_reasons(events) if void is None else void
     planned = {}
 
     def add(kind, key, anchor, department, reason, cause):
@@ -107,13 +130,15 @@ def plan(patient_id, events, tz, is_holiday, rules=None, department_rules=None):
             return
         followup_id = task_id(patient_id, kind, key)
         candidate = PlannedTask(followup_id, kind, due_at(rule, anchor, tz, is_holiday), anchor,
-                                department, reason, cause)
+                                department, reason, cause, key)
         current = planned.get(followup_id)
         # Two visits the same day give one call: keep the earliest visit as its cause.
         if current is None or (candidate.anchor_at, cause) < (current.anchor_at, current.cause_event_id):
             planned[followup_id] = candidate
 
     for event in events:
+        if event["event_id"] in void:
+            continue
         data, kind = event["data"], event["event_type"]
         if kind == "PatientVisited":
             visited = parse_time(data["visited_at"])
@@ -132,6 +157,87 @@ def plan(patient_id, events, tz, is_holiday, rules=None, department_rules=None):
             add("no_show_call", data["appointment_id"], anchor, data.get("department"),
                 f"no-show {data['appointment_id']}", event["event_id"])
     return planned
+
+
+def void_reasons(events):
+    """{event_id: why it no longer counts} for the events a correction voids."""
+    events = list(events)
+    voids = Voids(events)
+    if not voids:
+        return {}
+    reasons = {}
+    for event in events:
+        if voids.voids(event):
+            if event["event_type"] == "PatientVisited":
+                reasons[event["event_id"]] = "visit_cancelled"
+            elif event["data"].get("admission_id") in voids.admissions:
+                reasons[event["event_id"]] = "admission_cancelled"
+            else:
+                reasons[event["event_id"]] = "discharge_cancelled"
+    return reasons
+
+
+@dataclasses.dataclass
+class Reconciliation:
+    cancel: list  # [(task, reason)]: pending tasks to cancel
+    insert: list  # [PlannedTask]: new tasks, followup_id final
+
+
+def history_matters(events, void):
+    """Whether `reconcile` needs the person's stored tasks. Without a voided event and without
+    a merge, no task can have lost its slot and no slot can hold two: every planned task is
+    inserted under its first id, and the store skips those that exist (one read saved)."""
+    return bool(void) or any(event["event_type"] == "PatientsMerged" for event in events)
+
+
+def reconcile(patient_id, planned, tasks, void):
+    """What to cancel and what to insert so the person's tasks match `planned` (the module's
+    docstring gives the rules). `tasks` are every task of the person as stored (any status);
+    `void` is `void_reasons` of the person's events. Pure: the store applies the answer."""
+    planned = list(planned.values() if isinstance(planned, dict) else planned)
+    by_slot = {(p.kind, p.key): p for p in planned}
+    first_ids = {p.followup_id: p.key for p in planned}
+    cancel = {}
+    for task in tasks:
+        cause = task.get("cause_event_id")
+        if task["status"] == OPEN and cause in void:
+            still = by_slot.get((task["kind"], _key_of(task, first_ids)))
+            if still is None or still.due_at.timestamp() != task.get("planned_due_ts", task["due_ts"]):
+                cancel[task["_id"]] = (task, void[cause])
+
+    def status(task):
+        return "cancelled" if task["_id"] in cancel else task["status"]
+
+    def holds(task):
+        reason = cancel[task["_id"]][1] if task["_id"] in cancel else task.get("cancel_reason")
+        return status(task) != "cancelled" or reason not in REPLANNABLE
+
+    slots = {}
+    for task in tasks:
+        key = _key_of(task, first_ids)
+        if key is not None:
+            slots.setdefault((task["kind"], key), []).append(task)
+    for members in slots.values():  # two live tasks in a slot: a merge brought them together
+        done = [task for task in members if status(task) == "done"]
+        live = sorted((task for task in members if status(task) == OPEN),
+                      key=lambda task: (task["anchor_ts"], task["_id"]))
+        for task in live[0 if done else 1:]:
+            cancel[task["_id"]] = (task, "merged")
+    insert = []
+    for task in planned:
+        members = slots.get((task.kind, task.key), [])
+        if any(holds(member) for member in members):
+            continue
+        if members:  # every earlier task of the slot was voided: a new one, under a new id
+            task = dataclasses.replace(task, followup_id=task_id(patient_id, task.kind,
+                                                                 f"{task.key}#{len(members)}"))
+        insert.append(task)
+    return Reconciliation(list(cancel.values()), insert)
+
+
+def _key_of(task, first_ids):
+    # Tasks stored before v1.1 have no anchor_key: their id is the first id of their slot.
+    return task.get("anchor_key") or first_ids.get(task["_id"])
 
 
 def is_overdue(status, due_ts, now_ts):

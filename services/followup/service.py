@@ -65,15 +65,36 @@ class FollowupService(HealthMixin):
         event = message.body
         if not isinstance(event, dict) or not event.get("event_id") or not event.get("patient_id"):
             raise InvalidMessage({"_schema": ["A canonical event with event_id and patient_id."]})
-        self.store.record_event(event)
+        merged = event["event_type"] == "PatientsMerged"
+        if merged and not (event.get("data") or {}).get("merged_patient_id"):
+            raise InvalidMessage({"data": {"merged_patient_id": ["The retired record's patient_id."]}})
         now = utcnow()
-        patient_id = event["patient_id"]
+        patient_id = self.store.resolve(event["patient_id"])  # a retired id files under its survivor
+        self.store.record_event(event, patient_id)
+        if merged:
+            patient_id = self.store.merge(event["data"]["merged_patient_id"], patient_id,
+                                          event["event_id"], now)
+        self._replan(patient_id, event, now, merged)
+        # A merge handled meanwhile by another worker may have retired this person: what was
+        # just filed under the retired id follows it (FollowupStore.repoint).
+        survivor = self.store.resolve(patient_id)
+        if survivor != patient_id:
+            self.store.repoint(patient_id, survivor)
+            self._replan(survivor, event, now, True)
+
+    def _replan(self, patient_id, event, now, merged=False):
+        """Make the person's tasks match what all of their events call for (domain.reconcile)."""
         events = self.store.events_of(patient_id)
         contact = domain.contact_of(events)
+        void = domain.void_reasons(events)
+        if event["event_type"] in ("PatientVisited", "VisitCancelled", "PatientsMerged"):
+            self.store.forget_visits([event_id for event_id, why in void.items() if why == "visit_cancelled"])
         rules, departments = rules_of(self.config)
-        planned = domain.plan(patient_id, events, self._tz, self._is_holiday, rules, departments)
-        touched = []
-        for doc in self.store.schedule(patient_id, list(planned.values()), contact,
+        planned = domain.plan(patient_id, events, self._tz, self._is_holiday, rules, departments, void)
+        tasks = self.store.tasks_of(patient_id) if domain.history_matters(events, void) else []
+        changes = domain.reconcile(patient_id, planned, tasks, void)
+        touched = [self._cancel(task, reason, now) for task, reason in changes.cancel]
+        for doc in self.store.schedule(patient_id, changes.insert, contact,
                                        self._message_maker(patient_id, now), now):
             TASKS_CREATED.labels(doc["kind"]).inc()
             touched.append(doc)
@@ -81,7 +102,10 @@ class FollowupService(HealthMixin):
                 touched.append(self._cancel(doc, "visited", now))
         if not contact.callable:  # deceased, consent withdrawn: never call again
             touched += [self._cancel(task, contact.why_not, now) for task in self.store.pending_of(patient_id)]
-        if event["event_type"] == "PatientVisited":  # the prospect came: no need to call
+        elif merged:  # the pending tasks of both records now show the one person
+            self.store.restate_contact(patient_id, contact)
+        if event["event_type"] == "PatientVisited" and event["event_id"] not in void:
+            # The prospect came: no need to call.
             visited_ts = domain.parse_time(event["data"]["visited_at"]).timestamp()
             digits = phone_digits((event["data"].get("patient") or {}).get("phone"))
             touched += [self._cancel(task, "visited", now)
@@ -103,6 +127,8 @@ class FollowupService(HealthMixin):
                        limit=50, offset=0):
         now = utcnow()
         query = {}
+        if patient_id:  # a retired record's id lists the person it was merged into
+            patient_id = self.store.resolve(patient_id)
         for field, value in (("status", status), ("kind", kind), ("patient_id", patient_id),
                              ("department", department)):
             if value:

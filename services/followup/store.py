@@ -1,9 +1,13 @@
 """Followup's own database.
 
 Collections
-  events  the canonical events it received (unique on event_id): the facts tasks derive from
-  tasks   one document per follow-up task (id deterministic from what caused it), carrying
-          the outbox of the events its changes cause
+  events   the canonical events it received (unique on event_id): the facts tasks derive
+           from, filed under the person's live patient_id (aliases followed)
+  tasks    one document per follow-up task (id deterministic from what caused it), carrying
+           the outbox of the events its changes cause
+  aliases  one document per retired patient_id (_id = the retired id, `survivor`): a
+           PatientsMerged leaves one person; later events of the retired id are filed under
+           the survivor (chains followed)
 Times compared in queries are epoch seconds (`due_ts`, `anchor_ts`, `claim_until_ts`);
 times shown are ISO text (`due_at`): both keep their type in every store.
 """
@@ -21,7 +25,7 @@ from shared.messaging import utcnow
 from shared.store import Index, Store
 
 EXCHANGE = "followup.events"
-OPEN = "pending"
+OPEN = domain.OPEN
 DUPLICATE_KEY = 11000
 
 
@@ -40,11 +44,46 @@ class FollowupStore(Store):
         super().setup()
         self.outbox = outbox.Outbox(self.db.tasks, self.container.config["HCRM"]["amqp_uri"], "followup")
 
+    # -- people ---------------------------------------------------------------------------
+    def resolve(self, patient_id):
+        """The live patient_id of `patient_id`: aliases followed (R -> S -> T gives T). One
+        lookup for a person never merged."""
+        seen = {patient_id}
+        while True:
+            alias = self.db.aliases.find_one({"_id": patient_id}, {"survivor": 1})
+            if alias is None or alias["survivor"] in seen:  # a loop ends where it closes
+                return patient_id
+            patient_id = alias["survivor"]
+            seen.add(patient_id)
+
+    def merge(self, retired, survivor, event_id, now):
+        """Record retired -> survivor (once; the first merge of a retired id stands) and move
+        what is filed under the retired id to the survivor's live id. Returns that id."""
+        live = self.resolve(survivor)
+        if self.resolve(retired) == live:  # merged already (a duplicate, or a chain to it)
+            self.repoint(retired, live)
+            return live
+        try:
+            self.db.aliases.insert_one({"_id": retired, "survivor": survivor, "event_id": event_id,
+                                        "merged_at": now.isoformat()})
+        except DuplicateKeyError:
+            pass
+        live = self.resolve(retired)
+        self.repoint(retired, live)
+        return live
+
+    def repoint(self, old, new):
+        """File the events and tasks of `old` under `new` (idempotent). A worker that filed
+        something under `old` after this ran notices the alias and calls it again."""
+        if old != new:
+            self.db.events.update_many({"patient_id": old}, {"$set": {"patient_id": new}})
+            self.db.tasks.update_many({"patient_id": old}, {"$set": {"patient_id": new}})
+
     # -- facts ----------------------------------------------------------------------------
-    def record_event(self, message):
-        """Keep the event (once); returns True when it is new."""
+    def record_event(self, message, patient_id):
+        """Keep the event (once) under `patient_id` (the live id); returns True when it is new."""
         data = message.get("data") or {}
-        doc = {"_id": message["event_id"], "patient_id": message.get("patient_id"),
+        doc = {"_id": message["event_id"], "patient_id": patient_id,
                "event_type": message["event_type"], "occurred_at": message["occurred_at"],
                "data": data, "phone_digits": phone_digits((data.get("patient") or {}).get("phone")) or None}
         if message["event_type"] == "PatientVisited":
@@ -61,6 +100,11 @@ class FollowupStore(Store):
             event["event_id"] = event.pop("_id")
         return events
 
+    def forget_visits(self, event_ids):
+        """Voided visits no longer count as the visit a prospect call waits for (idempotent)."""
+        if event_ids:
+            self.db.events.update_many({"_id": {"$in": list(event_ids)}}, {"$unset": {"visited_ts": ""}})
+
     def visited_since(self, digits, since_ts):
         return digits and self.db.events.find_one(
             {"phone_digits": digits, "visited_ts": {"$gte": since_ts}}, {"_id": 1}) is not None
@@ -71,8 +115,9 @@ class FollowupStore(Store):
         patient re-plans all of the patient's tasks; the deterministic ids make the existing
         ones duplicates). Returns the documents that are new."""
         docs = [{"_id": task.followup_id, "patient_id": patient_id, "kind": task.kind,
-                 "department": task.department, "reason": task.reason,
+                 "anchor_key": task.key, "department": task.department, "reason": task.reason,
                  "due_at": task.due_at.isoformat(), "due_ts": task.due_at.timestamp(),
+                 "planned_due_ts": task.due_at.timestamp(),  # due_ts moves on a retry; this does not
                  "anchor_ts": task.anchor_at.timestamp(), "status": OPEN, "attempts": 0,
                  "phone_digits": phone_digits(contact.phone), "patient_name": contact.name,
                  "cause_event_id": task.cause_event_id, "created_at": now.isoformat(),
@@ -99,10 +144,21 @@ class FollowupStore(Store):
         return self.db.tasks.find_one_and_update({"_id": followup_id, "status": OPEN}, update,
                                                  return_document=ReturnDocument.AFTER)
 
+    def tasks_of(self, patient_id):
+        """Every task of the person, any status (without their outbox). By patient only:
+        given the status too, NX-27017 may take the status index and scan every pending
+        task (16 ms against 1.7 ms at 30k tasks)."""
+        return list(self.db.tasks.find({"patient_id": patient_id}, {"outbox_queue": 0}))
+
     def pending_of(self, patient_id):
-        # By patient only, the status checked here: given both, NX-27017 may take the status
-        # index and scan every pending task (16 ms against 1.7 ms at 30k tasks).
-        return [task for task in self.db.tasks.find({"patient_id": patient_id}) if task["status"] == OPEN]
+        return [task for task in self.tasks_of(patient_id) if task["status"] == OPEN]
+
+    def restate_contact(self, patient_id, contact):
+        """After a merge: the tasks show the surviving person's name and phone (by patient
+        only, as in tasks_of)."""
+        self.db.tasks.update_many({"patient_id": patient_id},
+                                  {"$set": {"patient_name": contact.name,
+                                            "phone_digits": phone_digits(contact.phone)}})
 
     def pending_prospect_calls(self, digits, visited_ts):
         return list(self.db.tasks.find({"phone_digits": digits, "kind": "prospect_call",
