@@ -1,9 +1,15 @@
-"""Appointment rules (contract/PROTOCOLS.md § Appointments) as pure functions; "now" is a
-parameter everywhere.
+"""Appointment rules (PROTOCOLS.md § Appointments, docs/EVENTS.md v1.1) as pure functions;
+"now" is a parameter everywhere.
 
 A doctor has one appointment per slot: the time is cut into SLOT_MINUTES units and each
 booking claims the units it covers (a unique key per doctor and unit in the store), in
 ascending order, so of two overlapping bookings exactly one wins, whatever the concurrency.
+
+Mirrored appointments (channel "his": AppointmentScheduled / Withdrawn / Missed from the
+hospital's scheduling system) are that system's: they skip working hours and double-booking
+and claim NO slot units, so they never make a staff booking fail with a 409 about an
+appointment staff cannot move. Staff cannot reschedule or cancel them here either (the
+change is made in the hospital's system and comes back as an event).
 """
 import datetime
 import string
@@ -22,6 +28,9 @@ TRANSITIONS = {
     "attend": ({"booked", "confirmed", "checked_in", "no_show"}, "attended"),
     "reschedule": ({"booked", "confirmed"}, None),
 }
+MIRROR_CHANNEL = "his"
+# What only the hospital's scheduling system may do to the appointments it sent.
+OWNED_BY_SOURCE = ("reschedule", "cancel")
 
 
 class Refused(Exception):
@@ -41,6 +50,13 @@ def next_status(action, status):
     if status not in allowed:
         raise IllegalTransition(f"cannot {action.replace('_', '-')} an appointment that is {status}")
     return target or status
+
+
+def staff_may(action, appointment):
+    """IllegalTransition when staff try what only the appointment's source system may do."""
+    if action in OWNED_BY_SOURCE and appointment.get("external_id"):
+        raise IllegalTransition(f"cannot {action} an appointment of the hospital's scheduling system "
+                                f"({appointment.get('source')}): change it there")
 
 
 def slot_units(starts_at, minutes):
@@ -86,6 +102,11 @@ def check_booking(starts_at, minutes, now, tz, working_hours, department, doctor
         raise Refused("starts_at", f"Outside the working hours of {doctor_id or department}.")
 
 
+def local_day(moment, tz):
+    """The hospital's calendar day (ISO text) of an ISO date-time."""
+    return datetime.datetime.fromisoformat(moment).astimezone(tz).date().isoformat()
+
+
 def reminder_due(starts_at, hours_before):
     return starts_at - datetime.timedelta(hours=hours_before)
 
@@ -109,3 +130,97 @@ DEFAULT_TEMPLATES = {
 def render(templates, kind, language, **values):
     text = templates.get(kind, DEFAULT_TEMPLATES[kind]).get(language) or DEFAULT_TEMPLATES[kind]["zh"]
     return string.Template(text).safe_substitute(**values)
+
+
+# -- the mirror of the hospital's scheduling system ---------------------------------------
+# One appointment per (source, appointment_id); its order is that of the last applied
+# AppointmentScheduled: (occurred_at as epoch seconds, canonical event_id). The event_id
+# breaks ties between two different events of the same instant, so every arrival order
+# ends in the same appointment.
+MIRRORED_FIELDS = ("starts_ts", "department", "doctor_id", "duration_minutes")
+
+
+def mirror_appointment_id(source, external_id):
+    return str(uuid.uuid5(NAMESPACE, f"mirror\x1f{source}\x1f{external_id}"))
+
+
+def order_of(event):
+    occurred = datetime.datetime.fromisoformat(event["occurred_at"])
+    return (occurred.timestamp(), str(event["event_id"]))
+
+
+def scheduled_values(data, default_minutes=15):
+    """The appointment as an AppointmentScheduled states it."""
+    starts = datetime.datetime.fromisoformat(data["starts_at"])
+    return {"starts_at": starts, "starts_ts": starts.timestamp(), "department": data["department"],
+            "doctor_id": data.get("doctor_id") or None,
+            "duration_minutes": int(data.get("duration_minutes") or default_minutes)}
+
+
+def plan_scheduled(current, withdrawn, order, values):
+    """What an AppointmentScheduled of `order` stating `values` does to the mirrored
+    appointment `current` (None: not created yet). Returns (action, changed field names):
+
+      ("withdrawn", ())  the key was withdrawn (in any order): never a live appointment
+      ("create", ())     the first Scheduled: a booked appointment
+      ("stale", ())      not newer than the last applied one (or a duplicate): nothing
+      ("closed", ())     newer, but the appointment is over (cancelled, checked in,
+                         attended, no-show): nothing changes
+      ("same", ())       newer with the same values: only its order is recorded (so an
+                         older change arriving later stays stale)
+      ("update", names)  newer with other values: updated, reminded again
+    """
+    if withdrawn:
+        return "withdrawn", ()
+    if current is None:
+        return "create", ()
+    if order <= (current.get("mirror_ts", 0.0), current.get("mirror_event_id", "")):
+        return "stale", ()
+    if current["status"] not in TRANSITIONS["reschedule"][0]:
+        return "closed", ()
+    changed = tuple(f for f in MIRRORED_FIELDS if current.get(f) != values[f])
+    return ("update", changed) if changed else ("same", ())
+
+
+def mark_action(status, marks):
+    """The transition the hospital's Withdrawn / Missed marks call for now, or None. A
+    withdrawal wins over a missed mark; an appointment already attended or checked in keeps
+    its status (the visit is the stronger fact)."""
+    if (marks or {}).get("withdrawn") and status in TRANSITIONS["cancel"][0]:
+        return "cancel"
+    if (marks or {}).get("missed") and status in TRANSITIONS["no_show"][0]:
+        return "no_show"
+    return None
+
+
+# -- corrections ---------------------------------------------------------------------------
+def status_before_attendance(appointment):
+    """The status an attended appointment returns to when the visit that marked it is
+    cancelled: the one it had (booked / confirmed / checked_in / no_show). A booked or
+    confirmed one whose time has passed is then the no-show timer's to decide, as usual."""
+    previous = appointment.get("status_before_attended")
+    return previous if previous in TRANSITIONS["attend"][0] else "booked"
+
+
+# -- merged patients -----------------------------------------------------------------------
+MAX_ALIAS_HOPS = 32
+
+
+def resolve_alias(patient_id, lookup, max_hops=MAX_ALIAS_HOPS):
+    """Follow retired -> survivor aliases (R -> S -> T) to the patient id in use today.
+    `lookup(id)` gives the id it was merged into, or None. A cycle stops where it closes."""
+    seen, current = {patient_id}, patient_id
+    for _ in range(max_hops):
+        target = lookup(current) if current else None
+        if not target or target in seen:
+            break
+        seen.add(target)
+        current = target
+    return current
+
+
+def merge_is_usable(retired, survivor, lookup):
+    """A merge recorded as retired -> survivor must name two patients and must not close a
+    cycle (the survivor already merged, directly or not, into the retired one)."""
+    return bool(retired and survivor and retired != survivor
+                and resolve_alias(survivor, lookup) != retired)

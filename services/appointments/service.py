@@ -1,5 +1,6 @@
 """AppointmentsService: booking without double-booking, reminders the day before,
-confirmations, check-in, attendance and no-shows (PROTOCOLS.md § Appointments)."""
+confirmations, check-in, attendance and no-shows (PROTOCOLS.md § Appointments); the mirror
+of the hospital's scheduling system, visit corrections and patient merges (inbound.py)."""
 import datetime
 import functools
 import logging
@@ -7,10 +8,12 @@ import uuid
 import zoneinfo
 
 from nameko.rpc import rpc
-from prometheus_client import Counter, Gauge, Histogram
 
 from services.appointments import domain
 from services.appointments.config import AppointmentsConfig
+from services.appointments.inbound import InboundMixin
+from services.appointments.metrics import (BOOKINGS, CANCELLATIONS, NO_SHOW_RATE, OUTCOMES,
+                                           REMINDER_LAG)
 from services.appointments.notifier import notifier_for
 from services.appointments.store import AppointmentsStore
 from shared.contact import contact_of
@@ -22,19 +25,13 @@ from shared.service import HealthMixin
 
 log = logging.getLogger(__name__)
 
-BOOKINGS = Counter("hcrm_appointments_booked_total", "Appointments booked", ["department"])
-CANCELLATIONS = Counter("hcrm_appointments_cancelled_total", "Appointments cancelled", ["department"])
-OUTCOMES = Counter("hcrm_appointments_outcome_total", "Appointments ended", ["outcome"])
-NO_SHOW_RATE = Gauge("hcrm_appointments_no_show_rate", "No-shows / (no-shows + attended + checked in), since start")
-REMINDER_LAG = Histogram("hcrm_appointment_reminder_lag_seconds", "Reminder sent after its due time",
-                         buckets=(1, 5, 15, 30, 60, 300, 900, 3600))
 MAX_PAGE = 500
 PUBLIC = ("patient_id", "department", "doctor_id", "starts_at", "duration_minutes", "channel",
           "status", "language", "reminder_state", "reminded_at", "checked_in_at", "cancelled_at",
-          "booked_by", "local_date")
+          "booked_by", "local_date", "source", "external_id", "attended_visit_id")
 
 
-class AppointmentsService(HealthMixin):
+class AppointmentsService(InboundMixin, HealthMixin):
     name = "appointments"
     config_schema = AppointmentsConfig
 
@@ -49,6 +46,7 @@ class AppointmentsService(HealthMixin):
         starts = self._time(starts_at, "starts_at")
         minutes = int(duration_minutes or self.config["default_duration_minutes"])
         self._check(starts, minutes, now, department, doctor_id)
+        patient_id = self._current_patient(patient_id)  # a merged-away id books for its survivor
         appointment_id = str(uuid.uuid4())
         if doctor_id:
             self.store.claim_slots(doctor_id, domain.slot_units(starts, minutes), appointment_id)
@@ -76,7 +74,8 @@ class AppointmentsService(HealthMixin):
         units = domain.slot_units(starts, minutes)
         if current["doctor_id"]:
             self.store.claim_slots(current["doctor_id"], units, appointment_id)
-        fields = {**self._timing(starts, minutes), "rescheduled_by": actor}
+        # A new reminder key per reschedule: reminded again for the new time, whatever the history.
+        fields = {**self._timing(starts, minutes, f"reschedule:{uuid.uuid4().hex}"), "rescheduled_by": actor}
         done = self.store.change(current, fields, [self._message(
             "AppointmentBooked", {**current, **fields}, now, {"rescheduled": True}, discriminator=starts.isoformat())], now)
         if done is None:
@@ -116,26 +115,14 @@ class AppointmentsService(HealthMixin):
         self.store.outbox.publish_or_leave(done)
         return self._public(done)
 
-    # -- attendance -----------------------------------------------------------------------
+    # -- intake's events (inbound.py) -------------------------------------------------------
     @reliable_consumer("appointments.inbound")
     def handle_intake_event(self, message):
         event = message.body
-        if not isinstance(event, dict) or not event.get("event_id") or not event.get("occurred_at"):
-            raise InvalidMessage({"_schema": ["A canonical event with event_id and occurred_at."]})
-        self.store.record_event(event)
-        if event["event_type"] != "PatientVisited" or not event.get("patient_id"):
-            return
-        data, now = event["data"], utcnow()
-        day = datetime.datetime.fromisoformat(data["visited_at"]).astimezone(self._tz).date().isoformat()
-        for appointment in self.store.same_day(event["patient_id"], data.get("department"), day):
-            if appointment["status"] in domain.TRANSITIONS["attend"][0]:
-                fields = {"status": "attended", "attended_at": data["visited_at"]}
-                done = self.store.change(appointment, fields, [self._message(
-                    "AppointmentAttended", {**appointment, **fields}, now,
-                    {"visit_id": data.get("visit_id")}, discriminator="attend")], now)
-                if done:
-                    OUTCOMES.labels("attended").inc()
-                    self.store.outbox.publish_or_leave(done)
+        if not isinstance(event, dict) or not event.get("event_id") or not event.get("occurred_at") \
+                or not event.get("event_type"):
+            raise InvalidMessage({"_schema": ["A canonical event with event_id, event_type and occurred_at."]})
+        self.apply_intake_event(event)
 
     # -- timers ---------------------------------------------------------------------------
     @configured_timer("timer_interval_s")
@@ -159,9 +146,14 @@ class AppointmentsService(HealthMixin):
             contact = contact_of(self.store.events_of(appointment["patient_id"]))
             state = "sent" if contact.callable else f"skipped_{contact.why_not}"
             fields = {"reminder_state": state, "reminded_at": now.isoformat()}
+            # The claim names the reminder as read: one moved meanwhile (rescheduled) is
+            # reminded for its new time, never with the old one's text.
+            key = appointment.get("reminder_key") or "reminder"
+            claim = {"reminder_state": "pending", "reminder_due_ts": appointment["reminder_due_ts"],
+                     **({"reminder_key": key} if "reminder_key" in appointment else {})}
             done = self.store.change(appointment, fields, [self._message(
                 "AppointmentReminderDue", {**appointment, **fields}, now,
-                {"delivery": state}, discriminator="reminder")], now, {"reminder_state": "pending"})
+                {"delivery": state}, discriminator=key)], now, claim)
             if done is None:
                 continue  # another replica claimed it
             if contact.callable:  # consent is respected: no consent, no message
@@ -194,7 +186,9 @@ class AppointmentsService(HealthMixin):
         kind, language = self.config["reminder_kind"], appointment.get("language") or "zh"
         text = domain.render(self.config["templates"], kind, language, name=contact.name or "",
                              time=local.strftime("%m-%d %H:%M"), department=appointment["department"])
-        notification = {"_id": f"reminder:{appointment['_id']}", "appointment_id": appointment["_id"],
+        key = appointment.get("reminder_key") or "reminder"
+        notification = {"_id": f"reminder:{appointment['_id']}" + ("" if key == "reminder" else f":{key}"),
+                        "appointment_id": appointment["_id"],
                         "patient_id": appointment["patient_id"], "kind": kind, "language": language,
                         "phone": contact.phone, "text": text, "created_at": utcnow().isoformat()}
         try:
@@ -209,7 +203,7 @@ class AppointmentsService(HealthMixin):
                           patient_id=None, limit=50, offset=0):
         query = {k: v for k, v in (("local_date", date), ("department", department),
                                    ("doctor_id", doctor_id), ("status", status),
-                                   ("patient_id", patient_id)) if v}
+                                   ("patient_id", self._current_patient(patient_id))) if v}
         items, total = self.store.find(query, min(int(limit), MAX_PAGE), max(int(offset), 0))
         return {"items": [self._public(a) for a in items], "total": total}
 
@@ -232,14 +226,17 @@ class AppointmentsService(HealthMixin):
     @staticmethod
     def _transition_check(action, current):
         try:
+            domain.staff_may(action, current)
             return domain.next_status(action, current["status"])
         except domain.IllegalTransition as exc:
             raise Conflict(str(exc)) from None
 
-    def _timing(self, starts, minutes):
+    def _timing(self, starts, minutes, reminder_key="reminder"):
+        """The time fields; a new time resets the reminder under a new key (its event id and
+        notification id), so a rescheduled appointment is reminded again, once."""
         return {"starts_at": starts.isoformat(), "starts_ts": starts.timestamp(),
                 "duration_minutes": minutes, "local_date": starts.astimezone(self._tz).date().isoformat(),
-                "reminder_state": "pending",
+                "reminder_state": "pending", "reminder_key": reminder_key,
                 "reminder_due_ts": domain.reminder_due(starts, self.config["reminder_hours_before"]).timestamp(),
                 "no_show_due_ts": domain.no_show_due(starts, self.config["no_show_grace_minutes"]).timestamp()}
 

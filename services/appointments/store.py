@@ -6,6 +6,10 @@ Collections
                  makes double booking impossible, across workers and replicas
   events         intake events received (for the patient's phone and consent)
   notifications  reminders recorded by the default notifier
+  mirror_marks   per mirrored appointment id: what the hospital's system said besides
+                 scheduling it (withdrawn, missed), kept even when that came first
+  void_visits    visit ids a VisitCancelled voided (kept: the visit may come later)
+  aliases        retired patient id -> the id it was merged into (PatientsMerged)
 """
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
@@ -25,6 +29,7 @@ class AppointmentsStore(Store):
         Index("appointments", ["local_date"]),
         Index("appointments", ["reminder_state"]),
         Index("slots", ["appointment_id"]),
+        Index("appointments", ["attended_visit_id"]),
         Index("events", ["patient_id"]),
         *outbox.Outbox.indexes("appointments"),
     )
@@ -61,15 +66,20 @@ class AppointmentsStore(Store):
         return doc
 
     def get(self, appointment_id):
-        doc = self.db.appointments.find_one({"_id": appointment_id})
+        doc = self.find_one(appointment_id)
         if doc is None:
             raise NotFound(f"no appointment {appointment_id}")
         return doc
 
+    def find_one(self, appointment_id):
+        return self.db.appointments.find_one({"_id": appointment_id})
+
     def change(self, appointment, set_fields, messages, now, extra_filter=None):
-        """Apply a change to the appointment as read (same status): atomic with its events."""
+        """Apply a change to the appointment as read (same status, and `extra_filter`): atomic
+        with its events. None when it changed meanwhile."""
         update = outbox.append({"$set": set_fields},
-                               [(EXCHANGE, m["event_type"], m) for m in messages], now)
+                               [(EXCHANGE, m["event_type"], m) for m in messages], now) \
+            if messages else {"$set": set_fields}  # nothing to publish: the outbox is untouched
         return self.db.appointments.find_one_and_update(
             {"_id": appointment["_id"], "status": appointment["status"], **(extra_filter or {})},
             update, return_document=ReturnDocument.AFTER)
@@ -106,6 +116,43 @@ class AppointmentsStore(Store):
         for event in events:
             event["event_id"] = event.pop("_id")
         return events
+
+    # -- the mirror's marks ------------------------------------------------------------------
+    def mark(self, appointment_id, kind, details):
+        """Record that the source system withdrew / missed the appointment (idempotent; an
+        upsert, so it holds also when it arrives before the AppointmentScheduled)."""
+        self.db.mirror_marks.update_one({"_id": appointment_id},
+                                        {"$set": {kind: True, f"{kind}_details": details}}, upsert=True)
+
+    def marks_of(self, appointment_id):
+        return self.db.mirror_marks.find_one({"_id": appointment_id}) or {}
+
+    # -- cancelled visits -------------------------------------------------------------------
+    def void_visit(self, visit_id, event_id):
+        self.db.void_visits.update_one({"_id": visit_id}, {"$setOnInsert": {"event_id": event_id}},
+                                       upsert=True)
+
+    def visit_is_void(self, visit_id):
+        return bool(visit_id) and self.db.void_visits.find_one({"_id": visit_id}) is not None
+
+    def attended_by(self, visit_id):
+        return list(self.db.appointments.find({"attended_visit_id": visit_id, "status": "attended"}))
+
+    # -- merged patients -------------------------------------------------------------------
+    def alias_of(self, patient_id):
+        doc = self.db.aliases.find_one({"_id": patient_id})
+        return doc and doc.get("to")
+
+    def add_alias(self, retired, survivor):
+        # The first merge recorded for a retired id stays (a duplicate changes nothing).
+        self.db.aliases.update_one({"_id": retired}, {"$setOnInsert": {"to": survivor}}, upsert=True)
+
+    def repoint(self, retired, survivor):
+        """What is held under the retired id now belongs to the survivor."""
+        moved = self.db.appointments.update_many({"patient_id": retired},
+                                                 {"$set": {"patient_id": survivor}}).modified_count
+        self.db.events.update_many({"patient_id": retired}, {"$set": {"patient_id": survivor}})
+        return moved
 
     def relay(self):
         return self.outbox.relay(now=utcnow())

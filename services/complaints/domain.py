@@ -64,6 +64,30 @@ def severity_for_recovery(satisfaction):
     return "high" if satisfaction == 1 else "medium"
 
 
+# -- merged patients (PatientsMerged) ------------------------------------------------------------
+MAX_ALIAS_HOPS = 32
+
+
+def resolve_alias(patient_id, lookup, max_hops=MAX_ALIAS_HOPS):
+    """Follow retired -> survivor aliases (R -> S -> T) to the patient id in use today.
+    `lookup(id)` gives the id it was merged into, or None. A cycle stops where it closes."""
+    seen, current = {patient_id}, patient_id
+    for _ in range(max_hops):
+        target = lookup(current) if current else None
+        if not target or target in seen:
+            break
+        seen.add(target)
+        current = target
+    return current
+
+
+def merge_is_usable(retired, survivor, lookup):
+    """A merge recorded as retired -> survivor must name two patients and must not close a
+    cycle (the survivor already merged, directly or not, into the retired one)."""
+    return bool(retired and survivor and retired != survivor
+                and resolve_alias(survivor, lookup) != retired)
+
+
 def complaint_id_for_followup(followup_id):
     return str(uuid.uuid5(NAMESPACE, f"followup\x1f{followup_id}"))
 

@@ -1,5 +1,6 @@
 """ComplaintsService: complaints from the gateway and from follow-up service recovery, their
-deadlines, history, automatic escalation and the weekly service-opinion report."""
+deadlines, history, automatic escalation and the weekly service-opinion report; merged
+patients (PatientsMerged from intake) are followed to their survivor."""
 import datetime
 import functools
 import json
@@ -54,6 +55,7 @@ class ComplaintsService(HealthMixin):
         if channel not in domain.CHANNELS:
             errors["channel"] = [f"Must be one of: {', '.join(domain.CHANNELS)}."]
         now = utcnow()
+        patient_id = self._current_patient(patient_id)  # a merged-away id files for its survivor
         received = self._time(received_at, "received_at", errors) if received_at else now
         if received and received > now + datetime.timedelta(minutes=5):
             errors["received_at"] = ["Cannot lie in the future."]
@@ -63,25 +65,67 @@ class ComplaintsService(HealthMixin):
                         patient_id, department, opened_by, now)
         saved, _ = self.store.open(doc, self._message("ComplaintOpened", doc, now), now)
         self.store.outbox.publish_or_leave(saved)
+        self._follow_merge(patient_id, now)
         return self._public(saved)
 
+    # -- inbound events (complaints.inbound) ------------------------------------------------
     @reliable_consumer("complaints.inbound")
-    def handle_service_recovery(self, message):
+    def handle_inbound(self, message):
+        """ServiceRecoveryRequested (followup) and PatientsMerged (intake), by event_type; any
+        other type is not for this service and is ignored."""
         event = message.body
-        data = event.get("data") if isinstance(event, dict) else None
+        if not isinstance(event, dict) or not event.get("event_type"):
+            raise InvalidMessage({"event_type": ["A canonical event with an event_type."]})
+        if event["event_type"] == "ServiceRecoveryRequested":
+            self._open_for_recovery(event)
+        elif event["event_type"] == "PatientsMerged":
+            self._merge(event)
+        else:
+            log.debug("event ignored", extra={"event_type": str(event["event_type"])[:64]})
+
+    def _open_for_recovery(self, event):
+        data = event.get("data")
         if not isinstance(data, dict) or not data.get("followup_id") or not event.get("occurred_at"):
             raise InvalidMessage({"data.followup_id": ["ServiceRecoveryRequested needs a followup_id."]})
         now = utcnow()
+        patient_id = self._current_patient(event.get("patient_id"))
         description = data.get("complaint") or (
             f"满意度 {data.get('satisfaction')} 分（随访 {data.get('kind')}）" + (f"：{data['notes']}" if data.get("notes") else ""))
         doc = self._new(domain.complaint_id_for_followup(data["followup_id"]), "follow_up", "other",
                         domain.severity_for_recovery(data.get("satisfaction")), description[:4000],
-                        datetime.datetime.fromisoformat(event["occurred_at"]), event.get("patient_id"),
+                        datetime.datetime.fromisoformat(event["occurred_at"]), patient_id,
                         data.get("department"), data.get("agent") or SYSTEM, now)
         doc["followup_id"] = data["followup_id"]
         saved, new = self.store.open(doc, self._message("ComplaintOpened", doc, now), now)
         if new:
             self.store.outbox.publish_or_leave(saved)
+        self._follow_merge(patient_id, now)
+
+    def _merge(self, event):
+        """PatientsMerged(patient_id = survivor S, data.merged_patient_id = retired R): record
+        R -> S (idempotent; chains resolve transitively) and re-point R's complaints to S."""
+        data = event.get("data") if isinstance(event.get("data"), dict) else {}
+        survivor = self._current_patient(event.get("patient_id"))
+        retired = data.get("merged_patient_id")
+        if not domain.merge_is_usable(retired, survivor, self.store.alias_of):
+            log.warning("merge not applied", extra={"retired": retired, "survivor": survivor})
+            return
+        self.store.add_alias(retired, survivor)
+        self._follow_merge(retired, utcnow())
+
+    def _current_patient(self, patient_id):
+        return domain.resolve_alias(patient_id, self.store.alias_of) if patient_id else patient_id
+
+    def _follow_merge(self, patient_id, now):
+        """If `patient_id` is merged (also by a merge that landed while a complaint was being
+        opened under it), its complaints move to the survivor."""
+        target = self._current_patient(patient_id)
+        if target != patient_id:
+            moved = self.store.repoint(patient_id, target, history_entry(
+                now, SYSTEM, "patient_merged", f"{patient_id} -> {target}"))
+            if moved:
+                log.info("complaints re-pointed to the surviving patient",
+                         extra={"retired": patient_id, "survivor": target, "complaints": moved})
 
     def _new(self, complaint_id, channel, category, severity, description, received, patient_id,
              department, opened_by, now):
@@ -220,7 +264,8 @@ class ComplaintsService(HealthMixin):
     @rpc
     def list_complaints(self, status=None, severity=None, patient_id=None, category=None,
                         department=None, limit=50, offset=0):
-        query = {k: v for k, v in (("status", status), ("severity", severity), ("patient_id", patient_id),
+        query = {k: v for k, v in (("status", status), ("severity", severity),
+                                   ("patient_id", self._current_patient(patient_id)),
                                    ("category", category), ("department", department)) if v}
         items, total = self.store.find(query, min(int(limit), MAX_PAGE), max(int(offset), 0))
         return {"items": [self._public(c) for c in items], "total": total}

@@ -1,6 +1,7 @@
 """Complaints' own database: one document per complaint with its full history and the
 outbox of the events its changes cause. Compared times are epoch seconds (`*_ts`, 0 = not
-yet); shown times are ISO text."""
+yet); shown times are ISO text. `aliases` maps a retired patient id to the one it was
+merged into (PatientsMerged)."""
 import json
 
 from pymongo import ReturnDocument
@@ -94,6 +95,21 @@ class ComplaintsStore(Store):
             return doc
         except DuplicateKeyError:
             return None
+
+    # -- merged patients -------------------------------------------------------------------
+    def alias_of(self, patient_id):
+        doc = self.db.aliases.find_one({"_id": patient_id})
+        return doc and doc.get("to")
+
+    def add_alias(self, retired, survivor):
+        # The first merge recorded for a retired id stays (a duplicate changes nothing).
+        self.db.aliases.update_one({"_id": retired}, {"$setOnInsert": {"to": survivor}}, upsert=True)
+
+    def repoint(self, retired, survivor, history):
+        """The retired id's complaints are the survivor's from now on (noted in their history)."""
+        return self.db.complaints.update_many(
+            {"patient_id": retired},
+            {"$set": {"patient_id": survivor}, "$push": {"history": history}}).modified_count
 
     def relay(self):
         self.outbox.relay(now=utcnow())

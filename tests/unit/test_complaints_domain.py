@@ -101,3 +101,21 @@ def test_service_recovery_severity():
     assert domain.severity_for_recovery(1) == "high"
     assert domain.severity_for_recovery(2) == "medium"
     assert domain.severity_for_recovery(None) == "medium"
+
+
+# -- v1.1: merged patients ---------------------------------------------------------------------
+def test_aliases_resolve_transitively_and_stop_at_a_cycle():
+    aliases = {"R": "S", "S": "T"}
+    assert domain.resolve_alias("R", aliases.get) == "T"
+    assert domain.resolve_alias("S", aliases.get) == "T"
+    assert domain.resolve_alias("T", aliases.get) == "T"
+    assert domain.resolve_alias("A", {"A": "B", "B": "A"}.get) == "B"
+
+
+def test_a_merge_must_name_two_patients_and_not_close_a_cycle():
+    aliases = {"R": "S"}
+    assert domain.merge_is_usable("R", "S", aliases.get)       # a duplicate is harmless
+    assert domain.merge_is_usable("S", "T", aliases.get)       # a chain R -> S -> T
+    assert not domain.merge_is_usable("S", "R", aliases.get)
+    assert not domain.merge_is_usable("S", "S", aliases.get)
+    assert not domain.merge_is_usable("", "S", aliases.get)
