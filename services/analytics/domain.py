@@ -1,15 +1,27 @@
-"""The figures of contract/PROTOCOLS.md § Analytics as pure functions over normalised facts.
+"""The figures of docs/RULES.md (§ Figures) as pure functions over normalised facts.
 
 Every figure is computed from the recorded facts (one per event, deduplicated by event_id),
 never accumulated message by message, so it is the same whatever order the events came in
 and however often: a visit before its consultation, or an event days late, changes nothing.
+
+Version 1.1 (docs/EVENTS.md): a correction leaves the facts it voids out of every figure, and
+a merge makes two patient ids one person (the `people` documents below), whatever the order.
 """
 import datetime
+import hashlib
+import re
 
+from shared.corrections import CORRECTION_TYPES, Voids
 from shared.events import phone_digits
 
 WORD_OF_MOUTH = ("friend_referral", "nearby", "passing_by")
 CONVERSION_DAYS = 30
+MAX_RANGE_DAYS = 3 * 366  # the longest range a figure is asked for (to - from, in days)
+# No figure counts these: corrections and merges change other facts, and intake's inbound
+# scheduling types are the appointments service's business, whose own events (Booked,
+# Cancelled, NoShow) are the one record of an appointment (docs/EVENTS.md, v1.1).
+SCHEDULING_TYPES = ("AppointmentScheduled", "AppointmentWithdrawn", "AppointmentMissed")
+NOT_FACTS = frozenset(CORRECTION_TYPES + ("PatientsMerged",) + SCHEDULING_TYPES)
 
 
 def local_date(value, tz):
@@ -43,6 +55,8 @@ def fact_of(event, tz):
 
 def _fact_of(event, tz):
     data, kind = event.get("data") or {}, event["event_type"]
+    if kind in NOT_FACTS:
+        return None
     person = data.get("patient") or {}
     base = {"_id": event["event_id"], "type": kind, "patient_id": event.get("patient_id")}
     if kind == "PatientVisited":
@@ -51,10 +65,15 @@ def _fact_of(event, tz):
                 "department": data.get("department"), "visit_type": data.get("visit_type"),
                 "source_channel": data.get("source_channel"), "mrn": person.get("mrn"),
                 "phone_key": phone_digits(person.get("phone")) or None, "region": person.get("region"),
-                "age_band": age_band(person.get("birth_date"), moment.astimezone(tz).date())}
+                "age_band": age_band(person.get("birth_date"), moment.astimezone(tz).date()),
+                "ref": _ref("visit", data.get("visit_id"))}
     if kind in ("PatientAdmitted", "PatientDischarged"):
         field = "admitted_at" if kind == "PatientAdmitted" else "discharged_at"
-        return {**base, "date": local_date(data[field], tz), "department": data.get("department")}
+        fact = {**base, "date": local_date(data[field], tz), "department": data.get("department"),
+                "ref": _ref("admission", data.get("admission_id"))}
+        if kind == "PatientDischarged":  # a DischargeCancelled voids the discharges that occurred before it
+            fact["occurred_ts"] = datetime.datetime.fromisoformat(event["occurred_at"]).timestamp()
+        return fact
     if kind == "ConsultationLogged":
         moment = datetime.datetime.fromisoformat(event["occurred_at"])
         return {**base, "date": local_date(moment, tz), "ts": moment.timestamp(),
@@ -65,6 +84,187 @@ def _fact_of(event, tz):
         return {**base, "date": local_date(event["occurred_at"], tz), "department": data.get("department"),
                 "satisfaction": data.get("satisfaction")}
     return None
+
+
+# -- corrections (docs/EVENTS.md, v1.1) -------------------------------------------------------
+# A fact a correction may void carries `ref` ("visit|V1", "admission|A1": one indexed field);
+# a correction is kept in `voids` under the key of what it voids, so the order they arrive in
+# does not matter: a fact checks the voids of its keys when written, a correction the facts of
+# its ref. Whether a fact is void is shared.corrections' rule, the one every service applies.
+def _ref(kind, ident):
+    return f"{kind}|{ident}" if ident else None
+
+
+def void_of(event):
+    """(key, until_ts) a correction event records in `voids`, or None for other events.
+    until_ts: the DischargeCancelled's time (the store keeps the latest)."""
+    data, kind = event.get("data") or {}, event["event_type"]
+    if kind == "VisitCancelled" and data.get("visit_id"):
+        return f"visit|{data['visit_id']}", None
+    if kind == "AdmissionCancelled" and data.get("admission_id"):
+        return f"admission|{data['admission_id']}", None
+    if kind == "DischargeCancelled" and data.get("admission_id"):
+        return f"discharge|{data['admission_id']}", datetime.datetime.fromisoformat(event["occurred_at"]).timestamp()
+    return None
+
+
+def ref_of_void(key):
+    """The `ref` of the facts a void key may void: a discharge's is its admission's."""
+    kind, ident = key.split("|", 1)
+    return f"admission|{ident}" if kind == "discharge" else key
+
+
+def void_keys(fact):
+    """The `voids` keys that may void this fact (none for old facts without `ref`)."""
+    ref = fact.get("ref")
+    if not ref:
+        return []
+    if fact["type"] == "PatientDischarged":
+        return [ref, "discharge|" + ref.split("|", 1)[1]]
+    return [ref]
+
+
+def void_rule(voids):
+    """shared.corrections.Voids from the stored voids {key: doc}."""
+    rule = Voids()
+    names = {"visit": ("VisitCancelled", "visit_id"), "admission": ("AdmissionCancelled", "admission_id"),
+             "discharge": ("DischargeCancelled", "admission_id")}
+    for key, doc in voids.items():
+        kind, ident = key.split("|", 1)
+        event_type, field = names[kind]
+        rule.add({"event_type": event_type, "occurred_at": _moment(doc.get("until_ts")), "data": {field: ident}})
+    return rule
+
+
+def is_void(fact, rule):
+    """True when a correction voids this fact. A discharge recorded before v1.1 has no time:
+    any DischargeCancelled of its admission voids it."""
+    if not fact.get("ref") or not rule:
+        return False
+    field = "visit_id" if fact["type"] == "PatientVisited" else "admission_id"
+    return rule.voids({"event_type": fact["type"], "occurred_at": _moment(fact.get("occurred_ts")),
+                       "data": {field: fact["ref"].split("|", 1)[1]}})
+
+
+def _moment(ts):
+    return datetime.datetime.fromtimestamp(ts or 0, datetime.timezone.utc)
+
+
+# -- people: the person behind each patient id (merges) ----------------------------------------
+# One document per patient id: `alias_of` once it was merged into another id, and the
+# entries of its facts (`v` visits, `c` consultations, `o` the rest) keyed by fact id. It is
+# read by _id for a whole batch at once, and it answers what a per-fact query would: who an
+# id is now, a person's earlier visit (unique patients), their consultations (conversions)
+# and the other days a visit changes.
+def merge_of(event):
+    """(retired, survivor) patient ids of a PatientsMerged, or None."""
+    if event["event_type"] != "PatientsMerged":
+        return None
+    retired, survivor = (event.get("data") or {}).get("merged_patient_id"), event.get("patient_id")
+    return (retired, survivor) if retired and survivor and retired != survivor else None
+
+
+SAFE_KEY = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def entry_key(fact_id):
+    """The fact's key in a people document: a field name must not hold '.' or start with '$'."""
+    fact_id = str(fact_id)
+    return fact_id if SAFE_KEY.fullmatch(fact_id) else "~" + hashlib.sha1(fact_id.encode()).hexdigest()
+
+
+def person_entry(fact):
+    """(section, key, entry) of a fact in its person's document, or None without a patient id."""
+    if not fact.get("patient_id"):
+        return None
+    entry = {"id": fact["_id"], "day": fact.get("day")}
+    if fact["type"] == "PatientVisited":
+        section = "v"
+        entry.update(ts=fact["ts"], department=fact.get("department"), void=1 if fact.get("void") else 0)
+    elif fact["type"] == "ConsultationLogged":
+        section = "c"
+        entry["ts"] = fact["ts"]
+    else:
+        section = "o"
+    return section, entry_key(fact["_id"]), entry
+
+
+def day_text(number):
+    return f"{number // 10000:04d}-{number // 100 % 100:02d}-{number % 100:02d}"
+
+
+class People:
+    """The people documents of some patient ids, and of the ids they were merged into."""
+
+    def __init__(self, docs=()):
+        self.docs = {doc["_id"]: doc for doc in docs}
+        self._visits = {}
+
+    def person(self, patient_id):
+        """The id a patient id stands for now: alias_of followed (R -> S -> T gives T)."""
+        seen = set()
+        while patient_id in self.docs and self.docs[patient_id].get("alias_of") and patient_id not in seen:
+            seen.add(patient_id)
+            patient_id = self.docs[patient_id]["alias_of"]
+        return patient_id
+
+    def aliases(self):
+        return {pid for pid, doc in self.docs.items() if doc.get("alias_of")}
+
+    def entries(self, patient_id, section):
+        return list(((self.docs.get(self.person(patient_id)) or {}).get(section) or {}).values())
+
+    def visits(self, patient_id):
+        """The person's visits that count, in time order."""
+        person = self.person(patient_id)
+        if person not in self._visits:
+            self._visits[person] = sorted((e for e in self.entries(person, "v") if not e.get("void")),
+                                          key=lambda e: (e["ts"], e["id"]))
+        return self._visits[person]
+
+    def previous_visit_day(self, visit, same_department=False):
+        """The day of the person's visit just before this one (in its department, if asked),
+        or "" when there is none within MAX_RANGE_DAYS: a visit counts its person in a range
+        exactly when that day is before the range's first day ("" always is)."""
+        me, previous = (visit["ts"], visit["_id"]), None
+        for entry in self.visits(visit.get("patient_id")):
+            if (entry["ts"], entry["id"]) >= me:
+                break
+            if not same_department or entry.get("department") == visit.get("department"):
+                previous = entry
+        if previous is None:
+            return ""
+        day = day_text(previous["day"])
+        gap = datetime.date.fromisoformat(visit["date"]) - datetime.date.fromisoformat(day)
+        return "" if gap.days > MAX_RANGE_DAYS else day
+
+    def following_visit_days(self, visit):
+        """The days of the person's next visit and next visit in the same department: their
+        previous visit is this one's, before or after it counts (or after it is voided)."""
+        me, days, departments = (visit["ts"], visit["_id"]), set(), set()
+        for entry in self.visits(visit.get("patient_id")):
+            if (entry["ts"], entry["id"]) <= me or entry["id"] == visit["_id"]:
+                continue
+            if not days:
+                days.add(day_text(entry["day"]))
+            if entry.get("department") == visit.get("department") and not departments:
+                departments.add(day_text(entry["day"]))
+            if days and departments:
+                break
+        return days | departments
+
+    def consultation_days(self, visit, window_s):
+        """The days of the person's consultations this visit may convert (within the window)."""
+        return {day_text(e["day"]) for e in self.entries(visit.get("patient_id"), "c")
+                if visit["ts"] - window_s <= e["ts"] <= visit["ts"]}
+
+    def visit_times(self, patient_id):
+        return [entry["ts"] for entry in self.visits(patient_id)]
+
+    def days(self, patient_id):
+        """Every day the person's visits and consultations are on (what a merge may change)."""
+        return {day_text(e["day"]) for section in ("v", "c") for e in self.entries(patient_id, section)
+                if e.get("day")}
 
 
 def entity_update(event, tz):
@@ -132,22 +332,28 @@ def rate(numerator, denominator):
 
 
 class VisitIndex:
-    """PROTOCOLS.md: a consultation converts when its person (same phone digits or same MRN)
+    """docs/RULES.md: a consultation converts when its person (same phone digits or same MRN)
     has a PatientVisited within 30 days after it. Visit times by phone key and by MRN make
-    that two lookups, not a scan of every visit (a year holds a million)."""
+    that two lookups, not a scan of every visit (a year holds a million). With `people`, the
+    person's own visits count too: after a merge, records with other phones and MRNs are one
+    person (v1.1)."""
 
-    def __init__(self, visits):
+    def __init__(self, visits, people=None):
         self.by_key = {}
+        self.people = people
         for visit in visits:
+            if visit.get("void"):
+                continue
             for key in ("phone_key", "mrn"):
                 if visit.get(key):
                     self.by_key.setdefault((key, visit[key]), []).append(visit["ts"])
 
     def converted(self, consultation):
-        end = consultation["ts"] + CONVERSION_DAYS * 86400
-        return any(consultation["ts"] <= ts <= end
-                   for key in ("phone_key", "mrn") if consultation.get(key)
-                   for ts in self.by_key.get((key, consultation[key]), ()))
+        start, end = consultation["ts"], consultation["ts"] + CONVERSION_DAYS * 86400
+        own = self.people.visit_times(consultation.get("patient_id")) if self.people else ()
+        return any(start <= ts <= end for ts in own) or any(
+            start <= ts <= end for key in ("phone_key", "mrn") if consultation.get(key)
+            for ts in self.by_key.get((key, consultation[key]), ()))
 
 
 def summary(visits, admissions, discharges, consultations, candidate_visits, followups,
@@ -163,6 +369,9 @@ def summary(visits, admissions, discharges, consultations, candidate_visits, fol
 # conversion to the consultation's day), so the numerators of a range are the sums of its days'.
 # The service keeps one partial per day and merges them: a year's summary reads 365 small
 # documents instead of millions of facts (bench/analytics_scale.py).
+# `unique_patients` is no sum of days: each day keeps its visits counted by the day of the
+# person's previous visit ("" for none), and a range counts the visits whose previous visit is
+# before its first day - each person once, a few hundred numbers a day instead of the ids.
 COUNTS = ("visits", "first_visits", "return_visits", "admissions", "discharges", "consultations",
           "conversions", "followups_due", "followups_completed", "sat_sum", "sat_n",
           "complaints_opened", "complaints_resolved", "ack_ok", "resolve_ok", "sourced", "word_of_mouth")
@@ -170,8 +379,11 @@ DEPARTMENT_COUNTS = ("visits", "first_visits", "discharges", "complaints_opened"
 
 
 def partial(visits, admissions, discharges, consultations, candidate_visits, followups,
-            satisfactions, complaints, complaints_resolved_in_range):
-    """The additive numerators of the figures over the given facts (JSON-safe)."""
+            satisfactions, complaints, complaints_resolved_in_range, previous_days=None):
+    """The additive numerators of the figures over the given facts (JSON-safe).
+    `previous_days`: {visit id: the day of its person's previous visit, or ""}
+    (People.previous_visit_day); without it, the first visit of each patient id in `visits`
+    counts as the person's first."""
     first = [v for v in visits if v["visit_type"] == "first"]
     index = candidate_visits if isinstance(candidate_visits, VisitIndex) else VisitIndex(candidate_visits)
     outcome = [(c, index.converted(c)) for c in consultations]
@@ -211,6 +423,9 @@ def partial(visits, admissions, discharges, consultations, candidate_visits, fol
             add(s.get("department"), "sat_sum", s["satisfaction"])
             add(s.get("department"), "sat_n")
     part["by_department"] = departments
+    since = part["patients_since"] = {}
+    for day in _previous_days(visits, previous_days):
+        since[day] = since.get(day, 0) + 1
     part["by_source"] = _count_by(with_source, "source_channel")
     part["conversion_by_channel"] = _pairs_by(outcome, "channel")
     part["conversion_by_agent_id"] = _pairs_by(outcome, "agent_id")
@@ -223,6 +438,17 @@ def partial(visits, admissions, discharges, consultations, candidate_visits, fol
     part["by_age_band"] = _count_by(visits, "age_band")
     part["categories"] = _count_by(complaints, "category")
     return part
+
+
+def _previous_days(visits, previous_days):
+    if previous_days is not None:
+        return [previous_days.get(v["_id"], "") for v in visits]
+    seen, days = set(), []
+    for visit in sorted(visits, key=lambda v: (v.get("ts", 0), v["_id"])):
+        person = visit.get("patient_id") or visit["_id"]
+        days.append(visit["date"] if person in seen else "")
+        seen.add(person)
+    return days
 
 
 def _pairs_by(outcome, key):
@@ -238,7 +464,7 @@ def merge(parts):
     """The sum of partials: the partial of the union of their facts."""
     total = {name: 0 for name in COUNTS}
     maps = {"by_department": {}, "by_source": {}, "conversion_by_channel": {}, "conversion_by_agent_id": {},
-            "by_region": {}, "by_age_band": {}, "categories": {}}
+            "by_region": {}, "by_age_band": {}, "categories": {}, "patients_since": {}}
     for part in parts:
         for name in COUNTS:
             total[name] += part.get(name, 0)
@@ -258,13 +484,16 @@ def merge(parts):
     return total
 
 
-def finish(total):
-    """The figures of PROTOCOLS.md § Analytics from merged numerators."""
+def finish(total, first_day=None):
+    """The figures of docs/RULES.md (§ Figures) from merged numerators; `first_day` (ISO) is
+    the range's first day, which says which visits' persons came before it."""
     def mean(amount, n):
         return round(amount / n, 4) if n else None
     departments = total.get("by_department") or {}
     return {
         "visits": total["visits"], "first_visits": total["first_visits"],
+        "unique_patients": sum(n for day, n in (total.get("patients_since") or {}).items()
+                               if day == "" or (first_day and day < first_day)),
         "return_visits": total["return_visits"],
         "admissions": total["admissions"], "discharges": total["discharges"],
         "consultations": total["consultations"], "conversions": total["conversions"],

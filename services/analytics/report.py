@@ -4,7 +4,7 @@ self-contained HTML page with SVG charts (no script, no external asset: it is ma
 printed as it is).
 
 Pure functions: the service gathers the figures (the same `summary` definitions as every
-other figure, PROTOCOLS.md § Analytics) and these only arrange them.
+other figure, docs/RULES.md § Figures) and these only arrange them.
 """
 import csv
 import datetime
@@ -227,7 +227,7 @@ th{{background:#f6f8fa}}td.n{{text-align:right;font-variant-numeric:tabular-nums
 <th>去年同月 Same month last year</th><th>同比 YoY</th></tr>{rows}</table>
 <h2>近十二个月趋势 Twelve-month trend</h2><div class=charts>{charts}</div>
 <h2>构成 Breakdown</h2><div class=charts>{breakdowns}</div>
-<p><small>口径见 PROTOCOLS.md § Analytics；数据直接来自事件流。Figures as defined in PROTOCOLS.md § Analytics,
+<p><small>口径见 docs/RULES.md（指标）；数据直接来自事件流。Figures as defined in docs/RULES.md (Figures),
 computed from the events.</small></p>
 </body></html>
 """

@@ -1,5 +1,5 @@
 """AnalyticsService: every canonical event in, once; the manager's figures out
-(PROTOCOLS.md § Analytics), for any range of days and any department."""
+(docs/RULES.md § Figures), for any range of days and any department."""
 import datetime
 import functools
 import time
@@ -7,7 +7,7 @@ import zoneinfo
 
 from nameko.rpc import rpc
 
-from services.analytics import domain, report
+from services.analytics import domain, ingest, report
 from services.analytics.config import AnalyticsConfig
 from services.analytics.store import AnalyticsStore
 from shared.errors import BadRequest, InvalidMessage
@@ -16,7 +16,7 @@ from shared.metrics import MetricsServer
 from shared.outbox import configured_timer
 from shared.service import HealthMixin
 
-MAX_DAYS = 3 * 366
+MAX_DAYS = domain.MAX_RANGE_DAYS
 RUN_DAYS = 7  # the most days a cold range reads at once (a week of a big hospital: ~60k facts)
 BATCH_MAX = 100  # events per bulk write (the consumer gathers what arrived together)
 # Reports may trail the events by this much; in return a low rate is written in bulk too.
@@ -43,13 +43,13 @@ class AnalyticsService(HealthMixin):
         # days they touch are marked changed last, so a partial computed meanwhile goes stale.
         facts = [fact for fact in (domain.fact_of(event, self._tz) for event in events) if fact]
         self.store.add_facts(facts)
-        touched = {fact["date"] for fact in facts}
-        for fact in facts:
-            if fact["type"] == "PatientVisited":
-                touched |= self.store.consultation_days(fact, domain.CONVERSION_DAYS * 86400)
+        touched = ingest.record_facts(self.store, facts)  # people, and corrections / merges that came first
         updates = [update for update in (domain.entity_update(event, self._tz) for event in events) if update]
         for (collection, _, fields), before in zip(updates, self.store.fold_all(updates)):
             touched |= domain.entity_days(collection, before, fields)
+        touched |= ingest.apply_voids(self.store, [void for void in map(domain.void_of, events) if void])
+        for merge in filter(None, map(domain.merge_of, events)):
+            touched |= ingest.apply_merge(self.store, *merge)
         self.store.touch_days(touched)
 
     @configured_timer("figures_refresh_interval_s")
@@ -156,7 +156,7 @@ class AnalyticsService(HealthMixin):
             fresh = self._partials(run_start, run_end, department)
             self.store.cache_days(scope, [(d, changes.get(d, 0), part) for d, part in fresh.items()])
             parts.extend(fresh.values())
-        return domain.finish(domain.merge(parts))
+        return domain.finish(domain.merge(parts), a)
 
     def _partials(self, start, end, department, scopes=None):
         """{day: partial} for every day start..end, from one read of the range's facts; with
@@ -172,11 +172,18 @@ class AnalyticsService(HealthMixin):
             "PatientVisited", "PatientAdmitted", "PatientDischarged", "SatisfactionRecorded", "ConsultationLogged")}
         for fact in self.store.facts(a, b, department):
             facts.setdefault(fact["type"], []).append(fact)
-        consultations = facts["ConsultationLogged"]
+        consultations, visits = facts["ConsultationLogged"], facts["PatientVisited"]
         # The visits a consultation may convert into share its phone or MRN: looked up by
         # those keys, not by reading every fact of the 30 days after (8x the data at 3M).
         keys = {(key, c[key]) for c in consultations for key in ("phone_key", "mrn") if c.get(key)}
-        index = domain.VisitIndex(self.store.visits_of(keys))
+        # The persons of the range's visits and consultations, in one read by _id: their
+        # previous visits (unique patients) and their own visits (conversions after a merge).
+        people = self.store.people({f.get("patient_id") for f in visits + consultations}, sections=("v",))
+        index = domain.VisitIndex(self.store.visits_of(keys), people)
+        # A department's own count follows the person's previous visit in that department.
+        wanted = {bool(department) or scope != ALL for scope in (scopes or [department or ALL])}
+        previous = {in_department: {v["_id"]: people.previous_visit_day(v, same_department=in_department)
+                                    for v in visits} for in_department in wanted}
         facts = {kind: by_day(items) for kind, items in facts.items()}
         followups = by_day(self.store.entities("followups", "due_date", a, b, department), "due_date")
         received = by_day(self.store.entities("complaints", "received_date", a, b, department), "received_date")
@@ -190,7 +197,8 @@ class AnalyticsService(HealthMixin):
                 visits=of(facts["PatientVisited"]), admissions=of(facts["PatientAdmitted"]),
                 discharges=of(facts["PatientDischarged"]), consultations=of(facts["ConsultationLogged"]),
                 candidate_visits=index, followups=of(followups), satisfactions=of(facts["SatisfactionRecorded"]),
-                complaints=of(received), complaints_resolved_in_range=len(of(resolved)))
+                complaints=of(received), complaints_resolved_in_range=len(of(resolved)),
+                previous_days=previous[bool(department) or scope not in (None, ALL)])
         partials, day = {}, start
         while day <= end:
             d = day.isoformat()

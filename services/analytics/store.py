@@ -1,7 +1,9 @@
 """Analytics' own database: `facts` (one per event, unique on event_id: duplicates count
 once), the `followups` / `complaints` entities folded from their events, and the per-day
 partial figures (`day_figures`) with the change counters (`day_changes`) that say when a
-day's partial is stale.
+day's partial is stale. Since v1.1: `voids` (the corrections, by the key of what they void:
+"visit|V1", "admission|A1", "discharge|A1") with a `void` flag on the facts they void, and
+`people` (one document per patient id: its merge alias and its facts' entries, domain.People).
 
 Queries select by one indexed field and check the rest here: NX-27017 picks the first
 matching index, so an added `type` (four values) or a date-like text (never indexed there)
@@ -12,11 +14,16 @@ import logging
 from pymongo import UpdateOne
 from pymongo.errors import OperationFailure
 
-from services.analytics.domain import DAY_FIELDS, day_number
+from services.analytics.domain import DAY_FIELDS, People, day_number, person_entry
 from shared.store import Index, Store
 
 log = logging.getLogger(__name__)
-SCHEMA_VERSION = 2  # 2: the day-number twins of every day field (domain.DAY_FIELDS)
+# 2: the day-number twins of every day field (domain.DAY_FIELDS); 3: `people` built from the
+# facts (facts recorded before 3 have no `ref`: a correction cannot find them).
+SCHEMA_VERSION = 3
+# The shape of a stored partial: a cached day of another shape is computed again (3 added the
+# unique patients' previous-visit days).
+PARTIAL_FORMAT = 3
 # Indexes of version 1 that NX-27017 preferred to the selective ones: dropped at start.
 RETIRED_INDEXES = (("facts", "date_1"), ("facts", "type_1"), ("followups", "due_date_1"),
                    ("complaints", "received_date_1"), ("complaints", "resolved_date_1"),
@@ -29,6 +36,7 @@ class AnalyticsStore(Store):
         Index("facts", ["ts"]),
         Index("facts", ["phone_key"]),
         Index("facts", ["mrn"]),
+        Index("facts", ["ref"]),  # the facts a correction voids
         Index("followups", ["due_day"]),
         Index("complaints", ["received_day"]),
         Index("complaints", ["resolved_day"]),
@@ -44,6 +52,13 @@ class AnalyticsStore(Store):
         meta = self.db.meta.find_one({"_id": "schema"}) or {"version": 1}
         if meta["version"] >= SCHEMA_VERSION:
             return
+        if meta["version"] < 2:
+            self._add_day_numbers(batch)
+        if meta["version"] < 3:
+            self._build_people(batch)
+        self.db.meta.update_one({"_id": "schema"}, {"$set": {"version": SCHEMA_VERSION}}, upsert=True)
+
+    def _add_day_numbers(self, batch):
         for collection, index in RETIRED_INDEXES:
             try:
                 self.db[collection].drop_index(index)
@@ -64,13 +79,100 @@ class AnalyticsStore(Store):
                 done += len(updates)
             if done:
                 log.info("migrated documents to day numbers", extra={"collection": collection, "count": done})
-        self.db.meta.update_one({"_id": "schema"}, {"$set": {"version": SCHEMA_VERSION}}, upsert=True)
+
+    def _build_people(self, batch):
+        """Every recorded fact's entry in its person's document (idempotent: a restart
+        mid-way writes the same again); then every day's partial is recomputed by the refresh."""
+        chunk, done = [], 0
+        for fact in self.db.facts.find({}, {"type": 1, "patient_id": 1, "day": 1, "ts": 1, "department": 1,
+                                            "void": 1}):
+            chunk.append(fact)
+            if len(chunk) >= batch:
+                done += self.add_person_entries(chunk)
+                chunk = []
+        done += self.add_person_entries(chunk)
+        self.db.day_changes.update_many({}, {"$inc": {"n": 1}, "$set": {"dirty": 1}})
+        if done:
+            log.info("built people from facts", extra={"count": done})
 
     def add_facts(self, facts):
         """Insert the facts not recorded yet (a duplicate event's fact is already there)."""
         if facts:
             self.db.facts.bulk_write([UpdateOne({"_id": fact["_id"]}, {"$setOnInsert": fact}, upsert=True)
                                       for fact in facts], ordered=False)
+
+    def add_person_entries(self, facts):
+        """Each fact's entry in its patient id's `people` document: one upsert per person,
+        setting its own fields only, so concurrent batches never undo each other."""
+        by_person = {}
+        for fact in facts:
+            entry = person_entry(fact)
+            if entry:
+                section, key, value = entry
+                by_person.setdefault(fact["patient_id"], {})[f"{section}.{key}"] = value
+        if by_person:
+            self.db.people.bulk_write([UpdateOne({"_id": pid}, {"$set": fields}, upsert=True)
+                                       for pid, fields in by_person.items()], ordered=False)
+        return len(by_person)
+
+    def people(self, patient_ids, sections=None):
+        """domain.People of these ids and of the ids they were merged into: one read by _id
+        for the lot, another only where an alias leads to an id not read yet."""
+        found, asked = {}, set()
+        wanted = {pid for pid in patient_ids if pid}
+        projection = dict.fromkeys(("alias_of", *sections), 1) if sections else None
+        while wanted:
+            asked |= wanted
+            for doc in self.db.people.find({"_id": {"$in": sorted(wanted)}}, projection):
+                found[doc["_id"]] = doc
+            wanted = {doc["alias_of"] for doc in found.values() if doc.get("alias_of")} - asked
+        return People(found.values())
+
+    def move_entries(self, moves):
+        """[(fact, from_id, to_id)]: the fact re-pointed to the person it belongs to now, and its
+        entry moved from the retired id's document to that person's."""
+        if not moves:
+            return
+        self.db.facts.bulk_write([UpdateOne({"_id": fact["_id"]}, {"$set": {"patient_id": to}})
+                                  for fact, _, to in moves], ordered=False)
+        sets, unsets = {}, {}
+        for fact, retired, to in moves:
+            section, key, value = person_entry(dict(fact, patient_id=to))
+            sets.setdefault(to, {})[f"{section}.{key}"] = value
+            unsets.setdefault(retired, {})[f"{section}.{key}"] = ""
+        self.db.people.bulk_write(
+            [UpdateOne({"_id": pid}, {"$set": fields}, upsert=True) for pid, fields in sets.items()]
+            + [UpdateOne({"_id": pid}, {"$unset": fields}) for pid, fields in unsets.items()], ordered=False)
+
+    def alias(self, retired, survivor):
+        self.db.people.update_one({"_id": retired}, {"$set": {"alias_of": survivor}}, upsert=True)
+
+    def facts_by_id(self, ids):
+        return list(self.db.facts.find({"_id": {"$in": sorted(ids)}})) if ids else []
+
+    # -- corrections -----------------------------------------------------------------------------
+    def add_voids(self, voids):
+        """[(key, until_ts)]: a DischargeCancelled keeps the latest time (`$max`: any order)."""
+        if voids:
+            self.db.voids.bulk_write([
+                UpdateOne({"_id": key}, {"$max": {"until_ts": until}} if until is not None
+                          else {"$setOnInsert": {"voided": 1}}, upsert=True) for key, until in voids],
+                ordered=False)
+
+    def voids(self, keys):
+        """{key: doc} of the stored voids among these keys: one read by _id."""
+        return {doc["_id"]: doc for doc in self.db.voids.find({"_id": {"$in": sorted(keys)}})} if keys else {}
+
+    def facts_of_ref(self, ref):
+        return list(self.db.facts.find({"ref": ref}))
+
+    def mark_void(self, facts):
+        """Flag the facts void, and their visits' entries (a person's earlier visit skips them)."""
+        if not facts:
+            return
+        self.db.facts.bulk_write([UpdateOne({"_id": fact["_id"]}, {"$set": {"void": 1}}) for fact in facts],
+                                 ordered=False)
+        self.add_person_entries([dict(fact, void=1) for fact in facts if fact["type"] == "PatientVisited"])
 
     def fold_all(self, updates):
         """Apply entity updates [(collection, id, fields)] in order; returns, for each, the
@@ -95,7 +197,8 @@ class AnalyticsStore(Store):
         query names a second field (bench/README.md); a person has few facts."""
         found = {}
         for key, value in keys:
-            for fact in self.db.facts.find({key: value}, {"date": 1, "type": 1, "ts": 1, "phone_key": 1, "mrn": 1}):
+            for fact in self.db.facts.find({key: value}, {"date": 1, "type": 1, "ts": 1, "phone_key": 1, "mrn": 1,
+                                                          "void": 1}):
                 found[fact["_id"]] = fact
         return list(found.values())
 
@@ -126,7 +229,8 @@ class AnalyticsStore(Store):
     def cached_days(self, start, end, scope):
         # By _id ("scope|day", the primary key): one index range per scope.
         return {doc["date"]: (doc["n"], json.loads(doc["partial"])) for doc in self.db.day_figures.find(
-            {"_id": {"$gte": f"{scope}|{start}", "$lte": f"{scope}|{end}"}}) if doc["scope"] == scope}
+            {"_id": {"$gte": f"{scope}|{start}", "$lte": f"{scope}|{end}"}})
+            if doc["scope"] == scope and doc.get("format") == PARTIAL_FORMAT}
 
     def cached_scopes(self):
         """The departments that have stored partials (a department queried or refreshed once)."""
@@ -139,17 +243,20 @@ class AnalyticsStore(Store):
         if days:
             self.db.day_figures.bulk_write([UpdateOne(
                 {"_id": f"{scope}|{day}"},
-                {"$set": {"date": day, "scope": scope, "n": n, "partial": json.dumps(part, ensure_ascii=False)}},
+                {"$set": {"date": day, "scope": scope, "n": n, "format": PARTIAL_FORMAT,
+                          "partial": json.dumps(part, ensure_ascii=False)}},
                 upsert=True) for day, n, part in days], ordered=False)
 
     def facts(self, start, end, department=None):
-        """Every fact of the days start..end (ISO dates), of every type: one read."""
+        """Every fact that counts of the days start..end (ISO dates), of every type: one read."""
         return [fact for fact in self.db.facts.find({"day": {"$gte": day_number(start), "$lte": day_number(end)}})
-                if not department or fact.get("department") == department]
+                if not fact.get("void") and (not department or fact.get("department") == department)]
 
     def visits_of(self, keys):
-        """The visits of the people with these keys (the conversions a consultation may have)."""
-        return [fact for fact in self.person_facts(keys) if fact.get("type") == "PatientVisited"]
+        """The visits that count of the people with these keys (the conversions a consultation
+        may have)."""
+        return [fact for fact in self.person_facts(keys)
+                if fact.get("type") == "PatientVisited" and not fact.get("void")]
 
     def entities(self, collection, date_field, start, end, department=None):
         number = DAY_FIELDS[date_field]

@@ -15,6 +15,8 @@ import datetime
 import string
 import uuid
 
+from shared import aliases
+
 NAMESPACE = uuid.UUID("8d2c4e6f-1a3b-4c5d-9e7f-0a1b2c3d4e5f")
 SLOT_MINUTES = 5
 ACTIVE = ("booked", "confirmed")
@@ -203,24 +205,6 @@ def status_before_attendance(appointment):
 
 
 # -- merged patients -----------------------------------------------------------------------
-MAX_ALIAS_HOPS = 32
-
-
-def resolve_alias(patient_id, lookup, max_hops=MAX_ALIAS_HOPS):
-    """Follow retired -> survivor aliases (R -> S -> T) to the patient id in use today.
-    `lookup(id)` gives the id it was merged into, or None. A cycle stops where it closes."""
-    seen, current = {patient_id}, patient_id
-    for _ in range(max_hops):
-        target = lookup(current) if current else None
-        if not target or target in seen:
-            break
-        seen.add(target)
-        current = target
-    return current
-
-
-def merge_is_usable(retired, survivor, lookup):
-    """A merge recorded as retired -> survivor must name two patients and must not close a
-    cycle (the survivor already merged, directly or not, into the retired one)."""
-    return bool(retired and survivor and retired != survivor
-                and resolve_alias(survivor, lookup) != retired)
+# The alias rules are shared by every service (shared/aliases.py).
+resolve_alias = aliases.resolve
+merge_is_usable = aliases.merge_is_usable

@@ -15,6 +15,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from shared import outbox
+from shared.aliases import AliasesMixin
 from shared.errors import Conflict, NotFound
 from shared.messaging import utcnow
 from shared.store import Index, Store
@@ -22,7 +23,7 @@ from shared.store import Index, Store
 EXCHANGE = "appointments.events"
 
 
-class AppointmentsStore(Store):
+class AppointmentsStore(AliasesMixin, Store):
     indexes = (
         Index("appointments", ["patient_id"]),
         Index("appointments", ["status"]),
@@ -138,15 +139,7 @@ class AppointmentsStore(Store):
     def attended_by(self, visit_id):
         return list(self.db.appointments.find({"attended_visit_id": visit_id, "status": "attended"}))
 
-    # -- merged patients -------------------------------------------------------------------
-    def alias_of(self, patient_id):
-        doc = self.db.aliases.find_one({"_id": patient_id})
-        return doc and doc.get("to")
-
-    def add_alias(self, retired, survivor):
-        # The first merge recorded for a retired id stays (a duplicate changes nothing).
-        self.db.aliases.update_one({"_id": retired}, {"$setOnInsert": {"to": survivor}}, upsert=True)
-
+    # -- merged patients (alias_of / add_alias: shared.aliases.AliasesMixin) --------------
     def repoint(self, retired, survivor):
         """What is held under the retired id now belongs to the survivor."""
         moved = self.db.appointments.update_many({"patient_id": retired},

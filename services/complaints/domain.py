@@ -10,6 +10,8 @@ import io
 import statistics
 import uuid
 
+from shared import aliases
+
 NAMESPACE = uuid.UUID("5b0e7c2d-9a41-4f1e-8c3d-2e6f7a8b9c0d")
 SEVERITIES = ("low", "medium", "high")
 CHANNELS = ("phone", "letter", "visit", "web", "wechat", "email", "follow_up", "other")
@@ -65,27 +67,9 @@ def severity_for_recovery(satisfaction):
 
 
 # -- merged patients (PatientsMerged) ------------------------------------------------------------
-MAX_ALIAS_HOPS = 32
-
-
-def resolve_alias(patient_id, lookup, max_hops=MAX_ALIAS_HOPS):
-    """Follow retired -> survivor aliases (R -> S -> T) to the patient id in use today.
-    `lookup(id)` gives the id it was merged into, or None. A cycle stops where it closes."""
-    seen, current = {patient_id}, patient_id
-    for _ in range(max_hops):
-        target = lookup(current) if current else None
-        if not target or target in seen:
-            break
-        seen.add(target)
-        current = target
-    return current
-
-
-def merge_is_usable(retired, survivor, lookup):
-    """A merge recorded as retired -> survivor must name two patients and must not close a
-    cycle (the survivor already merged, directly or not, into the retired one)."""
-    return bool(retired and survivor and retired != survivor
-                and resolve_alias(survivor, lookup) != retired)
+# The alias rules are shared by every service (shared/aliases.py).
+resolve_alias = aliases.resolve
+merge_is_usable = aliases.merge_is_usable
 
 
 def complaint_id_for_followup(followup_id):

@@ -8,6 +8,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from shared import outbox
+from shared.aliases import AliasesMixin
 from shared.errors import NotFound
 from shared.messaging import utcnow
 from shared.store import Index, Store
@@ -21,7 +22,7 @@ def history_entry(at, by, action, note=None, status_from=None, status_to=None):
                        "from": status_from, "to": status_to}, ensure_ascii=False)
 
 
-class ComplaintsStore(Store):
+class ComplaintsStore(AliasesMixin, Store):
     indexes = (
         Index("complaints", ["status"]),
         Index("complaints", ["patient_id"]),
@@ -96,15 +97,7 @@ class ComplaintsStore(Store):
         except DuplicateKeyError:
             return None
 
-    # -- merged patients -------------------------------------------------------------------
-    def alias_of(self, patient_id):
-        doc = self.db.aliases.find_one({"_id": patient_id})
-        return doc and doc.get("to")
-
-    def add_alias(self, retired, survivor):
-        # The first merge recorded for a retired id stays (a duplicate changes nothing).
-        self.db.aliases.update_one({"_id": retired}, {"$setOnInsert": {"to": survivor}}, upsert=True)
-
+    # -- merged patients (alias_of / add_alias: shared.aliases.AliasesMixin) --------------
     def repoint(self, retired, survivor, history):
         """The retired id's complaints are the survivor's from now on (noted in their history)."""
         return self.db.complaints.update_many(

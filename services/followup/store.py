@@ -18,7 +18,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.followup import domain
-from shared import outbox
+from shared import aliases, outbox
 from shared.errors import Conflict, NotFound
 from shared.events import phone_digits
 from shared.messaging import utcnow
@@ -48,13 +48,11 @@ class FollowupStore(Store):
     def resolve(self, patient_id):
         """The live patient_id of `patient_id`: aliases followed (R -> S -> T gives T). One
         lookup for a person never merged."""
-        seen = {patient_id}
-        while True:
-            alias = self.db.aliases.find_one({"_id": patient_id}, {"survivor": 1})
-            if alias is None or alias["survivor"] in seen:  # a loop ends where it closes
-                return patient_id
-            patient_id = alias["survivor"]
-            seen.add(patient_id)
+        return aliases.resolve(patient_id, self._survivor_of)
+
+    def _survivor_of(self, patient_id):
+        alias = self.db.aliases.find_one({"_id": patient_id}, {"survivor": 1})
+        return alias and alias["survivor"]
 
     def merge(self, retired, survivor, event_id, now):
         """Record retired -> survivor (once; the first merge of a retired id stands) and move

@@ -195,3 +195,207 @@ def test_stale_days_are_read_in_runs_of_at_most_a_week():
     assert runs[-1] == (datetime.date(2025, 3, 1), datetime.date(2025, 3, 1))
     assert [day for start, end in runs for day in days if start <= day <= end] == days
     assert all((end - start).days < RUN_DAYS for start, end in runs)
+
+
+# -- v1.1: corrections and merges (docs/EVENTS.md) ------------------------------------------------
+def admission(eid, admission_id, day, patient_id="P1"):
+    return {"event_id": eid, "event_type": "PatientAdmitted", "occurred_at": at(day, 9), "patient_id": patient_id,
+            "data": {"patient": {"mrn": patient_id}, "admission_id": admission_id, "department": "普外科",
+                     "admitted_at": at(day, 9)}}
+
+
+def discharge(eid, admission_id, day, hour=16, patient_id="P1"):
+    return {"event_id": eid, "event_type": "PatientDischarged", "occurred_at": at(day, hour),
+            "patient_id": patient_id,
+            "data": {"patient": {"mrn": patient_id}, "admission_id": admission_id, "department": "普外科",
+                     "discharged_at": at(day, hour), "disposition": "home"}}
+
+
+def correction(eid, kind, field, ident, day, hour=20):
+    return {"event_id": eid, "event_type": kind, "occurred_at": at(day, hour), "patient_id": "P1",
+            "data": {"patient": {"mrn": "P1"}, field: ident}}
+
+
+def merged(eid, survivor, retired, day=20):
+    return {"event_id": eid, "event_type": "PatientsMerged", "occurred_at": at(day), "patient_id": survivor,
+            "data": {"patient": {"mrn": survivor}, "merged_mrn": "old-" + retired, "merged_patient_id": retired}}
+
+
+def stored_v11(events):
+    """What the service's store holds once every event is in, whatever their order: the facts,
+    the voids (latest DischargeCancelled time) and the people documents with their aliases,
+    each fact voided and re-pointed as the service does."""
+    facts, voids, docs = {}, {}, {}
+    for event in events:
+        fact = domain.fact_of(event, TZ)
+        if fact:
+            facts.setdefault(fact["_id"], fact)
+        void = domain.void_of(event)
+        if void:
+            key, until = void
+            if until is None or until > voids.get(key, {}).get("until_ts", -1):
+                voids[key] = {"until_ts": until} if until is not None else {}
+        merge = domain.merge_of(event)
+        if merge:
+            docs.setdefault(merge[0], {"_id": merge[0]})["alias_of"] = merge[1]
+    rule = domain.void_rule(voids)
+    people = domain.People(docs.values())
+    for fact in facts.values():
+        fact["patient_id"] = people.person(fact["patient_id"])
+        if domain.is_void(fact, rule):
+            fact["void"] = 1
+        section, key, entry = domain.person_entry(fact)
+        docs.setdefault(fact["patient_id"], {"_id": fact["patient_id"]}).setdefault(section, {})[key] = entry
+    return [f for f in facts.values() if not f.get("void")], domain.People(docs.values())
+
+
+def v11_figures(events, start="2026-03-01", end="2026-03-31", department=None):
+    """The service's figures: one partial per day (the person's previous visits from the people
+    documents), merged, finished with the range's first day."""
+    facts, people = stored_v11(events)
+    if department:
+        facts = [f for f in facts if f.get("department") == department]
+    visits = [f for f in facts if f["type"] == "PatientVisited"]
+    previous = {v["_id"]: people.previous_visit_day(v, same_department=bool(department)) for v in visits}
+    index = domain.VisitIndex(visits, people)
+    day, last, parts = datetime.date.fromisoformat(start), datetime.date.fromisoformat(end), []
+    while day <= last:
+        of = lambda kind: [f for f in facts if f["type"] == kind and f["date"] == day.isoformat()]  # noqa: E731
+        parts.append(domain.partial(
+            visits=of("PatientVisited"), admissions=of("PatientAdmitted"), discharges=of("PatientDischarged"),
+            consultations=of("ConsultationLogged"), candidate_visits=index, followups=[],
+            satisfactions=[], complaints=[], complaints_resolved_in_range=0, previous_days=previous))
+        day += datetime.timedelta(days=1)
+    return domain.finish(domain.merge(parts), start)
+
+
+def test_the_v11_types_are_no_fact_of_any_figure():
+    for event in (correction("x1", "VisitCancelled", "visit_id", "V1", 2),
+                  correction("x2", "AdmissionCancelled", "admission_id", "A1", 2),
+                  correction("x3", "DischargeCancelled", "admission_id", "A1", 2), merged("x4", "S", "R"),
+                  {"event_id": "x5", "event_type": "AppointmentScheduled", "occurred_at": at(2), "data": {}},
+                  {"event_id": "x6", "event_type": "AppointmentWithdrawn", "occurred_at": at(2), "data": {}},
+                  {"event_id": "x7", "event_type": "AppointmentMissed", "occurred_at": at(2), "data": {}}):
+        assert domain.fact_of(event, TZ) is None and domain.entity_update(event, TZ) is None
+    assert v11_figures([visit("v1", 2, "M1", "1"), correction("x1", "VisitCancelled", "visit_id", "nope", 2),
+                        merged("m", "M1", "M9")])["visits"] == 1
+
+
+def test_void_keys_and_refs():
+    fact = domain.fact_of(discharge("d1", "A1", 8), TZ)
+    assert fact["ref"] == "admission|A1" and domain.void_keys(fact) == ["admission|A1", "discharge|A1"]
+    assert domain.void_keys(domain.fact_of(visit("v1", 2, "M1", "1"), TZ)) == ["visit|v1"]
+    assert domain.void_of(correction("x", "DischargeCancelled", "admission_id", "A1", 8, 20)) == (
+        "discharge|A1", datetime.datetime(2026, 3, 8, 20, tzinfo=TZ).timestamp())
+    assert domain.ref_of_void("discharge|A1") == "admission|A1" and domain.ref_of_void("visit|V") == "visit|V"
+    assert domain.void_keys({"type": "PatientVisited"}) == []  # recorded before v1.1: no ref
+
+
+def test_a_discharge_cancel_voids_the_discharges_up_to_its_time_only():
+    rule = domain.void_rule({"discharge|A1": {"until_ts": datetime.datetime(2026, 3, 8, 20, tzinfo=TZ).timestamp()}})
+    assert domain.is_void(domain.fact_of(discharge("d1", "A1", 8, 16), TZ), rule)
+    assert domain.is_void(domain.fact_of(discharge("d1", "A1", 8, 20), TZ), rule)  # the same moment: void
+    assert not domain.is_void(domain.fact_of(discharge("d2", "A1", 9, 10), TZ), rule)  # a later discharge counts
+    assert not domain.is_void(domain.fact_of(discharge("d3", "A2", 8, 16), TZ), rule)
+    assert not domain.is_void(domain.fact_of(admission("a1", "A1", 3), TZ), rule)  # the admission stands
+    cancelled = domain.void_rule({"admission|A1": {}})
+    assert domain.is_void(domain.fact_of(admission("a1", "A1", 3), TZ), cancelled)
+    assert domain.is_void(domain.fact_of(discharge("d2", "A1", 30), TZ), cancelled)  # any discharge of it
+
+
+EVENTS_V11 = [
+    visit("v1", 2, "M1", "13900000001"),
+    visit("v2", 2, "M2", "13900000002", visit_type="return", source="nearby", department="骨科"),
+    correction("x1", "VisitCancelled", "visit_id", "v2", 2),
+    admission("a1", "A1", 3), discharge("d1", "A1", 8, 16),
+    correction("x2", "DischargeCancelled", "admission_id", "A1", 8, 20),
+    discharge("d2", "A1", 10, 9),  # the patient left again: counts
+    admission("a2", "A2", 4), discharge("d3", "A2", 6),
+    correction("x3", "AdmissionCancelled", "admission_id", "A2", 7),
+    correction("x4", "DischargeCancelled", "admission_id", "A1", 8, 18),  # an earlier cancel: changes nothing
+]
+
+
+def test_corrections_void_their_facts_in_every_figure():
+    result = v11_figures(EVENTS_V11)
+    assert (result["visits"], result["first_visits"], result["return_visits"]) == (1, 1, 0)
+    assert (result["admissions"], result["discharges"], result["unique_patients"]) == (1, 1, 1)
+    assert result["by_source"] == [{"source_channel": "friend_referral", "first_visits": 1}]
+    assert [d["department"] for d in result["by_department"]] == ["心内科", "普外科"]
+    assert result["word_of_mouth_share"] == 1.0
+    assert v11_figures(EVENTS_V11, "2026-03-10", "2026-03-10")["discharges"] == 1
+    assert v11_figures(EVENTS_V11, "2026-03-08", "2026-03-08")["discharges"] == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.permutations(EVENTS_V11), st.lists(st.sampled_from(EVENTS_V11), max_size=6))
+def test_corrections_give_the_same_figures_in_any_order(order, duplicates):
+    assert v11_figures(list(order) + duplicates) == v11_figures(EVENTS_V11)
+
+
+def test_unique_patients_count_each_person_once_per_range():
+    events = [visit("v1", 2, "M1", "1"), visit("v2", 10, "M1", "1", visit_type="return"),
+              visit("v3", 10, "M1", "1", visit_type="return", department="骨科"),  # the same day, again
+              visit("v4", 12, "M2", "2")]
+    assert v11_figures(events)["unique_patients"] == 2
+    assert v11_figures(events, "2026-03-05", "2026-03-31")["unique_patients"] == 2  # M1 by day 10
+    assert v11_figures(events, "2026-03-02", "2026-03-09")["unique_patients"] == 1
+    assert v11_figures(events, "2026-03-11", "2026-03-31")["unique_patients"] == 1
+    assert v11_figures(events, "2026-03-10", "2026-03-10", department="骨科")["unique_patients"] == 1
+    assert v11_figures(events, "2026-03-01", "2026-03-31", department="心内科")["unique_patients"] == 2
+    # Cancelling M1's first visit makes day 10 its first: still once in the month.
+    cancelled = events + [correction("x", "VisitCancelled", "visit_id", "v1", 3)]
+    assert v11_figures(cancelled)["unique_patients"] == 2
+    assert v11_figures(cancelled, "2026-03-10", "2026-03-31")["visits"] == 3
+
+
+def test_a_merge_makes_two_records_one_person_and_follows_chains():
+    events = [visit("v1", 2, "R", "13900000001"), visit("v2", 5, "S", "13900000002", visit_type="return"),
+              visit("v3", 6, "T", "13900000003")]
+    assert v11_figures(events)["unique_patients"] == 3
+    chained = events + [merged("m1", "S", "R"), merged("m2", "T", "S")]
+    result = v11_figures(chained)
+    assert (result["visits"], result["unique_patients"]) == (3, 1)
+    assert v11_figures(chained, "2026-03-05", "2026-03-31")["unique_patients"] == 1
+    for order in (chained[::-1], chained[3:] + chained[:3]):
+        assert v11_figures(order) == result
+
+
+def test_a_merged_person_s_consultation_converts_by_the_survivor_s_visit():
+    events = [consultation("c1", 2, "13900000001"), visit("v1", 10, "S", "13800000009")]
+    events[0]["patient_id"] = "R"
+    events[1]["patient_id"] = "S"
+    assert v11_figures(events)["conversions"] == 0  # other phone, other MRN
+    assert v11_figures(events + [merged("m", "S", "R")])["conversions"] == 1
+    cancelled = events + [merged("m", "S", "R"), correction("x", "VisitCancelled", "visit_id", "v1", 11)]
+    assert (v11_figures(cancelled)["consultations"], v11_figures(cancelled)["conversions"]) == (1, 0)
+
+
+def test_people_previous_and_following_visits():
+    visits = [domain.fact_of(visit(f"v{i}", day, "M1", "1", department=dep), TZ)
+              for i, (day, dep) in enumerate([(2, "A"), (5, "B"), (9, "A"), (9, "B")])]
+    docs = {"_id": "M1", "v": {}, "c": {"c1": {"id": "c1", "day": 20260301, "ts": visits[0]["ts"] - 86400}}}
+    for fact in visits:
+        section, key, entry = domain.person_entry(fact)
+        docs[section][key] = entry
+    docs["v"]["v1"]["void"] = 1  # cancelled
+    people = domain.People([docs, {"_id": "OLD", "alias_of": "M1"}])
+    assert [people.previous_visit_day(v) for v in visits] == ["", "2026-03-02", "2026-03-02", "2026-03-09"]
+    assert [people.previous_visit_day(v, same_department=True) for v in visits] == ["", "", "2026-03-02", ""]
+    assert people.following_visit_days(visits[0]) == {"2026-03-09"}
+    assert people.following_visit_days(visits[1]) == {"2026-03-09"}
+    assert people.following_visit_days(visits[3]) == set()
+    assert people.consultation_days(visits[0], 30 * 86400) == {"2026-03-01"}
+    assert people.consultation_days(visits[0], 3600) == set()
+    assert people.person("OLD") == "M1" and people.visit_times("OLD") == [visits[i]["ts"] for i in (0, 2, 3)]
+    far = dict(visits[3], date="2029-03-12", ts=visits[3]["ts"] + (3 * 366 + 1) * 86400, _id="v9")
+    assert people.previous_visit_day(far) == ""  # beyond any range: before every first day
+    assert people.previous_visit_day(dict(far, date="2029-03-11", ts=far["ts"] - 86400)) == "2026-03-09"
+    assert domain.People([{"_id": "A", "alias_of": "B"}, {"_id": "B", "alias_of": "A"}]).person("A") in ("A", "B")
+
+
+def test_entry_keys_are_safe_field_names():
+    assert domain.entry_key("3f2a-9c_x") == "3f2a-9c_x"
+    for unsafe in ("a.b", "$x", "", "x" * 200):
+        key = domain.entry_key(unsafe)
+        assert key.startswith("~") and "." not in key and len(key) == 41

@@ -1,0 +1,45 @@
+"""Merged patients (docs/EVENTS.md v1.1, PatientsMerged): each service's record of which
+patient id became which, one rule for all.
+
+Intake merges a retired record into a survivor and tells the others the two ids. Each service
+keeps its own `aliases` collection (retired id -> survivor id; the first merge recorded for a
+retired id stands) and files everything it receives under the live id. Aliases chain
+(R -> S -> T) because a survivor may itself be merged later; a chain that loops back (bad
+data: S -> R while R -> S) stops where it closes instead of spinning.
+"""
+MAX_HOPS = 32
+
+
+def resolve(patient_id, lookup, max_hops=MAX_HOPS):
+    """The patient id in use today for `patient_id`: `lookup(id)` gives the id it was merged
+    into, or None."""
+    seen, current = {patient_id}, patient_id
+    for _ in range(max_hops):
+        target = lookup(current) if current else None
+        if not target or target in seen:
+            break
+        seen.add(target)
+        current = target
+    return current
+
+
+def merge_is_usable(retired, survivor, lookup):
+    """A merge retired -> survivor must name two patients and must not close a cycle (the
+    survivor already merged, directly or not, into the retired one)."""
+    return bool(retired and survivor and retired != survivor
+                and resolve(survivor, lookup) != retired)
+
+
+class AliasesMixin:
+    """For a service store (`self.db`): its `aliases` collection, `{_id: retired, to: survivor}`."""
+
+    def alias_of(self, patient_id):
+        doc = self.db.aliases.find_one({"_id": patient_id})
+        return doc and doc.get("to")
+
+    def add_alias(self, retired, survivor):
+        # An upsert that only inserts: the first merge recorded for a retired id stays.
+        self.db.aliases.update_one({"_id": retired}, {"$setOnInsert": {"to": survivor}}, upsert=True)
+
+    def live_patient_id(self, patient_id):
+        return resolve(patient_id, self.alias_of) if patient_id else patient_id
