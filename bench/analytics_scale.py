@@ -50,7 +50,7 @@ OFFSET = datetime.timezone(datetime.timedelta(hours=8))
 CATEGORIES = ("attitude", "waiting_time", "billing", "medical_quality", "environment", "other")
 BATCH = 5000
 
-# Events per outpatient visit, from PROTOCOLS.md and a 2,000-bed general hospital's ratios:
+# Events per outpatient visit, from docs/RULES.md and a 2,000-bed general hospital's ratios:
 # a call after most visits (~90 % callable), 70 % of calls completed (60 % of those with a
 # score), 5 % cancelled; one admission per ~12 visits, each discharge with three follow-ups;
 # one consultation per 10 visits (each with a prospect call), 40 % of them converting;

@@ -1,1 +1,1 @@
-"""HCRM services: one package per service; none imports another (ARCHITECTURE.md rule 1)."""
+"""HCRM services: one package per service; none imports another (docs/ARCHITECTURE.md rule 1)."""

@@ -311,7 +311,7 @@ AGE_BANDS = ((0, 17, "0-17"), (18, 39, "18-39"), (40, 59, "40-59"), (60, 79, "60
 
 
 def age_band(birth_date, on_day):
-    """The patient's age band on the day of the visit (seed 002: age and region analysis)."""
+    """The patient's age band on the day of the visit (docs/DOMAIN.md: age and region analysis)."""
     if not birth_date:
         return "unknown"
     born = datetime.date.fromisoformat(birth_date)

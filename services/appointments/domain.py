@@ -1,4 +1,4 @@
-"""Appointment rules (PROTOCOLS.md § Appointments, docs/EVENTS.md v1.1) as pure functions;
+"""Appointment rules (docs/RULES.md § Appointments, docs/EVENTS.md v1.1) as pure functions;
 "now" is a parameter everywhere.
 
 A doctor has one appointment per slot: the time is cut into SLOT_MINUTES units and each

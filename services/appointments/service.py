@@ -1,5 +1,5 @@
 """AppointmentsService: booking without double-booking, reminders the day before,
-confirmations, check-in, attendance and no-shows (PROTOCOLS.md § Appointments); the mirror
+confirmations, check-in, attendance and no-shows (docs/RULES.md § Appointments); the mirror
 of the hospital's scheduling system, visit corrections and patient merges (inbound.py)."""
 import datetime
 import functools

@@ -1,4 +1,4 @@
-"""Complaint rules (contract/PROTOCOLS.md § Complaints) as pure functions.
+"""Complaint rules (docs/RULES.md § Complaints) as pure functions.
 
 Seeds 001/003/004: reply within 24 h, resolve within 48 h; a weekly service-opinion report.
 States: open -> acknowledged -> resolved; any unresolved -> escalated (by a manager, or by
@@ -62,7 +62,7 @@ def breached_deadlines(complaint, now_ts):
 
 
 def severity_for_recovery(satisfaction):
-    """Service recovery (seed 003): the worst score is urgent, the rest are ordinary."""
+    """Service recovery (docs/DOMAIN.md): the worst score is urgent, the rest are ordinary."""
     return "high" if satisfaction == 1 else "medium"
 
 

@@ -42,7 +42,7 @@ class FollowupConfig(BaseConfig):
     max_attempts = fields.Integer(load_default=3, validate=validate.Range(min=1, max=10))
     claim_minutes = fields.Integer(load_default=15, validate=validate.Range(min=1, max=480))
     gauge_interval_s = fields.Float(load_default=30.0, validate=validate.Range(min=0.1))
-    # Overrides of PROTOCOLS.md's defaults, e.g. rules: {recovery_check: {days: 10, end_of_day: false}}
+    # Overrides of docs/RULES.md's defaults, e.g. rules: {recovery_check: {days: 10, end_of_day: false}}
     rules = _rules_field(KINDS)
     # Per department, for the per-department kinds, e.g. departments: {骨科: {recovery_check: {days: 14}}}
     departments = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=100)),

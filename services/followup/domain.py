@@ -1,4 +1,4 @@
-"""Follow-up rules (contract/PROTOCOLS.md § Follow-ups) as pure functions; "now" and the
+"""Follow-up rules (docs/RULES.md § Follow-ups) as pure functions; "now" and the
 holiday calendar are parameters, so no test waits for a clock.
 
 Tasks are *derived from the patient's events*, like intake's record: each event triggers a
@@ -51,7 +51,7 @@ class Rule:
 
 
 DEFAULT_RULES = {
-    # seed 004 / DOMAIN.md: call every outpatient the next day.
+    # docs/DOMAIN.md: call every outpatient the next day.
     "post_visit_call": Rule(1),
     # US CMS TCM: interactive contact within 2 business days of discharge.
     "post_discharge_call": Rule(2, business_days=True),

@@ -1,6 +1,6 @@
 """FollowupService: intake's events (and no-shows) in, the center's call tasks out.
 
-Seed 004 and DOMAIN.md: call every outpatient the next day, every discharged patient within
+docs/DOMAIN.md: call every outpatient the next day, every discharged patient within
 two business days, check recovery, remind the return visit, call prospects back. A low
 satisfaction score opens a complaint by an event (service recovery).
 """

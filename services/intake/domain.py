@@ -5,8 +5,8 @@ accumulated message by message. That makes the record the same whatever order th
 arrive in, a duplicate changes nothing, and a crash halfway through is repaired by simply
 projecting again.
 
-Lifecycle stage (seed 000: prospects, first-visit, return-visit and recovered patients; seeds
-002/004: inpatients and discharge follow-up), first rule that holds wins:
+Lifecycle stage (docs/DOMAIN.md: prospects, first-visit, return-visit and recovered patients;
+inpatients and discharge follow-up), first rule that holds wins:
   inpatient   the latest admission is later than the latest discharge (or has none)
   recovering  discharged, and the discharge is at most `recovering_days` (default 30) ago
   recovered   discharged more than `recovering_days` ago
@@ -14,7 +14,7 @@ Lifecycle stage (seed 000: prospects, first-visit, return-visit and recovered pa
   new         one outpatient visit, or registered by the hospital without a visit yet
   prospect    known only from consultations (no visit, registration or admission)
 
-Segment (seed 003: a fifth of patients bring most of the value; know them):
+Segment (docs/DOMAIN.md: a fifth of patients bring most of the value; know them):
   key         5+ visits or 2+ admissions
   regular     2-4 visits, or 1 admission
   one_time    exactly one visit
@@ -145,7 +145,7 @@ def segment(facts):
 
 
 def canonical_message(event_id, inbound, patient_id, recorded_at):
-    """The event intake emits on intake.events and the analytics stream (EVENTS.md)."""
+    """The event intake emits on intake.events and the analytics stream (docs/EVENTS.md)."""
     return {
         "event_id": event_id,
         "event_type": inbound["event_type"],

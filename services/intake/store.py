@@ -27,7 +27,7 @@ PUBLIC_FIELDS = ("patient_id", "mrn", "name", "phone", "gender", "birth_date", "
 
 class IntakeStore(Store):
     indexes = (
-        # Deduplication is a unique index, never a read-then-write (ARCHITECTURE.md rule 3).
+        # Deduplication is a unique index, never a read-then-write (docs/ARCHITECTURE.md rule 3).
         Index("events", ["source", "source_event_id"], unique=True),
         Index("events", ["patient_id", "occurred_at"]),
         # NX-27017 does not use a compound index's prefix; MongoDB does not mind the extra one.
@@ -66,7 +66,7 @@ class IntakeStore(Store):
                     # A retired MRN (v1.1 PatientsMerged) leads to the record it became.
                     return self.survivor_of(found), False
                 if digits:
-                    # A prospect who phoned in earlier becomes this patient (EVENTS.md:
+                    # A prospect who phoned in earlier becomes this patient (docs/EVENTS.md:
                     # a later visit with the same phone links to it).
                     # Found by the index first, then claimed by _id: NX-27017 scans the whole
                     # collection for a find_one_and_update on any other field (17 ms at 30k).

@@ -38,7 +38,7 @@ STANDARD_METRICS = {
     "hcrm_events_duplicate_total", "hcrm_handler_seconds", "hcrm_outbox_pending",
     "hcrm_http_requests_total", "hcrm_http_request_seconds",
 }
-# Gauges the services are expected to add (ARCHITECTURE.md rule 7); alerts.yml names them.
+# Gauges the services are expected to add (docs/ARCHITECTURE.md rule 7); alerts.yml names them.
 ASSUMED_GAUGES = {"hcrm_followups_overdue", "hcrm_complaints_open", "hcrm_complaints_breached"}
 
 KUBECTL = shutil.which("kubectl")
@@ -83,6 +83,8 @@ def test_dockerfile_runs_as_non_root_with_healthcheck():
     assert {"8080", "9100"} <= set(exposed)
     env = " ".join(rest for word, rest in final if word == "ENV")
     assert "HCRM_METRICS_PORT=9100" in env
+    # Listeners default to 127.0.0.1 (issue 21); in a container they must be reachable.
+    assert "HCRM_METRICS_HOST=0.0.0.0" in env and "GATEWAY_HOST=0.0.0.0" in env
     # The gunicorn settings and the default config are files read at run time.
     copies = " ".join(rest for word, rest in final if word == "COPY")
     assert "deploy/gunicorn.conf.py" in copies and "deploy/config" in copies
@@ -149,7 +151,10 @@ def test_compose_service(compose, name):
     assert uri.startswith(f"mongodb://{name}:${{{name.upper()}_DB_PASSWORD:?")
     assert uri.endswith(f"@mongo:27017/hcrm_{name}?authSource=hcrm_{name}")
     assert env["HCRM_METRICS_PORT"] == "9100"
-    assert env["HCRM_AMQP_URI"].endswith("@rabbitmq:5672/")
+    # HCRM's own virtual host (issue 21), the one the broker creates on its first start.
+    assert env["HCRM_AMQP_URI"].endswith("@rabbitmq:5672/${RABBITMQ_VHOST:-hcrm}")
+    assert compose["services"]["rabbitmq"]["environment"]["RABBITMQ_DEFAULT_VHOST"] == "${RABBITMQ_VHOST:-hcrm}"
+    assert env["HCRM_METRICS_HOST"] == "0.0.0.0"  # 127.0.0.1 is the default outside containers
     assert service["depends_on"] == {
         "hcrm-init": {"condition": "service_completed_successfully"},
         "rabbitmq": {"condition": "service_healthy"},
@@ -171,11 +176,26 @@ def test_compose_long_running_parts_have_healthchecks_and_restart(compose):
                 "service_healthy", "service_started", "service_completed_successfully"), (name, dependency)
 
 
+# Services that take connections from outside (the HL7 listener's MLLP port): on `frontend`
+# too, since a port on an internal network cannot be published.
+LISTENERS = {"hl7": 2575}
+
+
 def test_compose_backend_network_is_internal(compose):
     assert compose["networks"]["backend"]["internal"] is True
     for name in ("mongo", *SERVICE_NAMES, "hcrm-init"):
+        if name in LISTENERS:
+            continue
         assert compose["services"][name]["networks"] == ["backend"], name
         assert "ports" not in compose["services"][name], f"{name} must not be published"
+
+
+def test_compose_hl7_listener_publishes_only_mllp_on_loopback_by_default(compose):
+    service = compose["services"]["hl7"]
+    assert service["networks"] == ["backend", "frontend"]
+    assert service["ports"] == ["${HL7_BIND:-127.0.0.1}:${HL7_PUBLISHED_PORT:-2575}:2575"]
+    assert service["environment"]["HL7_HOST"] == "0.0.0.0"  # inside the container: every interface
+    assert compose["services"]["gateway"]["depends_on"]["hl7"] == {"condition": "service_started"}
 
 
 def _env_items(compose):
@@ -327,6 +347,7 @@ def test_each_process_has_deployment_probes_resources_pdb_hpa(rendered, overlay,
     assert f"authSource=hcrm_{name}" in uri
     assert env["MONGO_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "hcrm-mongo-users", "key": name}
     assert env["HCRM_AMQP_URI"]["value"].startswith("amqp://$(AMQP_USERNAME):$(AMQP_PASSWORD)@")
+    assert env["HCRM_AMQP_URI"]["value"].endswith("@$(AMQP_HOST):5672/$(AMQP_VHOST)")
     annotations = template["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
     ports = {port["containerPort"] for port in container["ports"]}
@@ -371,6 +392,26 @@ def test_gateway_service_and_ingress(rendered, overlay):
 
 @needs_kubectl
 @pytest.mark.parametrize("overlay", OVERLAYS)
+def test_hl7_listener_port_service_and_probe(rendered, overlay):
+    resources = rendered[overlay]
+    container = find(resources, "Deployment", "hl7")["spec"]["template"]["spec"]["containers"][0]
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports == {"mllp": LISTENERS["hl7"], "metrics": 9100}
+    assert env_of(container)["HL7_HOST"]["value"] == "0.0.0.0"
+    assert container["startupProbe"] == {"tcpSocket": {"port": "mllp"}, "periodSeconds": 5,
+                                         "failureThreshold": 24}
+    service = find(resources, "Service", "hl7")
+    assert service["spec"]["ports"] == [{"name": "mllp", "protocol": "TCP", "port": 2575, "targetPort": "mllp"}]
+    policy = find(resources, "NetworkPolicy", "hl7-mllp")["spec"]
+    assert policy["podSelector"]["matchLabels"].items() <= container_labels(resources, "hl7").items()
+
+
+def container_labels(resources, name):
+    return find(resources, "Deployment", name)["spec"]["template"]["metadata"]["labels"]
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_broker_and_store_statefulsets(rendered, overlay):
     resources = rendered[overlay]
     env = configmap_data(resources, "hcrm-env-")
@@ -382,6 +423,11 @@ def test_broker_and_store_statefulsets(rendered, overlay):
     assert int(env["MONGO_REPLICAS"]) == expected
     assert env["MONGO_HOSTS"].split(",") == [f"mongo-{i}.mongo:27017" for i in range(expected)]
     assert env["HCRM_METRICS_PORT"] == "9100"
+    # HCRM's own virtual host and listeners reachable in the pod (defaults: hcrm, 127.0.0.1).
+    assert env["AMQP_VHOST"] == "hcrm" and env["HCRM_METRICS_HOST"] == "0.0.0.0"
+    vhost = env_of(rabbitmq["spec"]["template"]["spec"]["containers"][0])["RABBITMQ_DEFAULT_VHOST"]
+    assert vhost["valueFrom"]["configMapKeyRef"]["key"] == "AMQP_VHOST"
+    assert vhost["valueFrom"]["configMapKeyRef"]["name"].startswith("hcrm-env-")
     rabbit_config = configmap_data(resources, "rabbitmq-config-")
     assert "rabbitmq_prometheus" in rabbit_config["enabled_plugins"]
     assert "prometheus.return_per_object_metrics = true" in rabbit_config["30-hcrm.conf"]
@@ -417,7 +463,9 @@ def test_network_policies(rendered, overlay):
                 namespace = peer.get("namespaceSelector", {}).get("matchLabels", {}).get(
                     "kubernetes.io/metadata.name")
                 if namespace == "ingress-nginx":
-                    assert name == "gateway"
+                    assert name in ("gateway", "hl7-mllp"), name
+                    if name == "hl7-mllp":
+                        assert [p["port"] for p in rule["ports"]] == [LISTENERS["hl7"]]
                 elif "namespaceSelector" in peer:
                     assert namespace == "monitoring", name
                     assert {p["port"] for p in rule["ports"]} <= {9100, 8080, 15692}

@@ -1,5 +1,5 @@
 """Analytics on the real broker and store: a shuffled, duplicated week of inbound events
-gives the figures of PROTOCOLS.md, computed here independently."""
+gives the figures of docs/RULES.md, computed here independently."""
 import datetime
 import random
 

@@ -62,7 +62,7 @@ def test_a_complaint_received_three_days_ago_is_breached_and_escalated_exactly_o
     body = wait_until(escalated, timeout=60, message="the complaint breached and escalated")
     assert body["ack_breach"] == "breached"
     # The stream is at least once (a publisher racing another may repeat an event); a
-    # consumer counts an event_id once, as EVENTS.md says, and so does this test.
+    # consumer counts an event_id once, as docs/EVENTS.md says, and so does this test.
     wait_until(lambda: len(unique(stream_events(platform.amqp_uri, {"ComplaintSlaBreached"}, 1))) == 2,
                timeout=30, message="both breaches on the stream")
     events = unique(stream_events(platform.amqp_uri, {"ComplaintSlaBreached", "ComplaintEscalated"}))

@@ -15,7 +15,7 @@ TZ = datetime.timezone(datetime.timedelta(hours=8))
 
 
 def week_of_events(rng):
-    """A week of hospital events and the tasks PROTOCOLS.md prescribes, computed here by
+    """A week of hospital events and the tasks docs/RULES.md prescribes, computed here by
     hand (not with the service's code): visits -> one call per patient per day; discharges
     (not deceased) -> three tasks; consultations -> a prospect call unless that phone visits
     later; nothing for patients without consent or reported deceased."""

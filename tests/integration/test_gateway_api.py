@@ -1,5 +1,6 @@
 """The gateway's whole API: the OpenAPI document, every route against every role, integration
 keys, the rate limit, and schemathesis against the live gateway."""
+import datetime
 import re
 import subprocess
 
@@ -12,7 +13,7 @@ pytestmark = pytest.mark.integration
 
 ALL_SERVICES = ("intake", "followup", "appointments", "complaints", "analytics")
 ROLES = ("agent", "manager", "admin", "integration")
-# Who may call what (contract/API.md): staff roles are cumulative, integration only publishes.
+# Who may call what (docs/API.md): staff roles are cumulative, integration only publishes.
 RANK = {"agent": 1, "manager": 2, "admin": 3}
 
 
@@ -69,6 +70,8 @@ def test_integration_keys_are_created_used_listed_and_revoked(platform):
     admin = platform.token()
     status, created = platform.http("POST", "/api/v1/integration-keys", {"name": "his-feed"}, token=admin)
     assert status == 201 and created["key"].startswith("hcrm_") and created["role"] == "integration"
+    # ISO 8601 with its offset, not str()'s "2026-03-02 01:30:00+00:00" (issue 21).
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00", created["created_at"]), created
     key = {"X-API-Key": created["key"]}
     assert platform.http("POST", "/api/v1/events", factories.visit("K1"), headers=key)[0] == 202
     assert platform.http("GET", "/api/v1/patients", headers=key)[0] == 403  # integration only publishes
@@ -76,7 +79,8 @@ def test_integration_keys_are_created_used_listed_and_revoked(platform):
     assert status == 200 and [k["name"] for k in listed["items"]] == ["his-feed"]
     assert "key" not in listed["items"][0] and "key_sha256" not in listed["items"][0]
     status, revoked = platform.http("DELETE", f"/api/v1/integration-keys/{created['key_id']}", token=admin)
-    assert status == 200 and revoked["revoked_at"]
+    assert status == 200 and datetime.datetime.fromisoformat(revoked["revoked_at"]).tzinfo is not None
+    assert "T" in revoked["revoked_at"] and listed["items"][0]["created_at"] == created["created_at"]
     assert platform.http("POST", "/api/v1/events", factories.visit("K2"), headers=key)[0] == 401
     forged = {"X-API-Key": created["key"][:-4] + "AAAA"}
     assert platform.http("POST", "/api/v1/events", factories.visit("K3"), headers=forged)[0] == 401

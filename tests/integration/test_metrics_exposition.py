@@ -1,4 +1,4 @@
-"""Every process exposes its metrics (ARCHITECTURE.md rule 7), and the exposition passes
+"""Every process exposes its metrics (docs/ARCHITECTURE.md rule 7), and the exposition passes
 `promtool check metrics` (Debian's prometheus package, installed by `make test`)."""
 import shutil
 import subprocess

@@ -1,4 +1,4 @@
-"""Each figure of PROTOCOLS.md § Analytics on hand-made facts, and order independence."""
+"""Each figure of docs/RULES.md § Analytics on hand-made facts, and order independence."""
 import datetime
 import zoneinfo
 

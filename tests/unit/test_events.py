@@ -1,4 +1,4 @@
-"""The inbound contract (EVENTS.md) as the schemas enforce it."""
+"""The inbound contract (docs/EVENTS.md) as the schemas enforce it."""
 import pytest
 
 from shared.events import EventInvalid, dump_event, load_event, phone_digits

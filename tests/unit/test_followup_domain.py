@@ -1,4 +1,4 @@
-"""Follow-up rules (PROTOCOLS.md § Follow-ups) as tables: due dates, gating, dedupe."""
+"""Follow-up rules (docs/RULES.md § Follow-ups) as tables: due dates, gating, dedupe."""
 import datetime
 import itertools
 import zoneinfo
