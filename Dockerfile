@@ -22,7 +22,7 @@ WORKDIR /src
 #    source does: [project].dependencies are installed from pyproject.toml alone.
 COPY pyproject.toml ./
 RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; print('\n'.join(deps))" > /tmp/requirements.txt \
- && pip install "setuptools>=68" wheel \
+ && pip install "setuptools>=77" wheel \
  && pip install -r /tmp/requirements.txt
 
 # 2. The source, installed without touching the dependencies again.
@@ -58,10 +58,12 @@ ENV PATH=/opt/hcrm/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HCRM_CONFIG=/app/deploy/config/hcrm.yaml \
-    HCRM_METRICS_PORT=9100
+    HCRM_METRICS_PORT=9100 \
+    HCRM_METRICS_HOST=0.0.0.0 \
+    GATEWAY_HOST=0.0.0.0
 
 USER 10001:10001
-EXPOSE 8080 9100
+EXPOSE 8080 9100 2575
 
 # Services answer /metrics on HCRM_METRICS_PORT; the gateway sets
 # HCRM_HEALTHCHECK_URL=http://127.0.0.1:8080/healthz. A one-shot `hcrm init` container

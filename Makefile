@@ -5,13 +5,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: up down status test test-unit test-reliability demo init deps broker tools bench help
+.PHONY: up down status clean test test-unit test-reliability test-cluster demo init deps broker tools bench help
 
 help:
 	@echo "make up      start RabbitMQ (installing it if needed), NX-27017, every service and the gateway"
 	@echo "make down    stop what make up started (data is kept in .local/)"
 	@echo "make test    run the whole test suite (unit, integration, end-to-end, deploy checks)"
-	@echo "make demo    publish a realistic stream of hospital events to the running platform"
+	@echo "make demo    a hospital's last three months on the running platform: events, calls, complaints"
+	@echo "make clean   stop everything, delete .local/ and the RabbitMQ virtual host (asks; YES=1 does not)"
 	@echo "make bench   run the benchmarks (bench/README.md), appending figures to bench/RESULTS.md (~10 min)"
 
 $(STAMP): pyproject.toml
@@ -37,11 +38,17 @@ down:
 status: deps
 	$(PY) -m shared.cli status
 
+# Stops everything, then deletes .local/ and this installation's RabbitMQ virtual host, after
+# asking; `make clean YES=1` does not ask.
+clean:
+	@if [ -x $(PY) ]; then $(PY) -m shared.cli clean $(if $(YES),--yes); \
+	else echo "no .venv: nothing was started by make up"; fi
+
 init: deps broker
 	$(PY) -m shared.cli init
 
 demo: deps
-	$(PY) -m shared.cli simulate --count 300 --rate 50
+	$(PY) -m shared.cli simulate --months 3 --count 600 --rate 0
 
 test: deps broker tools
 	$(PY) -m pytest
@@ -52,10 +59,17 @@ test-unit: deps
 test-reliability: deps broker
 	$(PY) -m pytest tests/reliability
 
+# Three extra RabbitMQ nodes clustered on this machine (own names, ports, data dirs, cookie;
+# the machine's broker on :5672 is not touched), quorum queues, a node killed with -9 and a
+# rolling restart with events flowing (~5 min). Also part of `make test` (testpaths).
+test-cluster: deps broker
+	$(PY) -m pytest tests/cluster
+
 # Not part of `make test`: each bench starts its own isolated installation (own vhost,
 # own NX-27017) and appends its figures to bench/RESULTS.md. Longer runs: bench/README.md.
 bench: deps broker tools
 	$(PY) -m bench.intake_throughput 2000
+	$(PY) -m bench.hl7_throughput 2000
 	$(PY) -m bench.framework_overhead 2000
 	$(PY) -m bench.latency --rates 10,50,200 --duration 60 --drain 60
 	$(PY) -m bench.gateway_load --connections 32 --duration 15

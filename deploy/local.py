@@ -5,18 +5,22 @@ Everything runs on this machine, with state in .local/ (kept by `make down`):
   .local/log/*.log    each process's output (JSON logs)
   .local/run/*.pid    what `make down` stops
   .local/secrets.env  the generated JWT secret and bootstrap admin password (mode 600)
-RabbitMQ itself is the machine's (deploy/ensure-rabbitmq.sh makes sure it runs).
+RabbitMQ itself is the machine's (deploy/ensure-rabbitmq.sh makes sure it runs); this
+installation uses its own virtual host on it (`hcrm` unless amqp_uri names another), so
+whatever else the broker holds never shows up here. `make clean` deletes both.
 """
 import json
 import os
 import pathlib
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from shared.topology import available_services
@@ -28,7 +32,11 @@ SECRETS = LOCAL / "secrets.env"
 BIN = pathlib.Path(sys.executable).parent
 MONGO_PORT = int(os.environ.get("HCRM_LOCAL_MONGO_PORT", "27017"))
 GATEWAY_PORT = int(os.environ.get("GATEWAY_PORT", "8080"))
+HL7_PORT = int(os.environ.get("HL7_PORT", "2575"))  # the HL7 listener's MLLP port (services/hl7)
 FIRST_METRICS_PORT = 9101
+# `make down`: how long the processes get to drain after SIGTERM before SIGKILL (the
+# services, then the store), so the whole stop stays under 10 s.
+STOP_GRACE_S, STORE_GRACE_S = 6.0, 2.5
 
 
 def port_open(port):
@@ -55,6 +63,51 @@ def local_secrets():
                            f"HCRM_ADMIN_PASSWORD={secrets.token_urlsafe(12)}\n")
         SECRETS.chmod(0o600)
     return dict(line.split("=", 1) for line in SECRETS.read_text().split())
+
+
+# -- the installation's own RabbitMQ virtual host ------------------------------------------
+def amqp_uri():
+    """The AMQP URI every local process reads (defaults < deploy/config/hcrm.yaml < HCRM_AMQP_URI)."""
+    from shared.config import BaseConfig, load_config
+    return load_config("local", BaseConfig)["amqp_uri"]
+
+
+def vhost_of(uri):
+    """The virtual host an AMQP URI names, read as kombu reads it: the path without its first
+    slash, percent-decoded; the broker's default "/" when there is no path."""
+    path = urllib.parse.urlsplit(uri).path
+    return urllib.parse.unquote(path[1:]) if len(path) > 1 else "/"
+
+
+def safe_uri(uri):
+    """The URI without its password, to print."""
+    from kombu.utils.url import maybe_sanitize_url
+    return maybe_sanitize_url(uri)
+
+
+def _broker_here(uri):
+    """rabbitmqctl manages this machine's node only: a remote broker is its operator's."""
+    return (urllib.parse.urlsplit(uri).hostname or "localhost") in ("127.0.0.1", "localhost", "::1")
+
+
+def _rabbitmqctl(*args):
+    return subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=60)
+
+
+def ensure_vhost(uri):
+    """Create the URI's virtual host and give its user every permission on it (idempotent).
+    Returns a line saying what was done, for `make up`'s summary."""
+    vhost, user = vhost_of(uri), urllib.parse.unquote(urllib.parse.urlsplit(uri).username or "guest")
+    if vhost == "/":
+        return "the broker's default virtual host / (shared with whatever else uses this broker)"
+    if not _broker_here(uri) or shutil.which("rabbitmqctl") is None:
+        return f"virtual host {vhost} (not created here: the broker's operator creates it)"
+    for args in (("add_vhost", vhost), ("set_permissions", "-p", vhost, user, ".*", ".*", ".*")):
+        result = _rabbitmqctl(*args)
+        if result.returncode and "already exists" not in result.stderr + result.stdout:
+            raise SystemExit(f"hcrm up: `rabbitmqctl {' '.join(args)}` failed: "
+                             f"{(result.stderr or result.stdout).strip()}")
+    return f"virtual host {vhost} (this installation's own)"
 
 
 def pid_of(name):
@@ -91,6 +144,8 @@ def up():
     env = base_env()
     services = available_services()
     print("HCRM: starting on this machine")
+    uri = env.get("HCRM_AMQP_URI") or amqp_uri()
+    vhost_line = ensure_vhost(uri)
     if subprocess.run([sys.executable, "-m", "shared.cli", "init"], env=env, cwd=ROOT).returncode:
         raise SystemExit("hcrm up: could not declare the RabbitMQ topology (is RabbitMQ up?)")
 
@@ -111,14 +166,19 @@ def up():
 
     url = f"http://127.0.0.1:{GATEWAY_PORT}"
     wait_for(lambda: _status(url + "/readyz") == 200, 120, f"{url}/readyz answering 200")
+    if "hl7" in services:
+        wait_for(lambda: port_open(HL7_PORT), 30, f"the HL7 listener accepting on {HL7_PORT}")
     creds = local_secrets()
+    today, offset = _hospital_today()
     print(f"""
 HCRM is up and ready ({url}/readyz = 200).
 
   gateway        {url}   (API under /api/v1, /healthz, /readyz, /metrics)
   services       {', '.join(services)}  (metrics on 127.0.0.1:{FIRST_METRICS_PORT}..{FIRST_METRICS_PORT + len(services) - 1})
   store          NX-27017 on 127.0.0.1:{MONGO_PORT}, data in {DATA.relative_to(ROOT)}
-  broker         RabbitMQ on 127.0.0.1:5672 (exchange hospital.events)
+  hl7 listener   MLLP on 127.0.0.1:{HL7_PORT} (`hcrm hl7 send FILE...`; or POST /api/v1/hl7)
+  broker         {safe_uri(uri)}
+                 {vhost_line}, exchange hospital.events
   logs           {LOG.relative_to(ROOT)}/<process>.log
   admin login    {creds['HCRM_ADMIN_USERNAME']} / password in {SECRETS.relative_to(ROOT)}
 
@@ -127,28 +187,126 @@ Send a first event:
     -d '{{"username":"{creds['HCRM_ADMIN_USERNAME']}","password":"'$(grep PASSWORD {SECRETS.relative_to(ROOT)} | cut -d= -f2)'"}}' \\
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
   curl -s -X POST {url}/api/v1/events -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
-    -d '{{"event_id":"first-1","event_type":"PatientVisited","occurred_at":"2026-03-02T10:00:00+08:00","source":"his","data":{{"patient":{{"mrn":"M0001","name":"张伟","phone":"138-0000-0001"}},"visit_id":"V1","department":"心内科","visit_type":"first","visited_at":"2026-03-02T09:30:00+08:00"}}}}'
+    -d '{{"event_id":"first-1","event_type":"PatientVisited","occurred_at":"{today}T10:00:00{offset}","source":"his","data":{{"patient":{{"mrn":"M0001","name":"张伟","phone":"138-0000-0001"}},"visit_id":"V1","department":"心内科","visit_type":"first","visited_at":"{today}T09:30:00{offset}"}}}}'
   curl -s "{url}/api/v1/patients?mrn=M0001" -H "Authorization: Bearer $TOKEN"
 
-Or watch it work: `make demo` publishes a realistic stream of hospital events.
-Stop with `make down` (data is kept).""")
+Or see a working day: `make demo` builds a hospital's last three months, with today's calls
+to make in the staff portal, {url}/portal/ (README.md, "The first hour").
+Stop with `make down` (data is kept); `make clean` deletes the data and the virtual host.""")
     return 0
 
 
-def down():
-    stopped = []
-    for name in ["gateway", *reversed(available_services()), "nx-27017"]:
-        pid = pid_of(name)
-        if pid:
-            os.killpg(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and pid_of(name):
-                time.sleep(0.2)
-            if pid_of(name):
-                os.killpg(pid, signal.SIGKILL)
-            stopped.append(name)
+def _hospital_today():
+    """Today's date and UTC offset in the hospital's zone ("2026-03-02", "+08:00"), so the
+    first event `make up` suggests is a visit of today."""
+    import datetime
+    import zoneinfo
+    from shared.config import BaseConfig, load_config
+    now = datetime.datetime.now(zoneinfo.ZoneInfo(load_config("local", BaseConfig)["timezone"]))
+    offset = now.strftime("%z")
+    return now.date().isoformat(), f"{offset[:3]}:{offset[3:]}"
+
+
+def down(kept_note="; data kept in .local/"):
+    """Stop what `make up` started: the gateway and every service at once (each drains on
+    SIGTERM), then the store they wrote to. Whatever outlives its grace period is killed,
+    so this returns within STOP_GRACE_S + STORE_GRACE_S; nothing is lost by a kill (an
+    unacked message is redelivered, the outbox relays what was not published)."""
+    started = time.monotonic()
+    names = ["gateway", *reversed(available_services())]
+    apps = {name: pid for name in names if (pid := pid_of(name))}
+    store = {name: pid for name in ["nx-27017"] if (pid := pid_of(name))}
+    killed = []
+    if apps:
+        print(f"stopping {', '.join(apps)} (up to {STOP_GRACE_S:g}s to finish their work)", flush=True)
+        killed += _stop_all(apps, STOP_GRACE_S)
+    if store:
+        print("stopping nx-27017 (the store, once nothing writes to it)", flush=True)
+        killed += _stop_all(store, STORE_GRACE_S)
+    for name in [*names, "nx-27017"]:
         (RUN / f"{name}.pid").unlink(missing_ok=True)
-    print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}; data kept in .local/")
+    if apps or store:
+        count = len(apps) + len(store)
+        print(f"stopped {count} process{'es' if count > 1 else ''} in {time.monotonic() - started:.1f}s"
+              + (f" ({', '.join(killed)} killed after the grace period)" if killed else "")
+              + kept_note)
+    else:
+        print("nothing was running" + kept_note)
+    return 0
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def _signal_group(pid, signum):
+    try:
+        os.killpg(pid, signum)  # start_new_session: the group holds gunicorn's workers too
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _stop_all(pids, grace_s):
+    """SIGTERM every process group at once, wait up to grace_s for all of them, SIGKILL the
+    rest; returns the names that had to be killed."""
+    for pid in pids.values():
+        _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    alive = dict(pids)
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = {name: pid for name, pid in alive.items() if _alive(pid)}
+    for pid in alive.values():
+        _signal_group(pid, signal.SIGKILL)
+    return list(alive)
+
+
+def clean(yes=False):
+    """`make clean`: stop everything, then delete .local/ (databases, logs, the generated
+    secrets) and this installation's virtual host, after asking unless `yes`."""
+    uri = amqp_uri()
+    vhost = vhost_of(uri)
+    doomed, notes = [], []
+    if LOCAL.exists():
+        doomed.append(f"{LOCAL.relative_to(ROOT)}/ (databases, logs, the generated admin password)")
+    drop_vhost = False
+    if vhost == "/":
+        notes.append("the broker's default virtual host / is shared with others: left as it is")
+    elif not _broker_here(uri) or shutil.which("rabbitmqctl") is None:
+        notes.append(f"virtual host {vhost} is on a broker this machine does not manage: left as it is")
+    else:
+        listed = _rabbitmqctl("-q", "list_vhosts", "name")
+        drop_vhost = vhost in listed.stdout.split()
+        if drop_vhost:
+            doomed.append(f"RabbitMQ virtual host {vhost} (its queues and every message in them)")
+    if not doomed:
+        down(kept_note="")
+        print("nothing to delete" + "".join(f"; {note}" for note in notes))
+        return 0
+    print("This stops every local HCRM process and deletes:")
+    for line in doomed + [f"({note})" for note in notes]:
+        print(f"  {line}")
+    if not yes:
+        if not sys.stdin.isatty():
+            print("not confirmed: run `make clean YES=1` or `hcrm clean --yes`", file=sys.stderr)
+            return 1
+        if input("Delete them? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return 1
+    down(kept_note="")
+    if LOCAL.exists():
+        shutil.rmtree(LOCAL)
+    if drop_vhost:
+        result = _rabbitmqctl("delete_vhost", vhost)
+        if result.returncode:
+            print(f"hcrm clean: `rabbitmqctl delete_vhost {vhost}` failed: "
+                  f"{(result.stderr or result.stdout).strip()}", file=sys.stderr)
+            return 1
+    print("deleted; `make up` starts a fresh installation")
     return 0
 
 
@@ -158,6 +316,7 @@ def status():
         print(f"  {name:<13} {'running, pid ' + str(pid) if pid else 'stopped'}")
     code = _status(f"http://127.0.0.1:{GATEWAY_PORT}/readyz")
     print(f"  readyz        {code or 'no answer'}")
+    print(f"  broker        {safe_uri(amqp_uri())}")
     return 0
 
 
@@ -172,4 +331,4 @@ def _status(url):
 
 
 if __name__ == "__main__":
-    print(json.dumps({"usage": "python -m shared.cli up|down|status"}))
+    print(json.dumps({"usage": "python -m shared.cli up|down|status|clean [--yes]"}))

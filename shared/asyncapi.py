@@ -3,10 +3,12 @@
 docs/asyncapi.yaml is this function's output (`hcrm asyncapi > docs/asyncapi.yaml`); a test
 fails when the two differ, so the published document can never drift from the code.
 """
+import copy
+
 import yaml
 from marshmallow import fields, validate
 
-from shared import events, topology
+from shared import events, minimise, topology
 
 DESCRIPTIONS = {
     "PatientRegistered": "A patient was registered by the HIS.",
@@ -31,18 +33,61 @@ DESCRIPTIONS = {
 }
 
 
-# What each service appends to the replayable stream hcrm.analytics (docs/EVENTS.md); the
-# intake types are the inbound ones minus the scheduling types (one name per fact).
+# What the replayable stream hcrm.analytics carries, by the service whose event it copies
+# (docs/EVENTS.md); the fields of each type are shared/minimise.py's allow-list. The intake
+# types are the inbound ones minus the scheduling types (one name per fact), and PatientErased.
 STREAM_EVENT_TYPES = {
-    "intake": topology.INTAKE_STREAM_TYPES,
-    "followup": ("FollowUpScheduled", "FollowUpCompleted", "FollowUpCancelled", "SatisfactionRecorded",
-                 "ServiceRecoveryRequested"),
+    "intake": topology.INTAKE_STREAM_TYPES + ("PatientErased",),
+    "followup": ("FollowUpScheduled", "FollowUpAttempted", "FollowUpCompleted", "FollowUpCancelled",
+                 "SatisfactionRecorded", "ServiceRecoveryRequested", "SurveyAnswered"),
     "appointments": ("AppointmentBooked", "AppointmentConfirmed", "AppointmentCancelled",
                      "AppointmentReminderDue", "AppointmentCheckedIn", "AppointmentAttended",
                      "AppointmentNoShow"),
     "complaints": ("ComplaintOpened", "ComplaintAcknowledged", "ComplaintResolved",
-                   "ComplaintEscalated", "ComplaintSlaBreached"),
+                   "ComplaintEscalated", "ComplaintSlaBreached", "ComplaintCancelled"),
 }
+# The JSON type of a stream field (string when not listed).
+STREAM_FIELD_TYPES = {
+    "satisfaction": {"type": "integer", "minimum": 1, "maximum": 5}, "attempts": {"type": "integer"},
+    "duration_minutes": {"type": "integer"}, "rescheduled": {"type": "boolean"},
+    "schema_version": {"type": "integer"}, "scores": {"type": "object"},
+    "patient_ids": {"type": "array", "items": {"type": "string"}},
+    "low_items": {"type": "array", "items": {"type": "string"}},
+    "reason": {"type": "string", "enum": sorted(minimise.REASON_CODES)},
+    "patient": {"type": "object", "description": "Of the person only these; never a name, phone, MRN or "
+                                                 "birth date.",
+                "properties": {"gender": {"type": "string", "enum": list(events.GENDERS)},
+                               "region": {"type": ["string", "null"]},
+                               "age_band": {"type": "string", "enum": [band for _, _, band in minimise.AGE_BANDS]
+                                            + ["unknown"]}}},
+}
+TIME_FIELDS = ("occurred_at", "recorded_at", "visited_at", "admitted_at", "discharged_at", "due_at",
+               "completed_at", "starts_at", "received_at", "ack_due_at", "resolve_due_at", "answered_at",
+               "next_due_at")
+
+
+def _stream_field(name):
+    if name in TIME_FIELDS:
+        return {"type": "string", "format": "date-time"}
+    return copy.deepcopy(STREAM_FIELD_TYPES.get(name, {"type": "string"}))  # no YAML anchors
+
+
+def _stream_messages():
+    """One message per type on the stream: the envelope and exactly the data fields it may hold."""
+    messages = {}
+    for service, types in STREAM_EVENT_TYPES.items():
+        for event_type in types:
+            data = {name: _stream_field(name) for name in minimise.published_fields(event_type)}
+            messages[f"stream{event_type}"] = {
+                "name": event_type, "title": f"{event_type} (stream copy, {service})",
+                "summary": f"The minimal copy of {service}'s {event_type}: nothing else is on the stream.",
+                "contentType": "application/json",
+                "payload": {"type": "object", "additionalProperties": False,
+                            "properties": {**{name: _stream_field(name) for name in minimise.ENVELOPE},
+                                           "event_type": {"const": event_type},
+                                           "data": {"type": "object", "additionalProperties": False,
+                                                    "properties": data}}}}
+    return messages
 
 
 def _stream_channel():
@@ -52,13 +97,22 @@ def _stream_channel():
         "description": (
             "RabbitMQ stream (x-queue-type: stream) for analytics consumers: attach with AMQP "
             "0-9-1 and x-stream-offset (first, last, next, an offset or a timestamp) to replay. "
-            "Every message is JSON with event_id, event_type, occurred_at, recorded_at, service, "
-            "patient_id and data. Since v1.1 an appointment booked in the hospital's scheduling "
-            "system appears once, as the appointments service's AppointmentBooked (rescheduled: "
-            "AppointmentBooked with data.rescheduled true), AppointmentCancelled or "
-            "AppointmentNoShow; corrections (VisitCancelled, AdmissionCancelled, "
-            "DischargeCancelled) and PatientsMerged (data.merged_patient_id: the retired record) "
-            "tell a consumer what to undo or re-attribute. Event types by service: " + listing + "."),
+            "Since issue 18 it carries a MINIMAL copy of each canonical event, appended by the "
+            "analytics service to the exchange hcrm.stream (its only binding) through an outbox: "
+            "HCRM's pseudonymous patient_id, ids, times, codes, departments, scores, and of the "
+            "person only gender, region and age band; never a name, phone, MRN, birth date or "
+            "free text. The fields of each type are listed below (an allow-list: a field not "
+            "listed is never published). Retention: x-max-age (stream_max_age, default 400D) and "
+            "x-max-length-bytes (stream_max_bytes, default 20 GiB), fixed at the stream's first "
+            "declaration (a RabbitMQ policy changes them later). Since v1.1 an appointment booked "
+            "in the hospital's scheduling system appears once, as the appointments service's "
+            "AppointmentBooked (rescheduled: AppointmentBooked with data.rescheduled true), "
+            "AppointmentCancelled or AppointmentNoShow; corrections (VisitCancelled, "
+            "AdmissionCancelled, DischargeCancelled) and PatientsMerged (data.merged_patient_id: "
+            "the retired record) tell a consumer what to undo or re-attribute, and PatientErased "
+            "(data.patient_ids) which persons' data a consumer must erase too. Event types by "
+            "service: " + listing + "."),
+        "messages": _stream_messages(),
         "bindings": {"amqp": {"is": "queue", "queue": {
             "name": topology.ANALYTICS_STREAM, "durable": True, "exclusive": False,
             "autoDelete": False, "vhost": "/"}, "bindingVersion": "0.3.0"}},

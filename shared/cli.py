@@ -6,10 +6,17 @@
   hcrm dlq list|show|replay inspect and replay dead-lettered / rejected messages
   hcrm stream [--offset ..] print the analytics stream as JSON lines (resumable by offset)
   hcrm report monthly ...   the monthly leadership report (HTML with charts, CSV or JSON)
-  hcrm simulate [...]       publish a realistic stream of hospital events
+  hcrm simulate [...]       hospital events: the last hours, or --months N of history (make demo)
+  hcrm hl7 send FILE...     send HL7 v2 messages over MLLP, print each ACK (services/hl7/client.py)
+  hcrm hl7 replay [...]     derive the events of stored HL7 messages again and publish them
+  hcrm import FILE...       load a hospital's history (.jsonl events, .hl7 messages), resumable
+  hcrm backup DIR           every service's database into a new folder, with a manifest
+  hcrm restore DIR [--yes]  replace every database with a checked backup (services stopped)
   hcrm up | down | status   the local runner (deploy/local.py): everything on this machine
+  hcrm clean [--yes]        stop everything, delete .local/ and the installation's vhost
 """
 import argparse
+import os
 import sys
 
 
@@ -26,10 +33,18 @@ def main(argv=None):
     simulate.add_argument("--rate", type=float, default=50.0, help="events per second (0 = as fast as possible)")
     simulate.add_argument("--seed", type=int, default=None)
     simulate.add_argument("--via", choices=["amqp", "http"], default="amqp")
+    simulate.add_argument("--months", type=int, default=0,
+                          help="date the events over this many months up to now, then do the "
+                               "center's work through the gateway (make demo: 3); 0 = the last hours")
+    simulate.add_argument("--events-only", action="store_true",
+                          help="with --months: publish the events, leave the center's work undone")
     dlq = commands.add_parser("dlq", help="list, show or replay dead-lettered messages")
     dlq.add_argument("action", choices=["list", "show", "replay"])
     dlq.add_argument("queue", nargs="?", help="e.g. intake.dlq or hospital.events.rejected")
-    dlq.add_argument("--limit", type=int, default=100)
+    dlq.add_argument("--limit", type=int, default=None,
+                     help="messages to show (default 10) or replay (default 100)")
+    dlq.add_argument("--width", type=int, default=None,
+                     help="show: cut text values longer than this (default 80; 0 = never)")
     dlq.add_argument("--unmasked", action="store_true", help="show names and phones (audited access only)")
     stream = commands.add_parser("stream", help="print the analytics stream as JSON lines")
     stream.add_argument("--offset", default="first", help="first | last | next | N | ISO time")
@@ -42,8 +57,39 @@ def main(argv=None):
     report.add_argument("--format", choices=["html", "csv", "json"], default="html")
     report.add_argument("--out", default=None, help="a file (default: standard output)")
     report.add_argument("--timeout", type=float, default=60.0)
+    hl7 = commands.add_parser("hl7", help="HL7 v2 feed tools: send files over MLLP, replay stored messages")
+    hl7_commands = hl7.add_subparsers(dest="hl7_command", required=True)
+    hl7_send = hl7_commands.add_parser("send", help="send the messages of files over MLLP, print each ACK")
+    hl7_send.add_argument("files", nargs="+", metavar="FILE")
+    hl7_send.add_argument("--host", default="127.0.0.1")
+    hl7_send.add_argument("--port", type=int, default=None, help="default: $HL7_PORT or 2575")
+    hl7_send.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each ACK")
+    hl7_replay = hl7_commands.add_parser("replay", help="derive and publish the events of stored messages again")
+    hl7_replay.add_argument("--since", default=None, help="received at or after (ISO 8601 with offset)")
+    hl7_replay.add_argument("--control-id", default=None, help="only the message(s) with this MSH-10")
+    hl7_replay.add_argument("--dry-run", action="store_true", help="count what would change, publish nothing")
+    hl7_replay.add_argument("--timeout", type=float, default=120.0)
+    load = commands.add_parser("import", help="load a hospital's history from files through the live path")
+    load.add_argument("files", nargs="+", metavar="FILE", help=".jsonl contract events or .hl7 HL7 v2 messages")
+    load.add_argument("--rejections", default=None, help="where rejected lines go (JSON lines with reasons)")
+    load.add_argument("--max-queue", type=int, default=2000,
+                      help="wait while intake has more than this many events queued (backpressure)")
+    load.add_argument("--restart", action="store_true", help="ignore a saved position: import from the start")
+    load.add_argument("--no-warm", dest="warm", action="store_false",
+                      help="do not wait for the services and compute the years' figures afterwards")
+    load.add_argument("--hl7-host", default="127.0.0.1")
+    load.add_argument("--hl7-port", type=int, default=int(os.environ.get("HL7_PORT", 2575)))
+    load.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each HL7 ACK")
+    backup = commands.add_parser("backup", help="copy every service's database into a new folder, with a manifest")
+    backup.add_argument("dir")
+    restore = commands.add_parser("restore", help="replace every service's database with a checked backup")
+    restore.add_argument("dir")
+    restore.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     for name in ("up", "down", "status"):
         commands.add_parser(name, help=f"local runner: {name}")
+    clean = commands.add_parser("clean", help="local runner: stop everything, delete .local/ "
+                                              "and this installation's RabbitMQ virtual host")
+    clean.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     args = parser.parse_args(argv)
 
     if args.command == "run":
@@ -68,6 +114,18 @@ def main(argv=None):
     elif args.command == "simulate":
         from shared import simulate as simulator
         return simulator.main(args)
+    elif args.command == "import":
+        from shared import importer
+        return importer.main(args)
+    elif args.command in ("backup", "restore"):
+        from shared import backup as backups
+        return backups.main(args)
+    elif args.command == "hl7":
+        from services.hl7 import client as hl7_client
+        return hl7_client.main(args)
+    elif args.command == "clean":
+        from deploy import local
+        return local.clean(yes=args.yes)
     else:
         from deploy import local
         return getattr(local, args.command)()
@@ -88,8 +146,8 @@ def init():
 
 
 def _safe(uri):
-    from kombu.utils.url import maybe_sanitize_url
-    return maybe_sanitize_url(uri)
+    from shared.messaging import safe_uri  # every URI of a cluster's node list masked
+    return safe_uri(uri)
 
 
 if __name__ == "__main__":

@@ -13,10 +13,11 @@ and the runners turn that into a message and exit status 2.
 import json
 import os
 import pathlib
+import urllib.parse
 import zoneinfo
 
 import yaml
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate, validates
 
 from shared.events import flatten_errors
 
@@ -45,7 +46,16 @@ class BaseConfig(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    amqp_uri = fields.String(load_default="amqp://guest:guest@127.0.0.1:5672/")
+    # The URI's path is the installation's own RabbitMQ virtual host (`make up` creates
+    # `hcrm`): the broker's default vhost "/" may hold another installation's messages.
+    amqp_uri = fields.String(load_default="amqp://guest:guest@127.0.0.1:5672/hcrm")
+    # A RabbitMQ cluster: every node's host[:port] (k8s prod overlay: the three pods). amqp_uri
+    # then becomes one URI per node, with its user, password and vhost, joined with ';':
+    # kombu's failover list, which every consumer, publisher and RPC client walks when its
+    # node goes away (README.md § RabbitMQ cluster). Empty: amqp_uri as it is (which may be
+    # such a list already).
+    amqp_hosts = EnvList(fields.String(validate=validate.Regexp(
+        r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$", error="host or host:port")), load_default=list)
     # A URI with a database path uses that database; one without gets hcrm_<service>.
     mongo_uri = fields.String(load_default="mongodb://127.0.0.1:27017")
     timezone = fields.String(load_default="Asia/Shanghai")
@@ -53,6 +63,8 @@ class BaseConfig(Schema):
         load_default="INFO", validate=validate.OneOf(["DEBUG", "INFO", "WARNING", "ERROR"]))
     # 0 = no metrics listener (several test processes on one machine).
     metrics_port = fields.Integer(load_default=0, validate=validate.Range(min=0, max=65535))
+    # This machine only unless configured: containers set HCRM_METRICS_HOST=0.0.0.0 (Dockerfile).
+    metrics_host = fields.String(load_default="127.0.0.1")
     # "quorum" for production clusters (k8s prod overlay); "classic" locally.
     queue_type = fields.String(load_default="classic", validate=validate.OneOf(["classic", "quorum"]))
     max_workers = fields.Integer(load_default=10, validate=validate.Range(min=1, max=500))
@@ -66,6 +78,17 @@ class BaseConfig(Schema):
                                                             error="Like 400D, 12h or 1Y."))
     stream_max_bytes = fields.Integer(load_default=20 * 1024 ** 3, validate=validate.Range(min=1))
     outbox_relay_interval_s = fields.Float(load_default=2.0, validate=validate.Range(min=0.05))
+    # Data protection (README.md § Data protection). How often each service's retention timer
+    # runs: it strips what has outlived its period, a page at a time, and applies the
+    # erasures of the last `erasure_sweep_days` again (an event about an erased person that
+    # was already on its way is cleared too).
+    retention_interval_s = fields.Float(load_default=3600.0, validate=validate.Range(min=0.05))
+    erasure_sweep_days = fields.Float(load_default=7.0, validate=validate.Range(min=0))
+    # Rejected and dead-lettered messages carry whole events (names, phones): the broker drops
+    # each one this long after it was set aside (a per-message TTL, set when it is moved there).
+    # 90 days: the DLQ alerts fire within minutes, and a quarter leaves room to investigate a
+    # broken interface; after that the sending system resends what still matters.
+    rejected_retention_days = fields.Float(load_default=90.0, validate=validate.Range(min=0.00001, max=3650))
     rpc_timeout_s = fields.Float(load_default=5.0, validate=validate.Range(min=0.1, max=120))
 
     @validates("timezone")
@@ -77,13 +100,32 @@ class BaseConfig(Schema):
 
     @validates("amqp_uri")
     def _amqp_scheme(self, value, **kwargs):
-        if not value.startswith(("amqp://", "amqps://")):
-            raise ValidationError("Must start with amqp:// or amqps://.")
+        if not all(uri.startswith(("amqp://", "amqps://")) for uri in value.split(";")):
+            raise ValidationError("Must start with amqp:// or amqps:// (each URI of a ';' list).")
+
+    @post_load
+    def _node_list(self, data, **kwargs):
+        if data.get("amqp_hosts"):
+            data["amqp_uri"] = node_list(data["amqp_uri"].split(";")[0], data["amqp_hosts"])
+        return data
 
     @validates("mongo_uri")
     def _mongo_scheme(self, value, **kwargs):
         if not value.startswith(("mongodb://", "mongodb+srv://")):
             raise ValidationError("Must start with mongodb:// or mongodb+srv://.")
+
+
+def node_list(amqp_uri, hosts):
+    """`amqp_uri` once per host (its scheme, user, password, vhost and query kept), ';'-joined."""
+    parts = urllib.parse.urlsplit(amqp_uri)
+    credentials = parts.netloc.rpartition("@")[0]
+    port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
+    uris = []
+    for host in hosts:
+        address = host if ":" in host else f"{host}:{port}"
+        netloc = f"{credentials}@{address}" if credentials else address
+        uris.append(urllib.parse.urlunsplit(parts._replace(netloc=netloc)))
+    return ";".join(uris)
 
 
 def _secret_fields(schema):

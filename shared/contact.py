@@ -1,6 +1,6 @@
 """Who may be called, from the canonical events a service has received about a patient.
 
-Services keep their own copy of what they need (ARCHITECTURE.md rule 1: no reading another
+Services keep their own copy of what they need (docs/ARCHITECTURE.md rule 1: no reading another
 service's store). Per field, the latest `occurred_at` wins, like intake's record, so the
 answer does not depend on arrival order.
 """

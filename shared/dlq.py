@@ -1,16 +1,20 @@
 """`hcrm dlq list|show|replay`: inspect and replay dead-lettered and rejected messages.
 
   hcrm dlq list                       every dead-letter / rejected queue and its depth
-  hcrm dlq show QUEUE [--limit N]     the messages, with reason, attempts and a masked body
-  hcrm dlq replay QUEUE [--limit N]   move messages back to the queue they failed in
+  hcrm dlq show QUEUE [--limit N]     the first N (10) messages, with reason, attempts and a
+                  [--width W]         masked body, text values cut at W (80) characters
+  hcrm dlq replay QUEUE [--limit N]   move up to N (100) messages back to the queue they failed in
                                       (rejected inbound messages: back to hospital.events)
 
 Showing peeks (the messages are returned to the queue). Replaying publishes each message
 with a confirm, then acks it, so a crash replays at worst twice, never loses one; the
 consumers are idempotent. Bodies are shown with phone numbers and names masked unless
---unmasked is given (an operator's deliberate choice).
+--unmasked is given (an operator's deliberate choice). A queue may hold thousands of
+messages and a field thousands of characters (a malformed name masks into as many
+asterisks): `show` prints a few, each value cut, and says how many more there are.
 """
 import json
+import sys
 
 from kombu import Connection
 
@@ -19,9 +23,32 @@ from shared.log import mask, mask_text
 from shared.messaging import ATTEMPT_HEADER, HEADER_PREFIX, ROUTING_KEY_HEADER, publish
 
 
+SHOW_LIMIT, REPLAY_LIMIT, SHOW_WIDTH = 10, 100, 80
+
+
+def shorten(value, width):
+    """`value` with every string longer than `width` cut there and marked with how much was
+    left out, recursing through dicts and lists; width 0 leaves it whole."""
+    if isinstance(value, dict):
+        return {key: shorten(item, width) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [shorten(item, width) for item in value]
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if isinstance(value, str) and width and len(value) > width:
+        return f"{value[:width]}… (+{len(value) - width} characters)"
+    return value
+
+
+def queue_depth(amqp_uri, queue):
+    with Connection(amqp_uri) as connection:
+        return connection.channel().queue_declare(queue, passive=True).message_count
+
+
 def dead_letter_queues():
     return [topology.REJECTED_QUEUE] + [topology.dead_letter_queue(s)
-                                        for s in topology.available_services()]
+                                        for s in topology.available_services()
+                                        if topology.subscriptions_of(s)]  # hl7 consumes no queue
 
 
 def depths(amqp_uri):
@@ -99,14 +126,23 @@ def main(args):
         for queue, depth in depths(uri).items():
             print(f"{queue:<32} {'not declared' if depth is None else depth}")
     elif args.action == "show":
-        for index, entry in enumerate(peek(uri, args.queue, args.limit)):
+        limit = SHOW_LIMIT if args.limit is None else args.limit
+        width = SHOW_WIDTH if getattr(args, "width", None) is None else args.width
+        shown = peek(uri, args.queue, limit)
+        for index, entry in enumerate(shown):
             body = entry["body"]
-            if not args.unmasked:
-                try:
-                    body = json.dumps(mask(json.loads(body)), ensure_ascii=False)
-                except ValueError:
-                    body = mask_text(body)
-            print(json.dumps({"index": index, **entry, "body": body}, ensure_ascii=False, default=str))
+            try:
+                body = json.loads(body)
+                body = body if args.unmasked else mask(body)
+            except ValueError:
+                body = body if args.unmasked else mask_text(body)
+            print(json.dumps(shorten({"index": index, **entry, "body": body}, width),
+                             ensure_ascii=False, default=str))
+        total = queue_depth(uri, args.queue)
+        if total > len(shown):
+            print(f"{len(shown)} of {total} messages shown; --limit N shows more, --width 0 "
+                  f"shows whole values", file=sys.stderr)
     elif args.action == "replay":
-        print(f"replayed {replay(uri, args.queue, args.limit)} message(s) from {args.queue}")
+        limit = REPLAY_LIMIT if args.limit is None else args.limit
+        print(f"replayed {replay(uri, args.queue, limit)} message(s) from {args.queue}")
     return 0

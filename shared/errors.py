@@ -1,4 +1,4 @@
-"""Errors shared by services and the gateway, and the one error format of contract/API.md.
+"""Errors shared by services and the gateway, and the one error format of docs/API.md.
 
 NotFound, Conflict and BadRequest cross RPC as themselves (nameko's deserialize_to_instance),
 with their arguments, so the gateway can answer 404 / 409 / 400 with the service's details.

@@ -1,7 +1,7 @@
 """JSON logs with personal data masked.
 
 Named log.py, not logging.py, so that it never shadows the standard library module.
-Privacy rule (DOMAIN.md): names and phone numbers never reach a log unmasked. Two layers:
+Privacy rule (docs/DOMAIN.md): names and phone numbers never reach a log unmasked. Two layers:
 values under personal keys (name, phone, ...) are masked wherever they appear in the
 structured fields, and any run of 7+ digits in free text is masked as a phone number.
 """

@@ -13,7 +13,7 @@ broken one. `reliable_consumer` replaces it with one rule for every service:
   that publish fails            -> requeue (the broker is the problem; nothing is acked)
 
 Publishing happens before the ack, so a crash in between gives a duplicate, never a loss:
-handlers are idempotent (ARCHITECTURE.md rule 3).
+handlers are idempotent (docs/ARCHITECTURE.md rule 3).
 """
 import dataclasses
 import datetime
@@ -24,7 +24,9 @@ from functools import partial
 
 import amqp
 import eventlet
-from kombu import Connection, Exchange
+from kombu import Connection, Exchange, Queue
+from kombu.utils.url import maybe_sanitize_url
+from nameko import rpc as nameko_rpc
 from nameko.amqp.publish import UndeliverableMessage, get_producer
 from nameko.exceptions import ContainerBeingKilled
 from nameko.extensions import Entrypoint
@@ -55,13 +57,15 @@ def encode_json(body):
 
 
 def publish(amqp_uri, exchange, routing_key, body, headers=None, content_type=JSON,
-            content_encoding="utf-8", message_id=None):
+            content_encoding="utf-8", message_id=None, expiration_s=None):
     """Publish one persistent message and wait for the broker's confirm.
 
     `mandatory` makes an unroutable message an error (UndeliverableMessage) instead of a
     confirmed drop. `body` is bytes or str (sent as they are: py-amqp hands consumers a
     str body when the message names a content_encoding) or a JSON-able value.
     Connections and channels come from kombu's per-URI pools: nothing is opened per call.
+    `expiration_s`: the broker drops the message this long after it was queued (a per-message
+    TTL: rejected and dead-lettered messages, README.md § Data protection).
     """
     if isinstance(body, str):
         body = body.encode(content_encoding or "utf-8")
@@ -75,7 +79,7 @@ def publish(amqp_uri, exchange, routing_key, body, headers=None, content_type=JS
             producer.publish(
                 body, exchange=exchange, routing_key=routing_key, headers=headers or {},
                 content_type=content_type, content_encoding=content_encoding,
-                delivery_mode=2, mandatory=True, message_id=message_id,
+                delivery_mode=2, mandatory=True, message_id=message_id, expiration=expiration_s,
                 retry=True, retry_policy={"max_retries": 3, "interval_start": 0.2,
                                           "interval_step": 0.5, "interval_max": 2})
         except Exception as exc:
@@ -185,7 +189,22 @@ class InboundMessage:
     attempt: int          # 0 for the first delivery, then 1, 2, ... for retries
 
 
-class RawQueueConsumer(QueueConsumer):
+def safe_uri(amqp_uri):
+    """The URI with every password masked. A cluster's node list is several URIs joined with
+    ';' (kombu's failover alternates), and kombu and nameko mask the first one only."""
+    return ";".join(maybe_sanitize_url(uri) for uri in amqp_uri.split(";"))
+
+
+class SafeQueueConsumer(QueueConsumer):
+    """nameko's queue consumer, logging its broker's address with no password in it."""
+
+    def on_connection_error(self, exc, interval):
+        log.warning("error connecting to the broker; retrying",
+                    extra={"broker": safe_uri(self.amqp_uri), "reason": str(exc)[:500],
+                           "retry_in_s": interval})
+
+
+class RawQueueConsumer(SafeQueueConsumer):
     """nameko's shared queue consumer, but handing providers the undecoded kombu message,
     so that a body that is not JSON reaches our rejection rule instead of crashing kombu."""
 
@@ -296,10 +315,13 @@ class ReliableConsumer(Entrypoint):
             log.warning("could not ack/requeue; the broker will redeliver",
                         extra={"queue": self.queue_name, "reason": f"{exc.__class__.__name__}: {exc}"})
 
-    def _forward(self, message, queue, headers):
+    def _forward(self, message, queue, headers, set_aside=False):
+        """`set_aside`: to the rejected queue or a DLQ, where the message expires after
+        rejected_retention_days (it carries a whole event, personal data included)."""
+        expiration = self.config["rejected_retention_days"] * 86400 if set_aside else None
         publish(self.config["amqp_uri"], "", queue, message.body, headers=headers,
                 content_type=message.content_type or JSON,
-                content_encoding=message.content_encoding or "utf-8")
+                content_encoding=message.content_encoding or "utf-8", expiration_s=expiration)
 
     def _reject(self, message, routing_key, error):
         reject_queue = self.subscription.reject_queue or topology.dead_letter_queue(self.service)
@@ -312,7 +334,7 @@ class ReliableConsumer(Entrypoint):
             "x-hcrm-rejected-at": utcnow().isoformat(),
             "x-hcrm-source-queue": self.queue_name,
         })
-        self._forward(message, reject_queue, headers)
+        self._forward(message, reject_queue, headers, set_aside=True)
         metrics.EVENTS_REJECTED.labels(self.service, self.queue_name).inc()
         log.warning("message rejected", extra={"queue": self.queue_name, "reason": str(error)[:500],
                                                "routing_key": routing_key})
@@ -333,7 +355,7 @@ class ReliableConsumer(Entrypoint):
         else:
             headers.update({"x-hcrm-dead-lettered-at": utcnow().isoformat(),
                             "x-hcrm-source-queue": self.queue_name})
-            self._forward(message, topology.dead_letter_queue(self.service), headers)
+            self._forward(message, topology.dead_letter_queue(self.service), headers, set_aside=True)
             metrics.EVENTS_DEAD_LETTERED.labels(self.service, self.queue_name).inc()
             log.error("handler failed after every retry; dead-lettered",
                       extra={"queue": self.queue_name, "attempts": attempt + 1, "reason": reason})
@@ -415,5 +437,35 @@ class BatchReliableConsumer(ReliableConsumer):
         return result, exc_info
 
 
+class RpcConsumer(nameko_rpc.RpcConsumer):
+    """nameko's RPC consumer with its `rpc-<service>` queue of the installation's type
+    (topology.rpc_queue_arguments). nameko declares a classic queue, which on a cluster lives
+    on one node: while that node is down the service cannot redeclare it and answers no RPC.
+    Classic installations get exactly nameko's queue."""
+
+    queue_consumer = SafeQueueConsumer()
+
+    def setup(self):
+        if self.queue is None:
+            queue_type = self.container.config.get("HCRM", {}).get("queue_type", "classic")
+            arguments = topology.rpc_queue_arguments(queue_type)
+            if arguments:
+                service = self.container.service_name
+                self.queue = Queue(nameko_rpc.RPC_QUEUE_TEMPLATE.format(service),
+                                   exchange=nameko_rpc.get_rpc_exchange(self.container.config),
+                                   routing_key=f"{service}.*", durable=True,
+                                   queue_arguments=arguments)
+                self.queue_consumer.register_provider(self)
+                self._registered = True
+        super().setup()
+
+
+class Rpc(nameko_rpc.Rpc):
+    rpc_consumer = RpcConsumer()
+
+
 reliable_consumer = ReliableConsumer.decorator
 reliable_batch_consumer = BatchReliableConsumer.decorator
+# Every service's RPC methods use this one (all of a service's methods share one consumer of
+# one queue: mixing it with nameko's own `rpc` would declare that queue twice, differently).
+rpc = Rpc.decorator

@@ -1,4 +1,4 @@
-"""Prometheus metrics every process exposes (ARCHITECTURE.md rule 7).
+"""Prometheus metrics every process exposes (docs/ARCHITECTURE.md rule 7).
 
 Names follow Prometheus conventions: `_total` counters, `_seconds` histograms, labels for
 the process and the event type. Service-specific gauges (due follow-ups, open complaints)
@@ -36,10 +36,12 @@ OUTBOX_PENDING = Gauge("hcrm_outbox_pending", "Recorded events not yet confirmed
 
 
 class MetricsServer(DependencyProvider):
-    """Starts the /metrics listener of a service process once, on `metrics_port` (0 = off)."""
+    """Starts the /metrics listener of a service process once, on `metrics_host`:`metrics_port`
+    (0 = off); 127.0.0.1 unless configured, so a laptop does not expose it to the network."""
 
     def setup(self):
-        port = self.container.config["HCRM"]["metrics_port"]
+        config = self.container.config["HCRM"]
+        port, host = config["metrics_port"], config.get("metrics_host", "127.0.0.1")
         if port:
-            start_http_server(port)
-            log.info("metrics listening", extra={"port": port})
+            start_http_server(port, addr=host)
+            log.info("metrics listening", extra={"host": host, "port": port})

@@ -7,7 +7,7 @@ a thread that publishes whatever documents are waiting as one batch (one wait fo
 broker's confirms of all of them) and marks them sent with one bulk write; if the process
 dies first, the relay timer finds the pending documents and publishes them. Two replicas
 never publish the same document at once: a publisher first takes the document's lock
-(`outbox_lock`, a conditional write; ARCHITECTURE.md rule 5), and the relay also claims a
+(`outbox_lock`, a conditional write; docs/ARCHITECTURE.md rule 5), and the relay also claims a
 document with find_one_and_update before it takes over a writer's. Consumers
 deduplicate on event_id, so a second publish after a crash between the confirm and the
 mark is harmless.

@@ -1,6 +1,7 @@
 """What every nameko service class has: its validated config and a health RPC."""
 from nameko.extensions import DependencyProvider
-from nameko.rpc import rpc
+
+from shared.messaging import rpc
 
 
 class Config(DependencyProvider):

@@ -19,12 +19,16 @@ from shared.events import INBOUND_EVENT_TYPES, SCHEDULING_TYPES
 HOSPITAL_EXCHANGE = "hospital.events"
 REJECTED_QUEUE = "hospital.events.rejected"
 SERVICE_EXCHANGES = ("intake.events", "followup.events", "appointments.events", "complaints.events")
-# The replayable stream for BI consumers (EVENTS.md): bound to every service exchange, so
-# every canonical event a service publishes is appended by the broker itself.
+# The replayable stream for BI consumers (docs/EVENTS.md). Since issue 18 it is bound to its own
+# exchange only, where the analytics service appends a minimal copy of each canonical event
+# (shared/minimise.py: no name, phone, MRN, birth date or free text), through its outbox.
 ANALYTICS_STREAM = "hcrm.analytics"
+STREAM_EXCHANGE = "hcrm.stream"
 
 
-SERVICE_NAMES = ("intake", "followup", "appointments", "complaints", "analytics")
+# hl7 (the HL7 v2 listener) consumes no queue: it takes MLLP connections and publishes to
+# hospital.events like a hospital system does.
+SERVICE_NAMES = ("intake", "followup", "appointments", "complaints", "analytics", "hl7")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,8 +52,11 @@ SUBSCRIPTIONS = (
     # Visits mark attendance; every intake event may restate the phone or the consent.
     Subscription("appointments", "appointments.inbound", (("intake.events", "#"),)),
     Subscription("complaints", "complaints.inbound", (("followup.events", "ServiceRecoveryRequested"),
-                                                      ("intake.events", "PatientsMerged"))),
+                                                      ("intake.events", "PatientsMerged"),
+                                                      ("intake.events", "PatientErased"))),
     Subscription("analytics", "analytics.inbound", tuple((name, "#") for name in SERVICE_EXCHANGES)),
+    # The HL7 listener keeps raw messages: an erased person's are cleared (services/hl7/privacy.py).
+    Subscription("hl7", "hl7.inbound", (("intake.events", "PatientErased"),)),
 )
 
 
@@ -82,12 +89,49 @@ def topic_exchange(name):
     return Exchange(name, type="topic", durable=True, delivery_mode=2)
 
 
+# Quorum queues (a RabbitMQ cluster, HCRM_QUEUE_TYPE=quorum) count every redelivery: a message
+# returned to the queue (its consumer's connection died, its node failed over, or we requeued
+# it because the broker refused our retry publish) comes back with x-delivery-count + 1.
+# Our own retries never count: a failed handler's message is acked and republished to a retry
+# queue with x-hcrm-attempt. So the limit only stops a message that keeps coming back without
+# being settled, e.g. one that kills its consumer process every time: after 20 returns the
+# broker dead-letters it to the service's DLQ (hcrm dlq) instead of crash-looping every
+# replica. 20 is far above what an honest message meets (one return per node failure, per
+# killed replica, up to three in a rolling restart of three nodes) and is RabbitMQ 4's default.
+# Fixed here, not configurable: a redeclare with another value fails (PRECONDITION_FAILED);
+# an operator may lower it at run time with a policy (`delivery-limit`), the lower one wins.
+QUORUM_DELIVERY_LIMIT = 20
+
+
+def _dead_letter_to(queue, queue_type):
+    """Broker-side dead-lettering (a delivery limit, a TTL) to `queue` on the default
+    exchange; on quorum queues at-least-once (the message leaves its queue only when the
+    target confirmed it), which requires reject-publish overflow (no length limit is set, so
+    it never rejects)."""
+    arguments = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue}
+    if queue_type == "quorum":
+        arguments.update({"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"})
+    return arguments
+
+
 def consumer_queue(subscription, queue_type="classic"):
     """The kombu Queue a consumer reads; declared here with the same arguments as in init."""
     bindings = [binding(topic_exchange(exchange), routing_key=key)
                 for exchange, key in subscription.bindings]
-    return Queue(subscription.queue, bindings=bindings, durable=True,
-                 queue_arguments={"x-queue-type": queue_type})
+    arguments = {"x-queue-type": queue_type}
+    if queue_type == "quorum":
+        arguments["x-delivery-limit"] = QUORUM_DELIVERY_LIMIT
+        arguments.update(_dead_letter_to(dead_letter_queue(subscription.service), queue_type))
+    return Queue(subscription.queue, bindings=bindings, durable=True, queue_arguments=arguments)
+
+
+def rpc_queue_arguments(queue_type="classic"):
+    """Arguments of nameko's `rpc-<service>` queue (shared.messaging.rpc declares it). Classic:
+    none, as nameko declares it. Quorum: a classic queue lives on one node, and while that node
+    is down its service cannot even redeclare it (NOT_FOUND) and answers no RPC."""
+    if queue_type != "quorum":
+        return None
+    return {"x-queue-type": "quorum", "x-delivery-limit": QUORUM_DELIVERY_LIMIT}
 
 
 def _plain_queue(name, queue_type="classic", **arguments):
@@ -101,8 +145,15 @@ INTAKE_STREAM_TYPES = tuple(t for t in INBOUND_EVENT_TYPES if t not in SCHEDULIN
 
 
 def stream_bindings():
-    """(exchange, routing key) pairs the stream is bound with."""
-    pairs = [("intake.events", event_type) for event_type in INTAKE_STREAM_TYPES]
+    """(exchange, routing key) pairs the stream is bound with: its own exchange only. Which
+    types reach it, and which of their fields, is shared/minimise.py's allow-list."""
+    return [(STREAM_EXCHANGE, "#")]
+
+
+def legacy_stream_bindings():
+    """The bindings of releases before issue 18 (the stream took the service exchanges'
+    full events, names and phones included): `hcrm init` removes them."""
+    pairs = [("intake.events", "#")] + [("intake.events", event_type) for event_type in INBOUND_EVENT_TYPES]
     return pairs + [(name, "#") for name in SERVICE_EXCHANGES if name != "intake.events"]
 
 
@@ -121,6 +172,7 @@ def topology(queue_type="classic", retry_delays_ms=(), services=None,
     """Every exchange and queue, as kombu entities, in declaration order."""
     entities = [topic_exchange(HOSPITAL_EXCHANGE)]
     entities += [topic_exchange(name) for name in SERVICE_EXCHANGES]
+    entities.append(topic_exchange(STREAM_EXCHANGE))
     entities.append(analytics_stream(stream_max_age, stream_max_bytes))
     entities.append(_plain_queue(REJECTED_QUEUE, queue_type))
     services = available_services() if services is None else services
@@ -130,11 +182,13 @@ def topology(queue_type="classic", retry_delays_ms=(), services=None,
     for subscription in chosen:
         entities.append(consumer_queue(subscription, queue_type))
         for delay in retry_delays_ms:
-            # Retry holding queues are always classic: they hold little and only briefly.
+            # Retry holding queues have the installation's type too. A classic one lives on one
+            # node: while that node is down a publish to it is unroutable, so a failed handler's
+            # message is requeued at once, again and again (each a delivery on a quorum queue),
+            # and the messages it holds are stuck until the node returns.
             entities.append(_plain_queue(
-                retry_queue(subscription.queue, delay), "classic",
-                **{"x-message-ttl": int(delay), "x-dead-letter-exchange": "",
-                   "x-dead-letter-routing-key": subscription.queue}))
+                retry_queue(subscription.queue, delay), queue_type,
+                **{"x-message-ttl": int(delay), **_dead_letter_to(subscription.queue, queue_type)}))
     return entities
 
 
@@ -149,7 +203,10 @@ def declare_topology(config, services=None):
             entity.maybe_bind(channel)
             entity.declare()
             names.append(entity.name)
-        # Before v1.1 the stream took every intake event ("#"); unbinding a binding that
-        # does not exist is a no-op, so this is safe on every installation.
-        channel.queue_unbind(ANALYTICS_STREAM, "intake.events", "#")
+        # Earlier releases bound the stream to the service exchanges (full events, personal
+        # data included); unbinding a binding that does not exist is a no-op, so this is safe
+        # on every installation. What such a stream holds already stays until its retention
+        # drops it (README.md § Data protection says how to drop it at once).
+        for exchange, key in legacy_stream_bindings():
+            channel.queue_unbind(ANALYTICS_STREAM, exchange, key)
     return names

@@ -4,7 +4,7 @@ import warnings
 
 import pytest
 
-warnings.filterwarnings("ignore", message=".*Eventlet is deprecated.*")
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
 from tests.support import Platform, StoreServer, ensure_rabbitmq  # noqa: E402
 

@@ -206,6 +206,11 @@ class Platform:
             assert process.alive(), f"{service} died at start:\n{process.output()[-3000:]}"
         return process
 
+    def start_hl7(self, wait=True, **env):
+        """The HL7 listener, its MLLP port a free one (`self.hl7_port`, unless HL7_PORT given)."""
+        self.hl7_port = int(env.pop("HL7_PORT", 0)) or free_port()
+        return self.start_service("hl7", wait=wait, HL7_PORT=self.hl7_port, **env)
+
     def start_gateway(self, **env):
         """The gateway (2 gunicorn workers unless GATEWAY_WORKERS says otherwise); /readyz
         requires the services this test started (all if none)."""

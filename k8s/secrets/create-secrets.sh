@@ -36,6 +36,7 @@ create hcrm-mongo-users \
   --from-literal=appointments="$(rand 24)" \
   --from-literal=complaints="$(rand 24)" \
   --from-literal=analytics="$(rand 24)" \
+  --from-literal=hl7="$(rand 24)" \
   --from-literal=gateway="$(rand 24)"
 create hcrm-gateway \
   --from-literal=jwt-secret="$(rand 32)" \

@@ -278,11 +278,15 @@ def entity_update(event, tz):
 
 def _entity_update(event, tz):
     data, kind = event.get("data") or {}, event["event_type"]
-    if kind.startswith("FollowUp") and data.get("followup_id"):
+    # FollowUpAttempted (v1.1) is an agent's call, not a change of the task's due day: its
+    # due_at is the attempt's (agents.py counts it); the task keeps the due day of the others.
+    if kind.startswith("FollowUp") and kind != "FollowUpAttempted" and data.get("followup_id"):
         fields = {"due_date": local_date(data["due_at"], tz)} if data.get("due_at") else {}
         if kind == "FollowUpCompleted":
             fields["completed"] = 1
-        elif kind == "FollowUpCancelled":
+        elif kind == "FollowUpCancelled" and data.get("reason") != "erased":
+            # An erasure closes the person's pending calls, but figures stay as they were
+            # (README.md § Data protection): the call was due and was not made.
             fields["cancelled"] = 1
         fields["department"] = data.get("department")
         return "followups", data["followup_id"], fields
@@ -307,16 +311,9 @@ def entity_days(collection, before, fields):
     return {doc.get(name) for doc in (before or {}, fields) for name in names} - {None}
 
 
-AGE_BANDS = ((0, 17, "0-17"), (18, 39, "18-39"), (40, 59, "40-59"), (60, 79, "60-79"), (80, 200, "80+"))
-
-
-def age_band(birth_date, on_day):
-    """The patient's age band on the day of the visit (docs/DOMAIN.md: age and region analysis)."""
-    if not birth_date:
-        return "unknown"
-    born = datetime.date.fromisoformat(birth_date)
-    age = on_day.year - born.year - ((on_day.month, on_day.day) < (born.month, born.day))
-    return next((label for low, high, label in AGE_BANDS if low <= age <= high), "unknown")
+# The patient's age band on the day of the visit (docs/DOMAIN.md: age and region analysis):
+# one rule for the figures and the analytics stream's minimal copies.
+from shared.minimise import AGE_BANDS, age_band  # noqa: E402,F401
 
 
 def _count_by(items, key):

@@ -65,9 +65,10 @@ def change(now, before):
     return {"delta": delta, "relative": round(delta / before, 4) if before else None}
 
 
-def build(month_first, department, figures, previous_month, previous_year, trend):
+def build(month_first, department, figures, previous_month, previous_year, trend, quality=None):
     """`figures`, `previous_month`, `previous_year`: summaries of the month, the month before and
-    the same month a year before; `trend`: [(first day, summary)] oldest first."""
+    the same month a year before; `trend`: [(first day, summary)] oldest first; `quality`: the
+    month's service-quality figures (quality.figures), if any."""
     rows = []
     for key, zh, en, kind in KEY_FIGURES:
         rows.append({"figure": key, "label_zh": zh, "label_en": en, "kind": kind,
@@ -85,6 +86,7 @@ def build(month_first, department, figures, previous_month, previous_year, trend
         "by_department": figures.get("by_department", []),
         "by_source": figures.get("by_source", []),
         "top_complaint_categories": figures.get("top_complaint_categories", []),
+        "quality": quality,
     }
 
 
@@ -105,7 +107,22 @@ def to_csv(report):
         for key in ("visits", "first_visits", "discharges", "complaints_opened", "avg_satisfaction"):
             writer.writerow([f"department:{dept['department']}", key, "", report["month"],
                              _plain(dept.get(key)), "", "", "", ""])
+    quality = report.get("quality") or {}
+    for scope, name, line in _quality_lines(quality):
+        for row in [{"item": "overall", **line["overall"]}] + line["items"]:
+            writer.writerow([f"quality:{scope}{name}", row["item"], "count", report["month"], row["count"],
+                             "", "", "", ""])
+            writer.writerow([f"quality:{scope}{name}", row["item"], "average", report["month"],
+                             _plain(row["average"]), "", "", "", ""])
     return out.getvalue()
+
+
+def _quality_lines(quality):
+    """("", "", totals), ("department:", name, line), ("doctor:", id, line) of the quality figures."""
+    if not quality:
+        return []
+    return ([("all", "", quality)] + [("department:", d["department"], d) for d in quality["by_department"]]
+            + [("doctor:", d["doctor_id"], d) for d in quality["by_doctor"]])
 
 
 def _plain(value):
@@ -188,6 +205,33 @@ def bar_chart(title, items, width=320, bar_h=16):
     return "".join(parts)
 
 
+QUALITY_ITEMS = {"doctor": "医生 Doctor", "nurse": "护士 Nurse", "environment": "就诊环境 Environment",
+                 "waiting": "候诊时间 Waiting", "process": "就诊流程 Process"}
+
+
+def _quality_html(quality):
+    """The month's service-quality section: every item's answers and mean, and the mean by
+    department and by doctor (docs/RULES.md § Service quality)."""
+    if quality is None:
+        return ""
+    if not quality["answers"]:
+        return "<h2>服务质量 Service quality</h2><p>本月无满意度调查答卷。No survey answers this month.</p>"
+    rows = "".join(
+        f"<tr><td>{html.escape(QUALITY_ITEMS.get(row['item'], row['item']))}</td><td class=n>{row['count']:,}</td>"
+        f"<td class=n>{_shown(row['average'], 'score')}</td></tr>"
+        for row in [{"item": "总体 Overall", **quality["overall"]}] + quality["items"])
+    charts = "".join([
+        bar_chart("科室平均分 Mean by department",
+                  [(d["department"], d["overall"]["average"]) for d in quality["by_department"]][:12]),
+        bar_chart("医生平均分 Mean by doctor",
+                  [(d["doctor_id"], d["overall"]["average"]) for d in quality["by_doctor"]][:12]),
+    ])
+    return (f"<h2>服务质量 Service quality</h2><p>答卷 {quality['answers']:,} 份 answers · "
+            f"低分 {quality['low_answers']:,} (≤ 2, service recovery)</p>"
+            f"<table><tr><th>项目 Item</th><th>评分数 Scores</th><th>平均分 Mean (1–5)</th></tr>{rows}</table>"
+            f"<div class=charts>{charts}</div>")
+
+
 def to_html(report):
     kinds = {key: kind for key, _, _, kind in KEY_FIGURES}
     labels = {key: zh for key, zh, _, _ in KEY_FIGURES}
@@ -211,6 +255,7 @@ def to_html(report):
         bar_chart("投诉类别 Complaints by category",
                   [(c["category"], c["complaints"]) for c in report["top_complaint_categories"]][:12]),
     ])
+    quality = _quality_html(report.get("quality"))
     return f"""<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8">
 <title>客户服务中心月度报告 {report['month']}</title>
@@ -227,7 +272,7 @@ th{{background:#f6f8fa}}td.n{{text-align:right;font-variant-numeric:tabular-nums
 <th>去年同月 Same month last year</th><th>同比 YoY</th></tr>{rows}</table>
 <h2>近十二个月趋势 Twelve-month trend</h2><div class=charts>{charts}</div>
 <h2>构成 Breakdown</h2><div class=charts>{breakdowns}</div>
-<p><small>口径见 docs/RULES.md（指标）；数据直接来自事件流。Figures as defined in docs/RULES.md (Figures),
+{quality}<p><small>口径见 docs/RULES.md（指标）；数据直接来自事件流。Figures as defined in docs/RULES.md (Figures),
 computed from the events.</small></p>
 </body></html>
 """

@@ -5,13 +5,14 @@ import functools
 import time
 import zoneinfo
 
-from nameko.rpc import rpc
-
-from services.analytics import domain, ingest, report
+from services.analytics import agents as agent_figures
+from services.analytics import agents_report, domain, ingest, report
+from services.analytics import quality as quality_figures
 from services.analytics.config import AnalyticsConfig
+from services.analytics.privacy import AnalyticsPrivacyMixin
 from services.analytics.store import AnalyticsStore
 from shared.errors import BadRequest, InvalidMessage
-from shared.messaging import reliable_batch_consumer
+from shared.messaging import reliable_batch_consumer, rpc
 from shared.metrics import MetricsServer
 from shared.outbox import configured_timer
 from shared.service import HealthMixin
@@ -24,7 +25,7 @@ BATCH_LINGER_S = 0.25
 ALL = "*"  # the scope of the whole hospital's partials (a department's name otherwise)
 
 
-class AnalyticsService(HealthMixin):
+class AnalyticsService(AnalyticsPrivacyMixin, HealthMixin):
     name = "analytics"
     config_schema = AnalyticsConfig
 
@@ -51,6 +52,14 @@ class AnalyticsService(HealthMixin):
         for merge in filter(None, map(domain.merge_of, events)):
             touched |= ingest.apply_merge(self.store, *merge)
         self.store.touch_days(touched)
+        # The agents' work and the survey answers: their own collections, read by range.
+        self.store.add_records("agent_work", list(filter(None, (agent_figures.work_of(e, self._tz)
+                                                                for e in events))))
+        self.store.add_records("survey_answers", list(filter(None, (quality_figures.answer_of(e, self._tz)
+                                                                    for e in events))))
+        self.erase_from_batch(events)  # PatientErased: the person's MRN and phone key go (privacy.py)
+        # Last: the batch's minimal copies for the analytics stream (privacy.py), through the outbox.
+        self.append_to_stream(events)
 
     @configured_timer("figures_refresh_interval_s")
     def refresh_day_figures(self):
@@ -129,12 +138,59 @@ class AnalyticsService(HealthMixin):
                  for m in report.trend_months(first)]
         previous_month = dict(trend)[before]
         built = report.build(first, department, figures, previous_month,
-                             self._figures(year_before, report.month_end(year_before), department), trend)
+                             self._figures(year_before, report.month_end(year_before), department), trend,
+                             quality_figures.figures(self.store.records("survey_answers", first.isoformat(),
+                                                                last.isoformat(), department)))
         if format == "csv":
             return report.to_csv(built)
         if format == "html":
             return report.to_html(built)
         return built
+
+    # -- the center's own work (docs/RULES.md § Agents, § Service quality) ----------------
+    @rpc
+    def agents(self, date_from, date_to, agent=None):
+        """The agents' figures over the days, each line assessed against the targets; with
+        `agent` (the gateway passes the caller's own name) that agent's line alone."""
+        start, end = self._range(date_from, date_to)
+        result = self._agents(start, end, agent)
+        result.update({"from": start.isoformat(), "to": end.isoformat()})
+        return result
+
+    @rpc
+    def quality(self, date_from, date_to, department=None):
+        start, end = self._range(date_from, date_to)
+        answers = self.store.records("survey_answers", start.isoformat(), end.isoformat(), department)
+        return {"from": start.isoformat(), "to": end.isoformat(), "department": department,
+                **quality_figures.figures(answers)}
+
+    @rpc
+    def agents_report(self, quarter, format="json"):
+        """The quarterly assessment (agents_report.py) as data, CSV or HTML."""
+        if format not in ("json", "csv", "html"):
+            raise BadRequest("invalid format", {"format": ["json, csv or html."]})
+        try:
+            first, last = agents_report.parse_quarter(quarter)
+        except ValueError as exc:
+            raise BadRequest("invalid quarter", {"quarter": [str(exc)]}) from None
+        before_first, before_last = agents_report.parse_quarter(agents_report.previous_quarter(quarter))
+        built = agents_report.build(quarter, self._agents(first, last), self._agents(before_first, before_last),
+                                    agent_figures.targets_of(self.config["agent_targets"]))
+        if format == "csv":
+            return agents_report.to_csv(built)
+        if format == "html":
+            return agents_report.to_html(built)
+        return built
+
+    def _agents(self, start, end, agent=None):
+        work = self.store.records("agent_work", start.isoformat(), end.isoformat())
+        summary = self._figures(start, end, None)  # consultations by agent, follow-up completion
+        result = agent_figures.figures(work, summary["conversion_by_agent"], only=agent)
+        if agent is not None:
+            del result["team"]  # an agent sees their own line, not the team's
+        targets = agent_figures.targets_of(self.config["agent_targets"])
+        return agent_figures.with_assessment(result, targets,
+                                             {"followup_completion_rate": summary["followup_completion_rate"]})
 
     def _figures(self, start, end, department):
         """The figures over the days start..end: the merge of each day's partial, recomputed

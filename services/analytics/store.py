@@ -14,6 +14,7 @@ import logging
 from pymongo import UpdateOne
 from pymongo.errors import OperationFailure
 
+from services.analytics import privacy
 from services.analytics.domain import DAY_FIELDS, People, day_number, person_entry
 from shared.store import Index, Store
 
@@ -41,11 +42,16 @@ class AnalyticsStore(Store):
         Index("complaints", ["received_day"]),
         Index("complaints", ["resolved_day"]),
         Index("day_changes", ["dirty"]),
+        Index("agent_work", ["day"]),  # calls and resolutions by agent (agents.py)
+        Index("survey_answers", ["day"]),  # service-quality answers (quality.py)
+        *privacy.INDEXES,  # the minimal stream's outbox
     )
 
     def setup(self):
         super().setup()
         self.migrate()
+        # The minimal copies for the analytics stream (services/analytics/privacy.py).
+        self.stream_outbox = privacy.stream_outbox(self.db, self.container.config["HCRM"]["amqp_uri"])
 
     def migrate(self, batch=2000):
         """Bring a database written by an older version up to SCHEMA_VERSION, once."""
@@ -257,6 +263,19 @@ class AnalyticsStore(Store):
         may have)."""
         return [fact for fact in self.person_facts(keys)
                 if fact.get("type") == "PatientVisited" and not fact.get("void")]
+
+    # -- agents' work and survey answers (their own collections: a range reads only them) ------
+    def add_records(self, collection, records):
+        """Insert the records not kept yet (a duplicated event's record is already there)."""
+        if records:
+            self.db[collection].bulk_write([UpdateOne({"_id": r["_id"]}, {"$setOnInsert": r}, upsert=True)
+                                            for r in records], ordered=False)
+
+    def records(self, collection, start, end, department=None):
+        """The records of the days start..end (ISO dates), of one department if given."""
+        return [record for record in self.db[collection].find(
+                {"day": {"$gte": day_number(start), "$lte": day_number(end)}})
+                if not department or record.get("department") == department]
 
     def entities(self, collection, date_field, start, end, department=None):
         number = DAY_FIELDS[date_field]

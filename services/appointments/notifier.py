@@ -20,7 +20,9 @@ class OutboxNotifier:
     def send(self, notification):
         self.db.notifications.update_one({"_id": notification["_id"]}, {"$setOnInsert": notification},
                                          upsert=True)
-        log.info("notification recorded", extra={"notification": mask(notification)})
+        # Not the text: it names the patient, and mask() only knows personal keys, not prose.
+        log.info("notification recorded", extra={"notification": mask(
+            {key: value for key, value in notification.items() if key != "text"})})
 
 
 class WebhookNotifier:

@@ -7,20 +7,20 @@ import logging
 import uuid
 import zoneinfo
 
-from nameko.rpc import rpc
-
 from services.appointments import domain
 from services.appointments.config import AppointmentsConfig
 from services.appointments.inbound import InboundMixin
 from services.appointments.metrics import (BOOKINGS, CANCELLATIONS, NO_SHOW_RATE, OUTCOMES,
                                            REMINDER_LAG)
 from services.appointments.notifier import notifier_for
+from services.appointments.privacy import AppointmentsPrivacyMixin
 from services.appointments.store import AppointmentsStore
 from shared.contact import contact_of
 from shared.errors import BadRequest, Conflict, InvalidMessage
-from shared.messaging import reliable_consumer, utcnow
+from shared.messaging import reliable_consumer, rpc, utcnow
 from shared.metrics import MetricsServer
 from shared.outbox import configured_timer
+from shared.privacy import ERASED_EVENT
 from shared.service import HealthMixin
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ PUBLIC = ("patient_id", "department", "doctor_id", "starts_at", "duration_minute
           "booked_by", "local_date", "source", "external_id", "attended_visit_id")
 
 
-class AppointmentsService(InboundMixin, HealthMixin):
+class AppointmentsService(AppointmentsPrivacyMixin, InboundMixin, HealthMixin):
     name = "appointments"
     config_schema = AppointmentsConfig
 
@@ -122,6 +122,8 @@ class AppointmentsService(InboundMixin, HealthMixin):
         if not isinstance(event, dict) or not event.get("event_id") or not event.get("occurred_at") \
                 or not event.get("event_type"):
             raise InvalidMessage({"_schema": ["A canonical event with event_id, event_type and occurred_at."]})
+        if event["event_type"] == ERASED_EVENT:
+            return self.erase_patient(event)  # the person's data goes (privacy.py)
         self.apply_intake_event(event)
 
     # -- timers ---------------------------------------------------------------------------

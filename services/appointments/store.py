@@ -32,6 +32,7 @@ class AppointmentsStore(AliasesMixin, Store):
         Index("slots", ["appointment_id"]),
         Index("appointments", ["attended_visit_id"]),
         Index("events", ["patient_id"]),
+        Index("notifications", ["patient_id"]),  # a person's reminders (privacy.py: export, erasure)
         *outbox.Outbox.indexes("appointments"),
     )
 

@@ -21,6 +21,10 @@ DEADLINES = ("acknowledge", "resolve")
 
 # action -> {from status: to status}. Escalation keeps its status until the complaint is
 # resolved; acknowledging an escalated complaint records the reply but keeps it escalated.
+# Statuses no deadline applies to any more: resolved, or cancelled by an erasure of the person
+# (services/complaints/privacy.py).
+CLOSED = ("resolved", "cancelled")
+
 TRANSITIONS = {
     "acknowledge": {"open": "acknowledged", "escalated": "escalated"},
     "resolve": {"acknowledged": "resolved", "escalated": "resolved"},
@@ -51,7 +55,7 @@ def next_status(action, complaint):
 def breached_deadlines(complaint, now_ts):
     """The deadlines that have passed unmet and are not yet recorded as breached."""
     due = []
-    if complaint["status"] == "resolved":
+    if complaint["status"] in CLOSED:
         return due
     if not complaint.get("acknowledged_ts") and complaint["ack_due_ts"] < now_ts \
             and complaint.get("ack_breach") != "breached":
@@ -64,6 +68,26 @@ def breached_deadlines(complaint, now_ts):
 def severity_for_recovery(satisfaction):
     """Service recovery (docs/DOMAIN.md): the worst score is urgent, the rest are ordinary."""
     return "high" if satisfaction == 1 else "medium"
+
+
+def recovery_score(data):
+    """The lowest score behind a ServiceRecoveryRequested: the call's satisfaction or a survey
+    item scored low (`low_items`, v1.1); None when a complaint text alone asked for it."""
+    scores = [data.get("satisfaction"), *((data.get("low_items") or {}).values())]
+    return min((s for s in scores if isinstance(s, int) and not isinstance(s, bool)), default=None)
+
+
+def recovery_description(data):
+    """The complaint's text: the patient's complaint, else what scored low."""
+    if data.get("complaint"):
+        return data["complaint"]
+    parts = []
+    if data.get("satisfaction") is not None:
+        parts.append(f"满意度 {data['satisfaction']} 分")
+    if data.get("low_items"):
+        parts.append("满意度调查低分：" + "，".join(f"{item} {score} 分" for item, score in data["low_items"].items()))
+    text = "；".join(parts) + f"（随访 {data.get('kind')}）"
+    return text + (f"：{data['notes']}" if data.get("notes") else "")
 
 
 # -- merged patients (PatientsMerged) ------------------------------------------------------------
@@ -110,7 +134,7 @@ def weekly_report(complaints, week_start, tz, now):
             row["resolve_sla_met"] += c["resolved_ts"] <= c["resolve_due_ts"]
         if c.get("escalated_ts"):
             row["escalated"] += 1
-        if c["status"] != "resolved":
+        if c["status"] not in CLOSED:
             row["open_items"].append({"complaint_id": c["_id"], "status": c["status"],
                                       "severity": c["severity"], "resolve_due_at": c["resolve_due_at"],
                                       "overdue": c["resolve_due_ts"] < now.timestamp()})

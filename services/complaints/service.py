@@ -8,16 +8,17 @@ import logging
 import uuid
 import zoneinfo
 
-from nameko.rpc import rpc
 from prometheus_client import Gauge, Histogram
 
 from services.complaints import domain
 from services.complaints.config import ComplaintsConfig, deadline_table
+from services.complaints.privacy import ComplaintsPrivacyMixin
 from services.complaints.store import ComplaintsStore, history_entry
 from shared.errors import BadRequest, Conflict, InvalidMessage
-from shared.messaging import reliable_consumer, utcnow
+from shared.messaging import reliable_consumer, rpc, utcnow
 from shared.metrics import MetricsServer
 from shared.outbox import configured_timer
+from shared.privacy import ERASED_EVENT
 from shared.service import HealthMixin
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ PUBLIC = ("patient_id", "channel", "category", "department", "severity", "descri
 SYSTEM = "system"
 
 
-class ComplaintsService(HealthMixin):
+class ComplaintsService(ComplaintsPrivacyMixin, HealthMixin):
     name = "complaints"
     config_schema = ComplaintsConfig
 
@@ -80,6 +81,8 @@ class ComplaintsService(HealthMixin):
             self._open_for_recovery(event)
         elif event["event_type"] == "PatientsMerged":
             self._merge(event)
+        elif event["event_type"] == ERASED_EVENT:
+            self.erase_patient(event)  # the person's data goes (privacy.py)
         else:
             log.debug("event ignored", extra={"event_type": str(event["event_type"])[:64]})
 
@@ -89,10 +92,9 @@ class ComplaintsService(HealthMixin):
             raise InvalidMessage({"data.followup_id": ["ServiceRecoveryRequested needs a followup_id."]})
         now = utcnow()
         patient_id = self._current_patient(event.get("patient_id"))
-        description = data.get("complaint") or (
-            f"满意度 {data.get('satisfaction')} 分（随访 {data.get('kind')}）" + (f"：{data['notes']}" if data.get("notes") else ""))
+        description = domain.recovery_description(data)
         doc = self._new(domain.complaint_id_for_followup(data["followup_id"]), "follow_up", "other",
-                        domain.severity_for_recovery(data.get("satisfaction")), description[:4000],
+                        domain.severity_for_recovery(domain.recovery_score(data)), description[:4000],
                         datetime.datetime.fromisoformat(event["occurred_at"]), patient_id,
                         data.get("department"), data.get("agent") or SYSTEM, now)
         doc["followup_id"] = data["followup_id"]

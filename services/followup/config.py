@@ -2,7 +2,8 @@
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from services.followup.domain import DEFAULT_RULES, KINDS, PER_DEPARTMENT, Rule
-from shared.config import BaseConfig
+from services.followup.survey import DEFAULT_ITEMS, ITEM_KEY
+from shared.config import BaseConfig, EnvList
 
 DEFAULT_SCRIPTS = {
     "post_visit_call": {"zh": "您好，我是医院客服中心。您昨天来院就诊，想了解一下您回家后的情况和对就诊的满意度。",
@@ -37,11 +38,21 @@ class ScriptSchema(Schema):
     en = fields.String(required=True, validate=validate.Length(min=1, max=2000))
 
 
+class SurveyItemSchema(Schema):
+    key = fields.String(required=True, validate=validate.Regexp(ITEM_KEY, error="a-z, 0-9 and _, such as doctor."))
+    zh = fields.String(required=True, validate=validate.Length(min=1, max=40))
+    en = fields.String(required=True, validate=validate.Length(min=1, max=40))
+
+
 class FollowupConfig(BaseConfig):
     holiday_country = fields.String(load_default="CN", validate=validate.Length(equal=2))
     max_attempts = fields.Integer(load_default=3, validate=validate.Range(min=1, max=10))
     claim_minutes = fields.Integer(load_default=15, validate=validate.Range(min=1, max=480))
     gauge_interval_s = fields.Float(load_default=30.0, validate=validate.Range(min=0.1))
+    # A call's notes and complaint text are removed this long after the task was due (README.md
+    # § Data protection): 3 years, China's limitation period for a civil claim (Civil Code
+    # art. 188), such as one about the care the call followed up.
+    task_notes_retention_days = fields.Float(load_default=1096, validate=validate.Range(min=0.00001))
     # Overrides of docs/RULES.md's defaults, e.g. rules: {recovery_check: {days: 10, end_of_day: false}}
     rules = _rules_field(KINDS)
     # Per department, for the per-department kinds, e.g. departments: {骨科: {recovery_check: {days: 14}}}
@@ -49,6 +60,33 @@ class FollowupConfig(BaseConfig):
                               values=_rules_field(PER_DEPARTMENT))
     scripts = fields.Dict(keys=fields.String(validate=validate.OneOf(KINDS)),
                           values=fields.Nested(ScriptSchema))
+    # Service-quality surveys (docs/RULES.md § Service quality): the items scored 1-5, and
+    # the one-time link offered after a call that recorded none.
+    survey_items = fields.List(fields.Nested(SurveyItemSchema), load_default=lambda: [dict(i) for i in DEFAULT_ITEMS],
+                               validate=validate.Length(min=1, max=20))
+    survey_links = fields.Boolean(load_default=True)
+    survey_link_kinds = EnvList(fields.String(validate=validate.OneOf(KINDS)),
+                                load_default=["post_visit_call", "post_discharge_call"])
+    survey_link_days = fields.Integer(load_default=7, validate=validate.Range(min=1, max=90))
+    # The gateway's public address as patients reach it: links are <base>/survey/<token>.
+    survey_link_base = fields.String(load_default="http://127.0.0.1:8080",
+                                     validate=validate.Regexp(r"^https?://[^\s]+$", error="An http(s) URL."))
+    survey_language = fields.String(load_default="zh", validate=validate.OneOf(["zh", "en"]))
+    survey_link_text = fields.Nested(ScriptSchema, load_default=None)  # {zh, en}: {department} {date} {link} {days}
+    # Links whose sending was interrupted (a crash after the completion) are sent by this timer.
+    survey_link_interval_s = fields.Float(load_default=30.0, validate=validate.Range(min=0.1))
+    # How a link reaches the patient: the pluggable notifier appointments' reminders use.
+    notifier = fields.String(load_default="outbox", validate=validate.OneOf(["outbox", "webhook"]))
+    webhook_url = fields.String(load_default=None, validate=validate.Regexp(r"^https?://"))
+    webhook_token = fields.String(load_default=None, metadata={"secret": True})
+
+    @validates_schema
+    def _survey_items_unique(self, data, **kwargs):
+        keys = [item["key"] for item in data.get("survey_items") or []]
+        if len(keys) != len(set(keys)):
+            raise ValidationError("Each survey item once.", "survey_items")
+        if data.get("notifier") == "webhook" and not data.get("webhook_url"):
+            raise ValidationError("notifier webhook needs webhook_url.", "webhook_url")
 
     @validates_schema
     def _holiday_country_known(self, data, **kwargs):

@@ -105,6 +105,7 @@ class PlannedTask:
     reason: str
     cause_event_id: str
     key: str = ""  # the anchor key: with `kind`, the task's slot
+    doctor_id: str = None  # of the visit or discharge: service quality is figured per doctor
 
 
 def rule_for(rules, department_rules, kind, department):
@@ -124,13 +125,13 @@ def plan(patient_id, events, tz, is_holiday, rules=None, department_rules=None, 
     void = void_reasons(events) if void is None else void
     planned = {}
 
-    def add(kind, key, anchor, department, reason, cause):
+    def add(kind, key, anchor, department, reason, cause, doctor_id=None):
         rule = rule_for(rules, department_rules, kind, department)
         if not rule.enabled:
             return
         followup_id = task_id(patient_id, kind, key)
         candidate = PlannedTask(followup_id, kind, due_at(rule, anchor, tz, is_holiday), anchor,
-                                department, reason, cause, key)
+                                department, reason, cause, key, doctor_id)
         current = planned.get(followup_id)
         # Two visits the same day give one call: keep the earliest visit as its cause.
         if current is None or (candidate.anchor_at, cause) < (current.anchor_at, current.cause_event_id):
@@ -143,12 +144,12 @@ def plan(patient_id, events, tz, is_holiday, rules=None, department_rules=None, 
         if kind == "PatientVisited":
             visited = parse_time(data["visited_at"])
             add("post_visit_call", visited.astimezone(tz).date().isoformat(), visited,
-                data.get("department"), f"visit {data['visit_id']}", event["event_id"])
+                data.get("department"), f"visit {data['visit_id']}", event["event_id"], data.get("doctor_id"))
         elif kind == "PatientDischarged" and data.get("disposition") != "deceased":
             discharged = parse_time(data["discharged_at"])
             for follow in ("post_discharge_call", "recovery_check", "return_visit_reminder"):
                 add(follow, data["admission_id"], discharged, data.get("department"),
-                    f"discharge {data['admission_id']}", event["event_id"])
+                    f"discharge {data['admission_id']}", event["event_id"], data.get("doctor_id"))
         elif kind == "ConsultationLogged":
             add("prospect_call", data["consultation_id"], parse_time(event["occurred_at"]),
                 data.get("department"), f"consultation {data['consultation_id']}", event["event_id"])
@@ -244,9 +245,11 @@ def is_overdue(status, due_ts, now_ts):
     return status == "pending" and due_ts < now_ts
 
 
-def needs_recovery(satisfaction, complaint):
-    """Seed 003: a low score must open a complaint (service recovery), not vanish."""
-    return (satisfaction is not None and satisfaction <= 2) or bool((complaint or "").strip())
+def needs_recovery(satisfaction, complaint, low_survey_items=None):
+    """Seed 003: a low score must open a complaint (service recovery), not vanish; so does a
+    survey item scored low (survey.low_items)."""
+    return ((satisfaction is not None and satisfaction <= 2) or bool((complaint or "").strip())
+            or bool(low_survey_items))
 
 
 def completion(task, outcome, now, max_attempts, tz):

@@ -11,17 +11,20 @@ import logging
 import zoneinfo
 
 import holidays
-from nameko.rpc import rpc
 from prometheus_client import Counter, Gauge, Histogram
 
+from services.appointments.notifier import notifier_for
 from services.followup import domain
+from services.followup import survey as surveys
+from services.followup.privacy import FollowupPrivacyMixin
 from services.followup.config import FollowupConfig, rules_of, scripts_of
 from services.followup.store import OPEN, FollowupStore, local_day_bounds
 from shared.errors import BadRequest, InvalidMessage
 from shared.events import phone_digits
-from shared.messaging import reliable_consumer, utcnow
+from shared.messaging import reliable_consumer, rpc, utcnow
 from shared.metrics import MetricsServer
 from shared.outbox import configured_timer
+from shared.privacy import ERASED_EVENT
 from shared.service import HealthMixin
 
 log = logging.getLogger(__name__)
@@ -37,7 +40,7 @@ CALL_LATENESS = Histogram("hcrm_followup_lateness_seconds", "How late after due_
 MAX_PAGE = 500
 PUBLIC = ("patient_id", "kind", "department", "reason", "due_at", "status", "outcome",
           "satisfaction", "notes", "attempts", "claimed_by", "completed_at", "completed_by",
-          "cancel_reason", "patient_name")
+          "cancel_reason", "patient_name", "doctor_id", "survey", "survey_channel", "survey_state")
 
 
 @functools.lru_cache(maxsize=8192)
@@ -52,7 +55,7 @@ def _calendar(country):
     return holidays.country_holidays(country)
 
 
-class FollowupService(HealthMixin):
+class FollowupService(FollowupPrivacyMixin, HealthMixin):
     name = "followup"
     config_schema = FollowupConfig
 
@@ -65,6 +68,8 @@ class FollowupService(HealthMixin):
         event = message.body
         if not isinstance(event, dict) or not event.get("event_id") or not event.get("patient_id"):
             raise InvalidMessage({"_schema": ["A canonical event with event_id and patient_id."]})
+        if event["event_type"] == ERASED_EVENT:
+            return self.erase_patient(event)  # the person's data goes (privacy.py)
         merged = event["event_type"] == "PatientsMerged"
         if merged and not (event.get("data") or {}).get("merged_patient_id"):
             raise InvalidMessage({"data": {"merged_patient_id": ["The retired record's patient_id."]}})
@@ -168,13 +173,17 @@ class FollowupService(HealthMixin):
                             utcnow())
 
     @rpc
-    def complete(self, followup_id, outcome, agent=None, satisfaction=None, notes=None, complaint=None):
+    def complete(self, followup_id, outcome, agent=None, satisfaction=None, notes=None, complaint=None,
+                 survey=None):
         errors = {}
         if outcome not in domain.OUTCOMES:
             errors["outcome"] = [f"Must be one of: {', '.join(domain.OUTCOMES)}."]
         if satisfaction is not None and (isinstance(satisfaction, bool) or not isinstance(satisfaction, int)
                                          or not 1 <= satisfaction <= 5):
             errors["satisfaction"] = ["An integer from 1 to 5."]
+        if survey is not None:  # answered during the call: the patient was reached
+            errors.update(surveys.scores_errors(survey, self._survey_items)
+                          if outcome == "reached" else {"survey": ["Only with outcome reached."]})
         if errors:
             raise BadRequest("invalid completion", errors)
         now = utcnow()
@@ -184,27 +193,126 @@ class FollowupService(HealthMixin):
         fields = {"attempts": attempts, "last_outcome": outcome, "notes": notes,
                   "claimed_by": None, "claim_until_ts": 0.0}
         messages = []
+        # Every outcome recorded is a call of the agent's (docs/RULES.md § Agents): its event
+        # carries who, which attempt, and the due_at it was made against (data.due_at).
+        call = {"outcome": outcome, "agent": agent, "completed_by": agent, "attempts": attempts}
         if step == "retry":  # an unreachable patient is tried again the next day
             fields.update(due_at=retry_due.isoformat(), due_ts=retry_due.timestamp())
+            messages.append(("FollowUpAttempted", self._message("FollowUpAttempted", task, now, {
+                **call, "recorded_at": now.isoformat(), "next_due_at": retry_due.isoformat()})))
         else:
+            scores = surveys.ordered(survey, self._survey_items) if survey else None
+            low = surveys.low_items(scores)
             fields.update(status="done", outcome=outcome, satisfaction=satisfaction,
                           completed_at=now.isoformat(), completed_by=agent, complaint=complaint)
-            extra = {"outcome": outcome, "satisfaction": satisfaction, "agent": agent,
-                     "completed_at": now.isoformat(), "attempts": attempts}
+            if scores:
+                fields.update(survey=scores, survey_channel="call", survey_state="answered",
+                              survey_answered_at=now.isoformat())
+            elif surveys.link_wanted(task, outcome, False, self.config["survey_links"],
+                                     self.config["survey_link_kinds"]):
+                fields["survey_state"] = "to_send"  # the timer sends it (send_survey_links)
+            extra = {**call, "satisfaction": satisfaction, "completed_at": now.isoformat()}
             messages.append(("FollowUpCompleted", self._message("FollowUpCompleted", task, now, extra)))
             if satisfaction is not None:
                 messages.append(("SatisfactionRecorded", self._message(
                     "SatisfactionRecorded", task, now, {"satisfaction": satisfaction, "agent": agent})))
-            if domain.needs_recovery(satisfaction, complaint):
+            if scores:
+                messages.append(("SurveyAnswered", self._survey_message(task, scores, "call", now)))
+            if domain.needs_recovery(satisfaction, complaint, low):
                 messages.append(("ServiceRecoveryRequested", self._message(
                     "ServiceRecoveryRequested", task, now,
-                    {"satisfaction": satisfaction, "complaint": complaint, "notes": notes, "agent": agent})))
+                    {"satisfaction": satisfaction, "complaint": complaint, "notes": notes, "agent": agent,
+                     **({"low_items": low} if low else {})})))
         done = self.store.complete(task, fields, messages, now, agent)
         if step == "done":
             TASKS_COMPLETED.labels(task["kind"], outcome).inc()
             CALL_LATENESS.labels(task["kind"]).observe(max(0.0, now.timestamp() - task["due_ts"]))
         self.store.outbox.publish_or_leave(done)
         return self._public(done, now)
+
+    # -- surveys by link (services/followup/survey.py; the gateway's /survey pages) --------
+    @rpc
+    def survey_form(self, token):
+        """What the public survey page shows for a link: its state and, while open, the
+        department, the day of the visit or discharge and the items; nothing about the person."""
+        task = self._survey_task(token)
+        if task is None:
+            return {"status": "unknown"}
+        state = surveys.link_state(task, utcnow().timestamp())
+        if state != "open":
+            return {"status": state}
+        return {"status": "open", "department": task.get("department"),
+                "visit_date": surveys.visit_date(task, self._tz), "expires_at": task.get("survey_expires_at"),
+                "items": [dict(item) for item in self._survey_items]}
+
+    @rpc
+    def answer_survey(self, token, scores):
+        """The patient's answer through the link: once, before it expires. Answers
+        {"status": "answered"} or the state that refused it ("used", "expired", "unknown")."""
+        task = self._survey_task(token)
+        if task is None:
+            return {"status": "unknown"}
+        now = utcnow()
+        state = surveys.link_state(task, now.timestamp())
+        if state != "open":
+            return {"status": state}
+        errors = surveys.scores_errors(scores, self._survey_items)
+        if errors:
+            raise BadRequest("invalid survey", errors)
+        scores = surveys.ordered(scores, self._survey_items)
+        low = surveys.low_items(scores)
+        messages = [("SurveyAnswered", self._survey_message(task, scores, "link", now))]
+        if low:
+            messages.append(("ServiceRecoveryRequested", self._message(
+                "ServiceRecoveryRequested", task, now, {"satisfaction": None, "complaint": None, "notes": None,
+                                                        "agent": None, "low_items": low}, discriminator="survey")))
+        done = self.store.answer_survey(task, now.timestamp(), {
+            "survey": scores, "survey_channel": "link", "survey_state": "answered",
+            "survey_answered_at": now.isoformat()}, messages, now)
+        if done is None:  # answered or expired a moment ago
+            return {"status": surveys.link_state(self.store.get(task["_id"]), now.timestamp())}
+        self.store.outbox.publish_or_leave(done)
+        return {"status": "answered"}
+
+    def _survey_task(self, token):
+        if not surveys.token_is_well_formed(token):
+            return None
+        return self.store.by_survey_hash(surveys.token_hash(token))
+
+    @configured_timer("survey_link_interval_s")
+    def send_survey_links(self):
+        now = utcnow()
+        return sum(self._send_link(task, now) for task in self.store.links_to_send())
+
+    def _send_link(self, task, now):
+        """Send one task's survey link: claimed first (one sender whatever the replicas); the
+        token exists only in the message, the task keeps its hash. A person who may no longer
+        be contacted gets none."""
+        contact = domain.contact_of(self.store.events_of(task["patient_id"]))
+        if not contact.callable:
+            self.store.claim_link(task["_id"], {"survey_state": f"skipped_{contact.why_not}"})
+            return False
+        token, hashed = surveys.new_token()
+        days = self.config["survey_link_days"]
+        expires = now + datetime.timedelta(days=days)
+        if self.store.claim_link(task["_id"], {
+                "survey_state": "sent", "survey_token_hash": hashed, "survey_expires_ts": expires.timestamp(),
+                "survey_expires_at": expires.isoformat(), "survey_sent_at": now.isoformat()}) is None:
+            return False
+        language = self.config["survey_language"]
+        text = surveys.link_text(self.config["survey_link_text"], language, task.get("department"),
+                                 surveys.visit_date(task, self._tz),
+                                 surveys.link_url(self.config["survey_link_base"], token), days)
+        notification = {"_id": f"survey:{task['_id']}", "followup_id": task["_id"],
+                        "patient_id": task["patient_id"], "kind": "sms", "purpose": "survey",
+                        "language": language, "phone": contact.phone, "text": text,
+                        "expires_at": expires.isoformat(), "created_at": now.isoformat()}
+        try:
+            notifier_for(self.config, self.store.db).send(notification)
+        except Exception as exc:  # the link stays valid; the notifier's own retries are its concern
+            log.error("survey link could not be delivered", extra={"followup_id": task["_id"],
+                                                                   "reason": exc.__class__.__name__})
+        return True
 
     # -- timers ---------------------------------------------------------------------------
     @configured_timer("outbox_relay_interval_s")
@@ -226,21 +334,33 @@ class FollowupService(HealthMixin):
     def _is_holiday(self, day):
         return is_holiday(self.config["holiday_country"], day)
 
+    @property
+    def _survey_items(self):
+        return self.config["survey_items"]
+
     def _message_maker(self, patient_id, now):
         def make(event_type, planned):
             return self._message(event_type, {"_id": planned.followup_id, "patient_id": patient_id,
                                               "kind": planned.kind, "department": planned.department,
                                               "due_at": planned.due_at.isoformat(),
-                                              "reason": planned.reason}, now)
+                                              "doctor_id": planned.doctor_id, "reason": planned.reason}, now)
         return make
 
-    def _message(self, event_type, task, now, extra=None):
-        discriminator = (extra or {}).get("attempts", "")
+    def _survey_message(self, task, scores, channel, now):
+        """SurveyAnswered: ids, department, doctor and scores only (no free text, nobody's name)."""
+        return self._message("SurveyAnswered", task, now, {
+            "scores": scores, "channel": channel, "visit_date": surveys.visit_date(task, self._tz),
+            "answered_at": now.isoformat()})
+
+    def _message(self, event_type, task, now, extra=None, discriminator=None):
+        if discriminator is None:
+            discriminator = (extra or {}).get("attempts", "")
         return {"event_id": domain.event_id(task["_id"], event_type, discriminator),
                 "event_type": event_type, "schema_version": 1, "occurred_at": now.isoformat(),
                 "recorded_at": now.isoformat(), "service": "followup", "patient_id": task["patient_id"],
                 "data": {"followup_id": task["_id"], "kind": task["kind"],
-                         "department": task.get("department"), "due_at": task["due_at"],
+                         "department": task.get("department"), "doctor_id": task.get("doctor_id"),
+                         "due_at": task["due_at"],
                          **({"reason": task["reason"]} if event_type == "FollowUpScheduled" else {}),
                          **(extra or {})}}
 

@@ -37,6 +37,8 @@ class FollowupStore(Store):
         Index("tasks", ["status"]),
         Index("tasks", ["due_ts"]),
         Index("tasks", ["phone_digits"]),
+        Index("tasks", ["survey_token_hash"]),  # a survey link finds its task by the token's hash
+        Index("tasks", ["survey_state"]),  # links still to send
         *outbox.Outbox.indexes("tasks"),
     )
 
@@ -114,6 +116,7 @@ class FollowupStore(Store):
         ones duplicates). Returns the documents that are new."""
         docs = [{"_id": task.followup_id, "patient_id": patient_id, "kind": task.kind,
                  "anchor_key": task.key, "department": task.department, "reason": task.reason,
+                 "doctor_id": task.doctor_id,
                  "due_at": task.due_at.isoformat(), "due_ts": task.due_at.timestamp(),
                  "planned_due_ts": task.due_at.timestamp(),  # due_ts moves on a retry; this does not
                  "anchor_ts": task.anchor_at.timestamp(), "status": OPEN, "attempts": 0,
@@ -198,6 +201,29 @@ class FollowupStore(Store):
             raise Conflict(f"follow-up {task['_id']} is {current['status']}"
                            + (f", claimed by {current['claimed_by']}" if current.get("claimed_by") else ""))
         return done
+
+    # -- survey links (services/followup/survey.py) ------------------------------------------
+    def links_to_send(self, limit=100):
+        return list(self.db.tasks.find({"survey_state": "to_send"}, {"outbox_queue": 0}).limit(limit))
+
+    def claim_link(self, followup_id, fields):
+        """Take a link still to send (atomically: one sender, whatever the replicas) and set
+        its token hash and expiry, or its reason not to be sent. None when taken already."""
+        return self.db.tasks.find_one_and_update({"_id": followup_id, "survey_state": "to_send"},
+                                                 {"$set": fields}, return_document=ReturnDocument.AFTER)
+
+    def by_survey_hash(self, hashed):
+        return self.db.tasks.find_one({"survey_token_hash": hashed}, {"outbox_queue": 0, "history": 0})
+
+    def answer_survey(self, task, now_ts, fields, messages, now):
+        """Record a link's answer with its events in one write, if the link is still open:
+        the filter holds the state and the expiry, so a link is used once, whatever races.
+        By _id (found by the hash before): the store takes the primary key's index."""
+        update = outbox.append({"$set": fields}, [(EXCHANGE, kind, body) for kind, body in messages], now)
+        return self.db.tasks.find_one_and_update(
+            {"_id": task["_id"], "survey_token_hash": task["survey_token_hash"], "survey_state": "sent",
+             "survey_expires_ts": {"$gt": now_ts}},
+            update, return_document=ReturnDocument.AFTER)
 
     def find(self, query, limit, offset):
         items = list(self.db.tasks.find(query, {"outbox_queue": 0}).sort([("due_ts", 1), ("_id", 1)])

@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, Reque
 from werkzeug.routing import Map, RequestRedirect, Rule
 from werkzeug.wrappers import Request
 
-from services.gateway import auth, routes
+from services.gateway import auth, privacy, routes
 from services.gateway.config import GatewayConfig
 from services.gateway.http import ROUTES, ApiError, Context, json_response
 from services.gateway.ratelimit import RateLimiter
@@ -42,6 +42,7 @@ class Gateway:
         self.url_map = Map([Rule(spec.path, endpoint=spec, methods=[spec.method]) for spec in ROUTES])
         self.registry = self._metrics_registry()
         self.limiter = RateLimiter(config["rate_limit_per_minute"], config["rate_limit_burst"])
+        privacy.start_audit_retention(self.store, config)  # README.md § Data protection
         if config["admin_username"] and config["admin_password"]:
             if self.store.create_user(config["admin_username"], config["admin_password"], "admin"):
                 log.info("bootstrap admin created", extra={"user": config["admin_username"]})
@@ -161,6 +162,7 @@ class Gateway:
             "query": ctx.request.query_string.decode("utf-8", "replace")[:500] or None,
             "status": status, "request_id": ctx.request_id,
             "remote_addr": ctx.request.remote_addr,
+            **getattr(ctx, "audit_extra", {}),  # what a route adds (an erasure: its id and why)
         })
 
     @staticmethod

@@ -1,4 +1,4 @@
-"""Users, passwords and tokens. Roles are cumulative (contract/API.md):
+"""Users, passwords and tokens. Roles are cumulative (docs/API.md):
 agent < manager < admin; integration may only publish events."""
 import base64
 import datetime

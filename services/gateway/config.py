@@ -6,7 +6,8 @@ from shared.topology import available_services
 
 
 class GatewayConfig(BaseConfig):
-    host = fields.String(load_default="0.0.0.0")
+    # This machine only unless configured: the image sets GATEWAY_HOST=0.0.0.0 (Dockerfile).
+    host = fields.String(load_default="127.0.0.1")
     port = fields.Integer(load_default=8080, validate=validate.Range(min=1, max=65535))
     workers = fields.Integer(load_default=2, validate=validate.Range(min=1, max=64))
     threads = fields.Integer(load_default=8, validate=validate.Range(min=1, max=256))
@@ -28,5 +29,13 @@ class GatewayConfig(BaseConfig):
     # burst; each gateway process counts on its own (ratelimit.py).
     rate_limit_per_minute = fields.Integer(load_default=600, validate=validate.Range(min=1))
     rate_limit_burst = fields.Integer(load_default=120, validate=validate.Range(min=1))
+    # The public survey page (/survey/<token>): requests per minute per client address, with a
+    # burst; far below the staff API's, since a patient answers once (routes/survey.py).
+    survey_rate_limit_per_minute = fields.Integer(load_default=20, validate=validate.Range(min=1))
+    survey_rate_limit_burst = fields.Integer(load_default=10, validate=validate.Range(min=1))
     # Metrics of the gunicorn workers are aggregated through this folder (multiprocess mode).
     prometheus_dir = fields.String(load_default=None)
+    # Audit entries are deleted this long after the request (README.md § Data protection): 6
+    # years, what HIPAA asks of such records (45 CFR 164.316), far above the 6 months China's
+    # Cybersecurity Law (art. 21) sets for network logs; a patient may ask who used their record.
+    audit_retention_days = fields.Float(load_default=2192, validate=validate.Range(min=0.00001))

@@ -5,6 +5,7 @@ with exactly those (ctx.query() / ctx.body()), and the OpenAPI document (openapi
 generated from the same declarations, so the two cannot drift apart.
 """
 import dataclasses
+import datetime
 import json
 
 from marshmallow import ValidationError
@@ -25,8 +26,18 @@ class ApiError(Exception):
 
 
 def json_response(body, status=200, headers=None):
-    return Response(json.dumps(body, ensure_ascii=False, default=str), status=status,
+    return Response(json.dumps(body, ensure_ascii=False, default=_json_value), status=status,
                     headers=headers, content_type="application/json; charset=utf-8")
+
+
+def _json_value(value):
+    """Times as ISO 8601 ("2026-03-02T01:30:00+00:00", never str()'s space); the store's
+    datetimes are aware (tz_aware=True), a naive one is UTC."""
+    if isinstance(value, datetime.datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)).isoformat()
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    return str(value)
 
 
 class Context:
@@ -45,16 +56,20 @@ class Context:
         try:
             body = json.loads(data or b"null")
         except (ValueError, UnicodeDecodeError, RecursionError):
-            raise ApiError(400, "invalid_json", "The body is not valid JSON.",
-                           {"_body": ["Not valid JSON."]}) from None
+            raise ApiError(400, "invalid_json", "The body is not valid JSON: send one JSON object "
+                           "encoded in UTF-8, with Content-Type: application/json.",
+                           {"_body": ["Not valid JSON: check quotes, commas and brackets."]}) from None
         return _refuse_unsafe_text(body)
 
     def load(self, schema_cls, data):
+        schema = schema_of(schema_cls)
         try:
-            return schema_of(schema_cls).load(data if data is not None else {})
+            return schema.load(data if data is not None else {})
         except ValidationError as exc:
-            raise ApiError(400, "validation_failed", "The request has invalid fields.",
-                           flatten_errors(exc.messages)) from None
+            details = with_fixes(flatten_errors(exc.messages), schema)
+            named = ", ".join(path for path in details if path != "_schema") or "request"
+            raise ApiError(400, "validation_failed",
+                           f"Invalid {named}: see details for what to change.", details) from None
 
     def query(self, schema_cls=None):
         return self.load(self._declared("query", schema_cls), _refuse_unsafe_text(self.request.args.to_dict()))
@@ -70,13 +85,45 @@ class Context:
         return schema_cls or declared
 
 
+# marshmallow's default messages say what is wrong; these say what to do about it.
+FIXES = {
+    "Missing data for required field.": "Required: add this field.",
+    "Field may not be null.": "May not be null: give a value or leave the field out.",
+    "Not a valid string.": "Must be text (a JSON string).",
+    "Not a valid integer.": "Must be a whole number, such as 50.",
+    "Not a valid number.": "Must be a number, such as 4.5.",
+    "Not a valid boolean.": "Must be true or false.",
+    "Not a valid list.": "Must be a JSON array.",
+    "Not a valid date.": "Must be a date YYYY-MM-DD, such as 2026-03-02.",
+    "Not a valid datetime.": "Must be an ISO 8601 date-time with its offset, such as "
+                             "2026-03-02T09:30:00+08:00.",
+    "Not a valid aware datetime.": "Add the offset from UTC, such as 2026-03-02T09:30:00+08:00: "
+                                   "a time without one is ambiguous.",
+    "Invalid input type.": "The body must be one JSON object, such as {\"name\": \"...\"}.",
+}
+
+
+def with_fixes(details, schema=None):
+    """`details` (field path -> messages) with marshmallow's defaults replaced by messages
+    that name the fix; an unknown field lists the fields the request accepts."""
+    accepted = ", ".join(sorted(field.data_key or name for name, field in schema.fields.items())
+                         ) if schema is not None else ""
+    fixed = {}
+    for path, messages in details.items():
+        fixed[path] = [f"Unknown field: remove it (accepted here: {accepted})."
+                       if message == "Unknown field." and accepted else FIXES.get(message, message)
+                       for message in messages]
+    return fixed
+
+
 def _refuse_unsafe_text(data):
     """`data` unchanged, or 400: a NUL or a lone surrogate can be stored nowhere, so the
     edge refuses it clearly instead of a service failing on it."""
     unsafe = _unsafe_text(data)
     if unsafe:
-        raise ApiError(400, "validation_failed", "The request has invalid characters.",
-                       {unsafe: ["Contains a NUL or an unpaired surrogate."]})
+        raise ApiError(400, "validation_failed", f"Invalid {unsafe}: see details for what to change.",
+                       {unsafe: ["Contains a NUL character or an unpaired surrogate: remove it "
+                                 "(send plain UTF-8 text)."]})
     return data
 
 

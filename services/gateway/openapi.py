@@ -30,7 +30,8 @@ LISTED = {"type": "object", "required": ["items", "total"],
 ERROR_TEXT = {400: "Invalid input: details maps each field path to its messages",
               401: "Missing, invalid or expired credentials", 403: "The role may not use this route",
               404: "Unknown id", 409: "Conflict: taken slot, illegal state change, or a conflicting duplicate event",
-              413: "Body over the limit", 429: "Too many requests (rate limit or login throttle)",
+              413: "Body over the limit", 415: "The body's Content-Type is not one the route accepts",
+              429: "Too many requests (rate limit or login throttle)",
               503: "A service or the broker is unavailable; details.service names it"}
 
 
@@ -102,7 +103,7 @@ def object_schema(schema_cls, strict=None):
 
 
 def event_body():
-    """POST /api/v1/events: one inbound event of EVENTS.md, the envelope with its typed data."""
+    """POST /api/v1/events: one inbound event of docs/EVENTS.md, the envelope with its typed data."""
     variants = []
     for event_type, data_schema in events.DATA_SCHEMAS.items():
         envelope = object_schema(events.EnvelopeSchema, strict=False)
@@ -139,6 +140,8 @@ def _responses(spec):
         codes.add(400)
     if spec.body is not None:
         codes.add(413)
+    if _request_content(spec) is not None:  # a body other than JSON (POST /api/v1/hl7)
+        codes.add(415)
     if PATH_PARAM.search(spec.path):
         codes.add(404)
     if (spec.method == "POST" and PATH_PARAM.search(spec.path) or spec.status == 201
@@ -171,8 +174,14 @@ def _operation(spec):
     if spec.body is not None:
         schema = spec.body if isinstance(spec.body, dict) else object_schema(spec.body)
         operation["requestBody"] = {"required": True,
-                                    "content": {"application/json": {"schema": schema}}}
+                                    "content": _request_content(spec) or {"application/json": {"schema": schema}}}
     return operation
+
+
+def _request_content(spec):
+    """The request body's media types, where the route gives them ({"content": {...}}) because
+    its body is not JSON; else None."""
+    return spec.body["content"] if isinstance(spec.body, dict) and "content" in spec.body else None
 
 
 def document(server_url=None):
@@ -186,7 +195,7 @@ def document(server_url=None):
     doc = {
         "openapi": "3.0.3",
         "info": {"title": TITLE, "version": VERSION,
-                 "description": "The staff and integration API of HCRM (contract/API.md). "
+                 "description": "The staff and integration API of HCRM (docs/API.md). "
                                 "Errors: {\"error\": {\"code\", \"message\", \"details\"}}. "
                                 "Lists: ?limit= (max 500) and ?offset=, answer {items, total}."},
         "paths": dict(sorted(paths.items())),

@@ -32,8 +32,11 @@ class UserCreate(Schema):
     class Meta:
         unknown = RAISE
 
-    username = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_.@-]{3,64}$"))
-    password = fields.String(required=True, validate=validate.Length(min=10, max=256))
+    username = fields.String(required=True, validate=validate.Regexp(
+        r"^[A-Za-z0-9_.@-]{3,64}$",
+        error="3 to 64 letters, digits or the characters . _ @ -, such as li.na."))
+    password = fields.String(required=True, validate=validate.Length(
+        min=10, max=256, error="10 to 256 characters: choose a longer password."))
     role = fields.String(required=True, validate=validate.OneOf(ROLES))
 
 
@@ -41,7 +44,9 @@ class ApiKeyCreate(Schema):
     class Meta:
         unknown = RAISE
 
-    name = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_. -]{3,64}$"))
+    name = fields.String(required=True, validate=validate.Regexp(
+        r"^[A-Za-z0-9_. -]{3,64}$",
+        error="3 to 64 letters, digits, spaces or the characters . _ -, such as his-feed."))
 
 
 class AuditQuery(PageQuery):

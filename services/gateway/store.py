@@ -39,6 +39,7 @@ class GatewayStore:
     # -- integration API keys -------------------------------------------------------------
     def create_api_key(self, name, created_by, now):
         key_id, key = auth.new_api_key()
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # what the store keeps (BSON: ms)
         record = {"_id": key_id, "name": name, "role": "integration", "key_sha256": auth.api_key_hash(key),
                   "created_by": created_by, "created_at": now, "revoked_at": None}
         self.db.integration_keys.insert_one(record)
@@ -100,5 +101,20 @@ class GatewayStore:
 def _public_key(record):
     """What an admin may see of a key: never the key or its hash."""
     return {"key_id": record["_id"], "name": record["name"], "role": record["role"],
-            "created_by": record.get("created_by"), "created_at": record["created_at"],
-            "revoked_at": record.get("revoked_at"), "revoked_by": record.get("revoked_by")}
+            "created_by": record.get("created_by"), "created_at": iso_time(record["created_at"]),
+            "revoked_at": iso_time(record.get("revoked_at")), "revoked_by": record.get("revoked_by")}
+
+
+def iso_time(value):
+    """ISO 8601 with offset, whatever the store gave back: a datetime, or the text some
+    stores make of a datetime set with `$set` ("2026-03-02 01:30:00+00:00")."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=datetime.timezone.utc)
+    return value.isoformat()

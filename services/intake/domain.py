@@ -167,7 +167,11 @@ DERIVED_DATA_FIELDS = ("merged_patient_id",)
 def conflicts_with(recorded, inbound):
     """True when `inbound` repeats the (source, event_id) of the `recorded` event with other
     content: docs/EVENTS.md v1.1 calls it a conflicting duplicate. It changes nothing, but the
-    sender is told, so it learns that a correction needs an event of its own."""
+    sender is told, so it learns that a correction needs an event of its own. An event whose
+    personal data was erased or outlived its retention (services/intake/privacy.py) no
+    longer shows what it said: a resend of it is a plain duplicate."""
+    if recorded.get("erased") or recorded.get("retained_at"):
+        return False
     data = {k: v for k, v in (recorded.get("data") or {}).items() if k not in DERIVED_DATA_FIELDS}
     occurred = recorded.get("occurred_at")
     occurred = occurred.isoformat() if isinstance(occurred, datetime.datetime) else occurred

@@ -5,14 +5,13 @@ A table of contents: each entrypoint translates and delegates to domain rules an
 import datetime
 import logging
 
-from nameko.rpc import rpc
-
 from services.intake import domain
 from services.intake.config import IntakeConfig
+from services.intake.privacy import IntakePrivacyMixin
 from services.intake.store import PUBLIC_FIELDS, IntakeStore
 from shared.errors import ConflictingDuplicate, InvalidMessage, NotFound
 from shared.events import dump_event, load_event, phone_digits
-from shared.messaging import reliable_consumer, utcnow
+from shared.messaging import reliable_consumer, rpc, utcnow
 from shared.metrics import EVENTS_DUPLICATE, MetricsServer
 from shared.outbox import configured_timer
 from shared.service import HealthMixin
@@ -22,7 +21,7 @@ log = logging.getLogger(__name__)
 MAX_PAGE = 500
 
 
-class IntakeService(HealthMixin):
+class IntakeService(IntakePrivacyMixin, HealthMixin):
     name = "intake"
     config_schema = IntakeConfig
 

@@ -22,7 +22,7 @@ assert EXCHANGE in SERVICE_EXCHANGES
 # Fields of the patient view the API shows; the rest are internal.
 PUBLIC_FIELDS = ("patient_id", "mrn", "name", "phone", "gender", "birth_date", "region",
                  "contact_consent", "marketing_consent", "stage", "segment", "visit_count",
-                 "first_seen_at", "last_seen_at", "merged_mrns")
+                 "first_seen_at", "last_seen_at", "merged_mrns", "erased_at")
 
 
 class IntakeStore(Store):
@@ -39,6 +39,11 @@ class IntakeStore(Store):
               partialFilterExpression={"prospect_key": {"$type": "string"}}),
         Index("patients", ["phone_digits"]),
         Index("patients", ["view.last_seen_at"]),
+        # Data protection (services/intake/privacy.py): a person's merged records, the events
+        # past their retention period (by when they were recorded), and those to look at again.
+        Index("patients", ["merged_into"]),
+        Index("events", ["recorded_at"]),
+        Index("events", ["retention_recheck_ts"]),
     )
 
     def setup(self):
@@ -209,7 +214,8 @@ class IntakeStore(Store):
 
     def recorded(self, source, source_event_id):
         return self.db.events.find_one({"source": source, "source_event_id": source_event_id},
-                                       {"event_type": 1, "occurred_at": 1, "data": 1, "recorded_at": 1})
+                                       {"event_type": 1, "occurred_at": 1, "data": 1, "recorded_at": 1,
+                                        "erased": 1, "retained_at": 1})
 
     def project_patient(self, patient_id, known_events=None):
         """Recompute the patient from its events; a stale computation never overwrites a
@@ -233,8 +239,10 @@ class IntakeStore(Store):
         update = {"view": view, "event_count": view["event_count"]}
         if view["phone_digits"]:
             update["phone_digits"] = view["phone_digits"]  # the latest phone is the lookup key
+        # An erased record is never projected again (services/intake/privacy.py).
         done = self.db.patients.update_one(
-            {"_id": patient_id, "event_count": {"$lt": view["event_count"]}, **self.LIVE},
+            {"_id": patient_id, "event_count": {"$lt": view["event_count"]}, **self.LIVE,
+             "erased_at": {"$exists": False}},
             {"$set": update})
         if not done.matched_count and not read_back:
             return self.project_patient(patient_id)

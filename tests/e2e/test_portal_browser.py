@@ -3,12 +3,15 @@
 An agent logs in (Chinese by default), sees the post-visit call due today with its script,
 reveals the phone (audited by the gateway), and records "reached, satisfaction 5" in one
 click; the manager's dashboard, open since before the call, shows the figures change. The
-language is switched to English once. Screenshots of every step go to artifacts/portal/.
+language is switched to English once; an error is shown wholly in the page's language.
+Screenshots of every step go to artifacts/portal/; with HCRM_README_SHOTS=1, the ones the
+README's "First hour" shows are also written to docs/img/.
 Nothing sleeps and hopes: every wait is a condition with a deadline.
 """
 import base64
 import datetime
 import http.client
+import os
 import re
 import urllib.parse
 import zoneinfo
@@ -25,6 +28,11 @@ expect = sync_api.expect
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = REPO / "artifacts" / "portal"
+README_SHOTS = REPO / "docs" / "img"  # only with HCRM_README_SHOTS=1
+README_SHOT_NAMES = {"01-manager-dashboard-before", "03-worklist", "05-call-recorded",
+                     "09-manager-dashboard-after"}
+LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
+CJK = re.compile(r"[\u3000-\u9fff\uff00-\uffef]")
 HOSPITAL_TZ = zoneinfo.ZoneInfo("Asia/Shanghai")  # the platform's default time zone
 AGENT = ("li.na", "agent-password-1")
 MANAGER = ("zhao.lei", "manager-password-1")
@@ -116,6 +124,9 @@ class Tab:
 
     def shot(self, name):
         self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+        if os.environ.get("HCRM_README_SHOTS") and name in README_SHOT_NAMES:
+            README_SHOTS.mkdir(parents=True, exist_ok=True)
+            self.page.screenshot(path=str(README_SHOTS / f"{name}.png"))  # the viewport: small
 
     def login(self, username, password):
         page = self.page
@@ -316,6 +327,21 @@ def test_agent_call_then_manager_sees_it_on_the_dashboard(portal, browser):
         expect(page.locator("#notice")).to_contain_text("登录已失效")
         assert page.evaluate("sessionStorage.getItem('hcrm.token')") is None
         agent.shot("13-back-to-login-after-401")
+
+        # -- an error wholly in the page's language: no English in Chinese, and vice versa --
+        for lang, expected, foreign in (("zh", "用户名或密码错误", LATIN_WORD),
+                                        ("en", "Wrong username or password.", CJK)):
+            if lang == "en":
+                page.click("#lang-toggle")
+                expect(page.locator("#login-form h1")).to_have_text("Staff sign-in")
+            page.fill("#username", AGENT[0])
+            page.fill("#password", "not-the-password")
+            page.click("#login-submit")
+            expect(page.locator("#notice")).to_contain_text(expected)
+            expect(page.locator("#notice")).to_have_attribute("data-error-code", "unauthorized")
+            text = page.locator("#notice").inner_text()
+            assert not foreign.search(text), (lang, text)
+            agent.shot(f"14-login-error-{lang}")
         assert all("401" in error for error in agent.errors), agent.errors
     finally:
         agent.close()

@@ -142,6 +142,7 @@ def test_hcrm_stream_replays_every_event_and_resumes_from_an_offset(platform):
     import subprocess
     import sys
     platform.start_service("intake")
+    platform.start_service("analytics")  # it appends the stream's (minimal) copies
     events = [factories.visit(f"ST{i}", day=2) for i in range(12)]
     for event in events + events[:3]:  # duplicates are recorded once
         platform.publish(event)
@@ -158,7 +159,7 @@ def test_hcrm_stream_replays_every_event_and_resumes_from_an_offset(platform):
     recorded = stream("--offset", "first", "--limit", "1")[0]
     recorded.pop("_offset")
     from shared.messaging import publish as publish_canonical
-    publish_canonical(platform.amqp_uri, "intake.events", recorded["event_type"], recorded)
+    publish_canonical(platform.amqp_uri, "hcrm.stream", recorded["event_type"], recorded)
     wait_until(lambda: platform.queue_depth("hcrm.analytics") >= 13, message="the repeated publish on the stream")
     replay = stream("--offset", "first")
     assert sorted(e["source_event_id"] for e in replay) == sorted(e["event_id"] for e in events)

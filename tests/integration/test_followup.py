@@ -100,6 +100,7 @@ def read_stream(amqp_uri, event_type, timeout=20):
 
 def test_worklist_claim_complete_retry_and_service_recovery(platform):
     platform.start_service("intake")
+    platform.start_service("analytics")  # it appends the stream's (minimal) copies
     platform.start_service("followup", FOLLOWUP_MAX_ATTEMPTS="2")
     platform.start_gateway()
     admin = platform.token()

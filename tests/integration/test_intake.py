@@ -84,6 +84,7 @@ def test_a_prospect_is_linked_to_the_patient_who_later_visits(platform):
 
 def test_canonical_events_are_published_with_patient_id_on_the_stream(platform):
     platform.start_service("intake")
+    platform.start_service("analytics")  # it appends the stream's (minimal) copies
     event = factories.admitted("M-9", "A-1")
     platform.publish(event)
     platform.publish(event)  # a duplicate is not published again

@@ -130,6 +130,7 @@
   function notice(kind, message, details) {
     const box = $("#notice");
     box.replaceChildren();
+    delete box.dataset.errorCode;
     if (!message) { box.hidden = true; return; }
     box.hidden = false;
     box.className = "notice " + kind;
@@ -137,16 +138,36 @@
     const rows = Object.entries(details || {});
     if (rows.length) {
       box.append(h("ul", { class: "notice-details" },
-        rows.map(([field, messages]) => h("li", {}, h("code", {}, field), ": ",
+        rows.map(([field, messages]) => h("li", {}, h("code", {}, field), I18N.lang === "zh" ? "：" : ": ",
                                                Array.isArray(messages) ? messages.join(" ") : String(messages)))));
     }
   }
 
+  /* An error wholly in the page's language. The gateway's messages are English: the English
+     page shows them as they are (they name the field and the fix); the Chinese page shows
+     the text of the error's code, and per field a Chinese hint, never the English text. */
+  const FIELD_ERRORS = new Set(["validation_failed", "invalid_json"]);
+
+  function errorMessage(err) {
+    if (!(err instanceof ApiFailure)) return t("err.unexpected");
+    if (I18N.lang === "en" && err.message) return err.message;
+    const key = "err.code." + err.code;
+    const details = err.details || {};
+    const text = t(key, { status: err.status, request_id: details.request_id || t("common.none"),
+                          seconds: Math.max(1, Math.ceil(details.retry_after_s || 1)) });
+    return text !== key ? text : t("err.status", { status: err.status });
+  }
+
+  function errorDetails(err) {
+    if (!(err instanceof ApiFailure) || !FIELD_ERRORS.has(err.code)) return null;
+    return Object.fromEntries(Object.entries(err.details || {}).map(([field, messages]) =>
+      [field, I18N.lang === "en" ? messages : t("err.fieldHint")]));
+  }
+
   function showError(err) {
     if (err && err.silent) return;
-    const message = (err && err.message) || String(err);
-    const code = err && err.code ? ` [${err.code}]` : "";
-    notice("error", `${t("err.title")}: ${message}${code}`, err && err.details);
+    notice("error", t("err.shown", { message: errorMessage(err) }), errorDetails(err));
+    $("#notice").dataset.errorCode = (err && err.code) || "unexpected";
   }
 
   const showInfo = (message) => notice("info", message);
@@ -211,6 +232,7 @@
     ["complaints", "nav.complaints", 1],
     ["patients", "nav.patients", 1],
     ["dashboard", "nav.dashboard", 2],
+    ["hl7", "nav.hl7", 3],
   ];
 
   function renderChrome(claims, current) {
@@ -477,7 +499,8 @@
       h("td", {}, name),
       h("td", {}, a.department || t("common.none")),
       h("td", {}, a.doctor_id || t("common.none")),
-      h("td", {}, tv("channel", a.channel)),
+      h("td", {}, tv("channel", a.channel),  // the hospital system's own number of a mirrored one (v1.1)
+        a.external_id ? h("small", { class: "muted external-id" }, ` ${a.external_id}`) : null),
       h("td", {}, h("span", { class: `tag status-${a.status}` }, tv("apptStatus", a.status))),
       h("td", {}, h("div", { class: "row-actions" },
         a.status === "booked" ? h("button", { type: "button", class: "confirm", onclick: act("confirm") }, t("appt.confirm")) : null,
@@ -574,6 +597,7 @@
 
   // -- patients ----------------------------------------------------------------------------
   let lastSearch = { by: "q", value: "" };
+  let searchSeq = 0;  // only the latest search fills the table (an earlier answer may come last)
 
   VIEWS.patients = async function (view) {
     const by = h("select", { id: "patient-by" }, ["q", "mrn", "phone"].map((k) =>
@@ -598,26 +622,36 @@
     async function search() {
       if (!lastSearch.value) return;
       tbody.replaceChildren();
+      const mine = ++searchSeq;
       try {
         const body = await api("GET", `/api/v1/patients?${lastSearch.by}=${enc(lastSearch.value)}&limit=100`);
+        if (mine !== searchSeq) return;
         count.textContent = t("common.total", { n: body.total });
         table.hidden = false;
         if (!body.items.length) tbody.append(h("tr", {}, h("td", { colspan: 9, class: "empty" }, t("common.empty"))));
         for (const p of body.items) {
           tbody.append(h("tr", { "data-patient-id": p.patient_id },
-            h("td", {}, p.name || t("common.none")), h("td", {}, p.mrn || t("common.none")),
+            h("td", {}, p.name || t("common.none")),
+            h("td", {}, p.mrn || t("common.none"), mergedNote(p)),
             h("td", {}, tv("gender", p.gender)), h("td", {}, p.birth_date || t("common.none")),
             h("td", {}, tv("stage", p.stage)), h("td", {}, tv("segment", p.segment)),
             h("td", {}, p.visit_count ?? 0), h("td", {}, fmtDateTime(p.last_seen_at)),
             h("td", {}, h("a", { href: `#/patient/${enc(p.patient_id)}`, class: "open-timeline" }, t("patients.open")))));
         }
       } catch (err) {
-        showError(err);
+        if (mine === searchSeq) showError(err);
       }
     }
     if (lastSearch.value) await search();
     else input.focus();
   };
+
+  /* Searched by a retired MRN (v1.1 merge): say which patient it now belongs to. */
+  function mergedNote(p) {
+    const asked = lastSearch.by === "mrn" ? lastSearch.value : null;
+    if (!asked || asked === p.mrn || !(p.merged_mrns || []).includes(asked)) return null;
+    return h("small", { class: "muted merged-note" }, " " + t("patients.mergedInto", { mrn: asked }));
+  }
 
   function eventSummary(e) {
     const d = e.data || {};
@@ -628,10 +662,70 @@
     if (d.disposition) parts.push(tv("disposition", d.disposition));
     if (d.channel) parts.push(tv("channel", d.channel));
     if (d.source_channel) parts.push(tv("source", d.source_channel));
+    // v1.1: what a merge, a correction or the hospital's scheduling says
+    if (d.merged_mrn) parts.push(t("patients.mergedFrom", { mrn: d.merged_mrn }));
+    if (d.starts_at) parts.push(fmtDateTime(d.starts_at));
+    if (d.reason) parts.push(d.reason);
     return parts.join(" · ");
   }
 
-  VIEWS.patient = async function (view, patientId) {
+  /* Data rights (manager: export; admin: erase too). The export opens as a readable page in a
+     new tab (fetched with the token, like the reports); the erasure asks for a reason first. */
+  function dataRights(p, patientId, claims) {
+    if (rankOf(claims) < 2) return null;
+    const out = h("div", { class: "report-output", id: "export-output" });
+    async function exportHtml() {
+      const tab = window.open("", "_blank"); // opened on the click: no popup blocker
+      try {
+        const url = await fetchReport(`/api/v1/patients/${enc(patientId)}/export?format=html`,
+                                      `patient-${patientId}.html`, out);
+        if (tab) showInTab(tab, url);
+      } catch (err) {
+        if (tab) tab.close();
+        showError(err);
+      }
+    }
+    async function exportJson() {
+      try {
+        await fetchReport(`/api/v1/patients/${enc(patientId)}/export?format=json`, `patient-${patientId}.json`, out);
+        $(".report-download", out).click();
+      } catch (err) {
+        showError(err);
+      }
+    }
+    const section = h("section", { class: "card", id: "data-rights" }, h("h2", {}, t("patients.dataRights")),
+      h("div", { class: "inline" },
+        h("button", { type: "button", id: "patient-export", onclick: exportHtml }, t("patients.export")),
+        h("button", { type: "button", id: "patient-export-json", class: "secondary", onclick: exportJson },
+          t("patients.exportJson"))), out);
+    if (p.erased_at) {
+      section.append(h("p", { class: "tag danger", id: "patient-erased" }, t("patients.erased", { at: fmtDateTime(p.erased_at) })));
+    } else if (rankOf(claims) >= 3) {
+      const reason = h("textarea", { id: "erase-reason", rows: 2, maxlength: 500, required: true,
+                                     "aria-label": t("patients.eraseReason"), placeholder: t("patients.eraseReason") });
+      const form = h("form", { id: "erase-form", hidden: true, onsubmit: async (e) => {
+        e.preventDefault();
+        try {
+          await api("POST", `/api/v1/patients/${enc(patientId)}/erase`, { reason: reason.value });
+          pendingNotice = "patients.erasing"; // shown by render(), which clears notices first
+          render();
+        } catch (err) {
+          showError(err);
+        }
+      } }, h("p", { class: "muted" }, t("patients.eraseWarning")), reason,
+        h("div", { class: "inline" },
+          h("button", { type: "submit", id: "erase-confirm", class: "danger" }, t("patients.eraseConfirm")),
+          h("button", { type: "button", class: "secondary", onclick: () => { form.hidden = true; } },
+            t("patients.eraseCancel"))));
+      section.append(h("button", { type: "button", id: "patient-erase", class: "danger", onclick: () => {
+        form.hidden = false;
+        reason.focus();
+      } }, t("patients.erase")), form);
+    }
+    return section;
+  }
+
+  VIEWS.patient = async function (view, patientId, claims) {
     view.append(h("p", {}, h("a", { href: "#/patients", id: "back" }, "← " + t("patients.back"))));
     const [p, timeline] = await Promise.all([
       api("GET", `/api/v1/patients/${enc(patientId)}`),
@@ -645,8 +739,11 @@
          ["patients.stage", tv("stage", p.stage)], ["patients.segment", tv("segment", p.segment)],
          ["patients.visits", p.visit_count ?? 0],
          ["patients.consent", p.contact_consent === false ? t("no") : t("yes")],
-         ["patients.lastSeen", fmtDateTime(p.last_seen_at)]]
-          .map(([k, v]) => [h("dt", {}, t(k)), h("dd", {}, v ?? t("common.none"))]))));
+         ["patients.lastSeen", fmtDateTime(p.last_seen_at)],
+         // v1.1: the retired MRNs the hospital merged into this patient (each finds this profile)
+         ...((p.merged_mrns || []).length ? [["patients.mergedMrns", p.merged_mrns.join(", ")]] : [])]
+          .map(([k, v]) => [h("dt", {}, t(k)), h("dd", { "data-fact": k }, v ?? t("common.none"))]))));
+    add(view, dataRights(p, patientId, claims));
     const list = h("ol", { class: "timeline", id: "timeline" });
     for (const e of timeline.items) {
       list.append(h("li", { "data-event-type": e.event_type },
@@ -660,7 +757,7 @@
   };
 
   // -- dashboard ---------------------------------------------------------------------------
-  const FIGURES = ["visits", "first_visits", "return_visits", "admissions", "discharges", "consultations",
+  const FIGURES = ["visits", "unique_patients", "first_visits", "return_visits", "admissions", "discharges", "consultations",
                    "conversions", "conversion_rate", "followups_due", "followups_completed",
                    "followup_completion_rate", "avg_satisfaction", "complaints_opened", "complaints_resolved",
                    "ack_sla_rate", "resolve_sla_rate", "word_of_mouth_share"];
@@ -870,6 +967,72 @@
         h("label", { for: "report-format" }, t("dash.format")), format,
         h("button", { type: "button", id: "monthly-open", onclick: monthly }, t("dash.open"))),
       monthlyOut);
+  }
+
+  // -- HL7 feed (admin) --------------------------------------------------------------------
+  /* The HL7 listener's recent messages and counts (GET /api/v1/hl7/messages): who sent
+     what and how it was answered; no message text, reasons masked by the service. */
+  VIEWS.hl7 = async function (view, arg, claims) {
+    if (rankOf(claims) < 3) {
+      view.append(h("p", { class: "empty" }, t("common.forbidden")));
+      return;
+    }
+    const figures = h("div", { class: "figures", id: "hl7-counts" });
+    const triggers = h("tbody", { id: "hl7-triggers" });
+    const rows = h("tbody", { id: "hl7-rows" });
+    const total = h("p", { class: "muted" });
+    view.append(
+      h("div", { class: "view-head" }, h("h1", {}, t("hl7.title")),
+        h("button", { type: "button", id: "hl7-refresh", class: "secondary", onclick: () => render() },
+          t("common.refresh"))),
+      h("p", { class: "muted" }, t("hl7.hint")),
+      h("section", {}, h("h2", {}, t("hl7.counts")), figures,
+        h("table", { class: "grid-table" },
+          h("thead", {}, h("tr", {}, ["hl7.trigger", "hl7.ack", "hl7.messages", "hl7.duplicates"].map((k) => h("th", {}, t(k))))),
+          triggers)),
+      h("section", {}, h("h2", {}, t("hl7.recent")), total,
+        h("table", { class: "grid-table", id: "hl7-table" },
+          h("thead", {}, h("tr", {}, ["hl7.received", "hl7.controlId", "hl7.trigger", "hl7.sender", "hl7.transport",
+                                      "hl7.ack", "hl7.events", "hl7.reason"].map((k) => h("th", {}, t(k))))),
+          rows)));
+    const body = await api("GET", "/api/v1/hl7/messages?limit=100");
+    const counts = body.counts || {};
+    const codes = counts.by_ack_code || {};
+    for (const [key, value] of [["hl7.today", (counts.today || {}).messages || 0], ["AA", codes.AA || 0],
+                                ["AE", codes.AE || 0], ["AR", codes.AR || 0], ["hl7.duplicates", counts.duplicates || 0]]) {
+      figures.append(h("div", { class: "figure", "data-figure": key },
+        h("span", { class: "figure-label" }, key.startsWith("hl7.") ? t(key) : key),
+        h("span", { class: "figure-value" }, String(value))));
+    }
+    for (const row of counts.rows || []) {
+      triggers.append(h("tr", {}, h("td", {}, row.trigger), h("td", {}, row.ack_code),
+                        h("td", {}, String(row.messages)), h("td", {}, String(row.duplicates))));
+    }
+    if (!(counts.rows || []).length) triggers.append(h("tr", {}, h("td", { colspan: 4, class: "empty" }, t("common.empty"))));
+    total.textContent = t("common.total", { n: body.total });
+    for (const m of body.items) {
+      rows.append(h("tr", { "data-control-id": m.control_id || "", "data-ack": m.ack_code || "" },
+        h("td", {}, fmtDateTime(m.received_at)),
+        h("td", {}, m.control_id || t("common.none")),
+        h("td", {}, m.message_type ? `${m.message_type}^${m.trigger || ""}` : t("hl7.unreadable")),
+        h("td", {}, [m.sending_application, m.sending_facility].filter(Boolean).join(" / ") || t("common.none")),
+        h("td", {}, m.transport === "http" ? "HTTP" : "MLLP"),
+        h("td", {}, h("span", { class: m.ack_code === "AA" ? "tag" : "tag danger" }, m.ack_code || t("common.none"))),
+        h("td", {}, (m.event_types || []).map((e) => tv("event", e)).join(", ") || t("common.none")),
+        h("td", {}, m.reason || "")));
+    }
+    if (!body.items.length) rows.append(h("tr", {}, h("td", { colspan: 8, class: "empty" }, t("common.empty"))));
+  };
+
+  // -- pages defined in other files -------------------------------------------------------
+  /* A file loaded before this one (center.js) lists its pages in window.HCRM_PAGES as
+     { name, label, rank, after, view(view, arg, claims, kit) }; they get the same helpers. */
+  const KIT = { h, add, $, api, t, tv, enc, todayISO, addDays, fmtDateTime, showError, showInfo,
+                fetchReport, showInTab, rankOf };
+  for (const page of window.HCRM_PAGES || []) {
+    VIEWS[page.name] = (view, arg, claims) => page.view(view, arg, claims, KIT);
+    const at = NAV.findIndex(([name]) => name === page.after);
+    NAV.splice(at < 0 ? NAV.length : at + 1, 0, [page.name, page.label, page.rank]);
   }
 
   // -- start -------------------------------------------------------------------------------

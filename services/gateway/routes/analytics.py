@@ -1,8 +1,8 @@
-"""The manager's figures (analytics over RPC): summary per PROTOCOLS.md § Analytics, series."""
+"""The manager's figures (analytics over RPC): summary per docs/RULES.md § Analytics, series."""
 from marshmallow import Schema, fields, validate
 from werkzeug.wrappers import Response
 
-from services.gateway.http import MANAGERS, json_response, route
+from services.gateway.http import MANAGERS, STAFF, json_response, route
 
 
 class SummaryQuery(Schema):
@@ -23,6 +23,21 @@ class MonthlyReportQuery(Schema):
     month = fields.String(required=True, validate=validate.Regexp(r"^[0-9]{4}-(0[1-9]|1[0-2])$",
                                                                   error="A month YYYY-MM."))
     department = fields.String(validate=validate.Length(min=1, max=100))
+    format = fields.String(load_default="json", validate=validate.OneOf(["json", "csv", "html"]))
+
+
+class RangeQuery(Schema):
+    date_from = fields.Date(required=True, data_key="from")
+    date_to = fields.Date(required=True, data_key="to")
+
+
+class QualityQuery(RangeQuery):
+    department = fields.String(validate=validate.Length(min=1, max=100))
+
+
+class AgentsReportQuery(Schema):
+    quarter = fields.String(required=True, validate=validate.Regexp(r"^[0-9]{4}-Q[1-4]$",
+                                                                    error="A quarter YYYY-Qn, such as 2026-Q4."))
     format = fields.String(load_default="json", validate=validate.OneOf(["json", "csv", "html"]))
 
 
@@ -51,6 +66,45 @@ def monthly_report(gw, ctx):
         return Response(body, content_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f"attachment; filename={filename}.csv"})
     if query["format"] == "html":
+        return Response(body, content_type="text/html; charset=utf-8",
+                        headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+                                 "Content-Disposition": f"inline; filename={filename}.html"})
+    return json_response(body)
+
+
+# -- the center's own work (docs/RULES.md § Agents, § Service quality) ----------------------
+@route("GET", "/api/v1/analytics/agents", roles=MANAGERS, query=RangeQuery)
+def agents(gw, ctx):
+    """One line per agent and the team's, each assessed against the targets."""
+    return json_response(gw.rpc.call("analytics", "agents", **_dates(ctx.query(RangeQuery))))
+
+
+@route("GET", "/api/v1/analytics/agents/me", roles=STAFF, query=RangeQuery)
+def my_agent_line(gw, ctx):
+    """The caller's own line only: the agent is the signed-in user, never a parameter, so no
+    query can reach another agent's line (object-level access)."""
+    return json_response(gw.rpc.call("analytics", "agents", agent=ctx.user, **_dates(ctx.query(RangeQuery))))
+
+
+@route("GET", "/api/v1/analytics/quality", roles=MANAGERS, query=QualityQuery)
+def quality(gw, ctx):
+    return json_response(gw.rpc.call("analytics", "quality", **_dates(ctx.query(QualityQuery))))
+
+
+@route("GET", "/api/v1/analytics/reports/agents", roles=MANAGERS, query=AgentsReportQuery,
+       content_type="application/json,text/csv; charset=utf-8,text/html; charset=utf-8")
+def agents_report(gw, ctx):
+    """The quarterly assessment: JSON, CSV (a download) or a self-contained HTML page."""
+    query = ctx.query(AgentsReportQuery)
+    body = gw.rpc.call("analytics", "agents_report", **query)
+    return _report_response(body, query["format"], f"hcrm-agents-{query['quarter']}")
+
+
+def _report_response(body, format, filename):
+    if format == "csv":
+        return Response(body, content_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f"attachment; filename={filename}.csv"})
+    if format == "html":
         return Response(body, content_type="text/html; charset=utf-8",
                         headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
                                  "Content-Disposition": f"inline; filename={filename}.html"})

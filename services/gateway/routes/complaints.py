@@ -96,7 +96,7 @@ def _transition(action, roles):
 
 _transition("acknowledge", STAFF)
 _transition("resolve", STAFF)
-_transition("escalate", MANAGERS)  # API.md: escalation is for managers
+_transition("escalate", MANAGERS)  # docs/API.md: escalation is for managers
 
 
 @route("POST", "/api/v1/complaints/<complaint_id>/assign", roles=MANAGERS, audit=True, body=Assignment)

@@ -27,6 +27,12 @@ class Completion(Schema):
     satisfaction = fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=1, max=5))
     notes = fields.String(allow_none=True, validate=validate.Length(max=4000))
     complaint = fields.String(allow_none=True, validate=validate.Length(max=4000))
+    # v1.1: the service-quality survey answered during the call, any subset of the configured
+    # items (followup checks the names), each 1-5: {"doctor": 5, "waiting": 2}.
+    survey = fields.Dict(keys=fields.String(validate=validate.Regexp(r"^[a-z][a-z0-9_]{0,31}$",
+                                                                      error="An item name, such as doctor.")),
+                         values=fields.Integer(strict=True, validate=validate.Range(min=1, max=5)),
+                         validate=validate.Length(min=1, max=20))
 
 
 def _rpc_query(query):
