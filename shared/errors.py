@@ -65,3 +65,26 @@ class ConflictingDuplicate(InvalidMessage):
             f"{self.REASON}: an event with this source and event_id was recorded at "
             f"{first_recorded_at} with other content; this one changes nothing. Send a "
             "correction as a new event with its own event_id."]})
+
+
+# marshmallow's default messages say what is wrong; these say what to do about it.
+FIXES = {
+    "Missing data for required field.": "Required: add this field.",
+    "Field may not be null.": "May not be null: give a value or leave the field out.",
+    "Not a valid string.": "Must be text (a JSON string).",
+    "Not a valid integer.": "Must be a whole number, such as 50.",
+    "Not a valid number.": "Must be a number, such as 4.5.",
+    "Not a valid boolean.": "Must be true or false.",
+    "Not a valid list.": "Must be a JSON array.",
+    "Not a valid date.": "Must be a date YYYY-MM-DD, such as 2026-03-02.",
+    "Not a valid datetime.": "Must be an ISO 8601 date-time with its offset, such as "
+                             "2026-03-02T09:30:00+08:00.",
+    "Not a valid aware datetime.": "Add the offset from UTC, such as 2026-03-02T09:30:00+08:00: "
+                                   "a time without one is ambiguous.",
+    "Invalid input type.": "The body must be one JSON object, such as {\"name\": \"...\"}.",
+}
+
+
+def with_fixes(messages):
+    """A field path -> messages mapping with marshmallow's defaults replaced by FIXES."""
+    return {path: [FIXES.get(message, message) for message in texts] for path, texts in messages.items()}

@@ -10,7 +10,7 @@ import re
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
-from shared.errors import InvalidMessage
+from shared.errors import InvalidMessage, with_fixes
 
 SCHEMA_VERSION = 1  # the envelope's schema_version: v1.1 is additive, so it stays 1
 CONTRACT_VERSION = "1.1"
@@ -265,14 +265,16 @@ def flatten_errors(messages, prefix=""):
 def load_event(raw):
     """Validate one inbound event (a decoded JSON value) and return it with typed fields.
 
-    Raises EventInvalid naming every bad field.
+    Raises EventInvalid naming every bad field and how to fix it (the same messages reach an
+    HTTP sender in the 400 and an AMQP sender in the rejected message's headers).
     """
     if not isinstance(raw, dict):
-        raise EventInvalid({"_schema": ["The event must be a JSON object."]})
+        raise EventInvalid({"_schema": ["The event must be a JSON object, such as "
+                                        "{\"event_id\": \"...\", \"event_type\": \"PatientVisited\", ...}."]})
     try:
         return schema_of(EnvelopeSchema).load(raw)
     except ValidationError as exc:
-        raise EventInvalid(flatten_errors(exc.messages)) from None
+        raise EventInvalid(with_fixes(flatten_errors(exc.messages))) from None
 
 
 def dump_event(event):

@@ -11,6 +11,7 @@ import json
 from marshmallow import ValidationError
 from werkzeug.wrappers import Response
 
+from shared import errors
 from shared.events import flatten_errors, schema_of
 
 STAFF = ("agent",)            # agent and every higher staff role
@@ -85,22 +86,8 @@ class Context:
         return schema_cls or declared
 
 
-# marshmallow's default messages say what is wrong; these say what to do about it.
-FIXES = {
-    "Missing data for required field.": "Required: add this field.",
-    "Field may not be null.": "May not be null: give a value or leave the field out.",
-    "Not a valid string.": "Must be text (a JSON string).",
-    "Not a valid integer.": "Must be a whole number, such as 50.",
-    "Not a valid number.": "Must be a number, such as 4.5.",
-    "Not a valid boolean.": "Must be true or false.",
-    "Not a valid list.": "Must be a JSON array.",
-    "Not a valid date.": "Must be a date YYYY-MM-DD, such as 2026-03-02.",
-    "Not a valid datetime.": "Must be an ISO 8601 date-time with its offset, such as "
-                             "2026-03-02T09:30:00+08:00.",
-    "Not a valid aware datetime.": "Add the offset from UTC, such as 2026-03-02T09:30:00+08:00: "
-                                   "a time without one is ambiguous.",
-    "Invalid input type.": "The body must be one JSON object, such as {\"name\": \"...\"}.",
-}
+# marshmallow's default messages, replaced by ones that say what to do: shared/errors.py.
+FIXES = errors.FIXES
 
 
 def with_fixes(details, schema=None):

@@ -29,9 +29,9 @@ pytestmark = pytest.mark.integration
 
 HOSPITAL_TZ = zoneinfo.ZoneInfo("Asia/Shanghai")
 P = {"mrn": "DR-P-1", "name": "欧阳娜娜", "phone": "139-1234-0001", "birth_date": "1961-05-04",
-     "gender": "female", "region": "海淀区"}
+     "gender": "female", "region": "海淀区", "key": "101"}
 Q = {"mrn": "DR-Q-1", "name": "司马光明", "phone": "13912340002", "birth_date": "1990-01-01",
-     "gender": "male", "region": "朝阳区"}
+     "gender": "male", "region": "朝阳区", "key": "202"}
 TOPIC = "欧阳娜娜咨询膝关节手术，回电 13912340001"
 EVERY_SERVICE = ("intake", "followup", "appointments", "complaints", "analytics")
 
@@ -57,11 +57,11 @@ def events_of(who):
     consultation = factories.consultation(who["phone"], name=who["name"])
     consultation["occurred_at"] = at_day(-5, 15)
     consultation["data"]["topic"] = TOPIC
-    visit = factories.visit(who["mrn"], visit_id=f"V-{who['mrn']}", **person(who))
+    visit = factories.visit(who["mrn"], visit_id=f"V-{who['key']}", **person(who))
     visit["data"]["visited_at"], visit["occurred_at"] = at_day(-1, 9, 30), at_day(-1, 10, 10)
-    admitted = factories.admitted(who["mrn"], f"A-{who['mrn']}", **person(who))
+    admitted = factories.admitted(who["mrn"], f"A-{who['key']}", **person(who))
     admitted["data"]["admitted_at"] = admitted["occurred_at"] = at_day(-4, 11)
-    discharged = factories.discharged(who["mrn"], f"A-{who['mrn']}", **person(who))
+    discharged = factories.discharged(who["mrn"], f"A-{who['key']}", **person(who))
     discharged["data"]["discharged_at"] = discharged["occurred_at"] = at_day(-2, 16)
     return [registered, consultation, visit, admitted, discharged]
 
@@ -178,7 +178,7 @@ def test_the_stream_carries_minimal_copies_and_an_old_installations_bindings_are
         assert secret not in text, secret
     visit = next(c for c in copies if c["event_type"] == "PatientVisited")
     assert visit["data"]["patient"] == {"gender": "female", "region": "海淀区", "age_band": "60-79"}
-    assert visit["data"]["visit_id"] == f"V-{P['mrn']}" and visit["patient_id"]
+    assert visit["data"]["visit_id"] == f"V-{P['key']}" and visit["patient_id"]
     assert set(visit) <= {"event_id", "event_type", "schema_version", "occurred_at", "recorded_at", "service",
                           "source", "source_event_id", "patient_id", "data", "_offset"}
 
