@@ -45,6 +45,8 @@ STREAM_EVENT_TYPES = {
                      "AppointmentNoShow"),
     "complaints": ("ComplaintOpened", "ComplaintAcknowledged", "ComplaintResolved",
                    "ComplaintEscalated", "ComplaintSlaBreached", "ComplaintCancelled"),
+    "campaigns": ("CampaignMessageSent", "CampaignCallRequested", "MarketingConsentWithdrawn",
+                  "MarketingConsentRestored"),
 }
 # The JSON type of a stream field (string when not listed).
 STREAM_FIELD_TYPES = {
@@ -52,8 +54,9 @@ STREAM_FIELD_TYPES = {
     "duration_minutes": {"type": "integer"}, "rescheduled": {"type": "boolean"},
     "schema_version": {"type": "integer"}, "scores": {"type": "object"},
     "patient_ids": {"type": "array", "items": {"type": "string"}},
-    "low_items": {"type": "array", "items": {"type": "string"}},
+    "low_items": {"type": "object", "description": "{item: score} of the low scores"},
     "reason": {"type": "string", "enum": sorted(minimise.REASON_CODES)},
+    "via": {"type": "string", "enum": ["agent", "sms_reply"]},
     "patient": {"type": "object", "description": "Of the person only these; never a name, phone, MRN or "
                                                  "birth date.",
                 "properties": {"gender": {"type": "string", "enum": list(events.GENDERS)},
@@ -63,7 +66,7 @@ STREAM_FIELD_TYPES = {
 }
 TIME_FIELDS = ("occurred_at", "recorded_at", "visited_at", "admitted_at", "discharged_at", "due_at",
                "completed_at", "starts_at", "received_at", "ack_due_at", "resolve_due_at", "answered_at",
-               "next_due_at")
+               "next_due_at", "sent_at", "requested_at", "withdrawn_at", "restored_at")
 
 
 def _stream_field(name):

@@ -30,7 +30,7 @@ from shared.store import connect
 FORMAT = "hcrm-backup/1"
 MANIFEST = "manifest.json"
 # Every process with a database of its own (the gateway: users, keys, audit; hl7: raw messages).
-DATABASE_OWNERS = ("intake", "followup", "appointments", "complaints", "analytics", "gateway", "hl7")
+DATABASE_OWNERS = ("intake", "followup", "appointments", "complaints", "analytics", "gateway", "hl7", "campaigns")
 JSON_OPTIONS = json_util.JSONOptions(json_mode=json_util.JSONMode.CANONICAL, tz_aware=True,
                                      tzinfo=datetime.timezone.utc)
 

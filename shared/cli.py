@@ -5,6 +5,7 @@
   hcrm asyncapi             print the AsyncAPI document of the inbound contract
   hcrm dlq list|show|replay inspect and replay dead-lettered / rejected messages
   hcrm stream [--offset ..] print the analytics stream as JSON lines (resumable by offset)
+  hcrm trace ID [--logs D]  the path of one event through the services' logs (shared/trace_path.py)
   hcrm report monthly ...   the monthly leadership report (HTML with charts, CSV or JSON)
   hcrm simulate [...]       hospital events: the last hours, or --months N of history (make demo)
   hcrm hl7 send FILE...     send HL7 v2 messages over MLLP, print each ACK (services/hl7/client.py)
@@ -50,6 +51,9 @@ def main(argv=None):
     stream.add_argument("--offset", default="first", help="first | last | next | N | ISO time")
     stream.add_argument("--limit", type=int, default=None)
     stream.add_argument("--follow", action="store_true", help="keep waiting for new events")
+    trace = commands.add_parser("trace", help="the path of one trace through the services' JSON logs")
+    trace.add_argument("id", help="a trace id (32 hex digits, the gateway's X-Trace-Id) or a traceparent")
+    trace.add_argument("--logs", default=None, help="a folder of log files, or one file (default: .local/log)")
     report = commands.add_parser("report", help="the monthly leadership report")
     report.add_argument("kind", choices=["monthly"])
     report.add_argument("--month", required=True, help="YYYY-MM")
@@ -100,6 +104,9 @@ def main(argv=None):
     elif args.command == "stream":
         from shared import stream as stream_reader
         return stream_reader.main(args)
+    elif args.command == "trace":
+        from shared import trace_path
+        return trace_path.main(args)
     elif args.command == "report":
         from shared import report as reporter
         return reporter.main(args)

@@ -3,6 +3,8 @@ erasure: the patient ids it covered and when). What a service erased is erased a
 retention timer for `erasure_sweep_days` afterwards (services/*/privacy.py): an event about
 the person that was already on its way (a retry, a message another service published just
 before the erasure reached it) is cleared too, whatever order things arrive in."""
+import datetime
+
 from shared.privacy import cutoff
 
 
@@ -23,5 +25,8 @@ def erased_ids(db):
 
 
 def _aware(moment):
-    import datetime
+    """A stored time as an aware datetime (some stores give back the text of a datetime written
+    by an upsert, "2026-03-02 01:30:00.000000")."""
+    if isinstance(moment, str):
+        moment = datetime.datetime.fromisoformat(moment)
     return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)

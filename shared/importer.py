@@ -135,13 +135,15 @@ class Broker:
         self.amqp_uri, self.max_queue = amqp_uri, max_queue
         self.publisher = ConfirmedPublisher(amqp_uri)
 
-    def depth(self, queue):
+    def depth(self, queue, consumed_only=False):
+        """Messages waiting in `queue` (0 for a queue this installation does not have; with
+        `consumed_only`, 0 for a queue no service consumes: nothing would drain it)."""
         with Connection(self.amqp_uri, connect_timeout=5) as connection:
             try:
-                _, count, _ = connection.channel().queue_declare(queue, passive=True)
-            except Exception:  # a queue this installation does not have
+                _, count, consumers = connection.channel().queue_declare(queue, passive=True)
+            except Exception:
                 return 0
-            return count
+            return 0 if consumed_only and not consumers else count
 
     def wait_for_room(self, bar):
         while (waiting := self.depth("intake.inbound")) > self.max_queue:
@@ -154,7 +156,7 @@ class Broker:
                                     for event in events])
 
     def drained(self):
-        return all(self.depth(queue) == 0 for queue in QUEUES_TO_DRAIN)
+        return all(self.depth(queue, consumed_only=True) == 0 for queue in QUEUES_TO_DRAIN)
 
 
 def _reject(rejections, where, reasons, value):
@@ -244,6 +246,7 @@ def warm_figures(amqp_uri, broker, days, timeout_s=3600, out=sys.stderr):
     from nameko.standalone.rpc import ClusterRpcProxy
     deadline = time.monotonic() + timeout_s
     quiet = 0
+    print("waiting for the services to take in what was sent…", file=out)
     while quiet < 3 and time.monotonic() < deadline:  # three empty looks in a row: drained
         quiet = quiet + 1 if broker.drained() else 0
         time.sleep(1)

@@ -11,6 +11,8 @@ import logging
 import re
 import sys
 
+from shared import tracing
+
 PERSONAL_NAME_KEYS = {"name", "patient_name", "doctor_name", "full_name", "username_display"}
 PERSONAL_PHONE_KEYS = {"phone", "phone_digits", "mobile", "telephone"}
 # A whole token of 7+ digits (spaces and dashes allowed inside), not part of an id or a
@@ -71,6 +73,14 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": mask_text(record.getMessage()),
         }
+        # The trace(s) of the work this line belongs to (shared/tracing.py); a line that
+        # names its own trace_id (one message of a batch) keeps it.
+        if "trace_id" not in vars(record):
+            trace_ids = tracing.current_trace_ids()
+            if len(trace_ids) == 1:
+                entry["trace_id"] = trace_ids[0]
+            elif trace_ids:
+                entry["trace_ids"] = trace_ids
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
                 entry[key] = mask(value, key)

@@ -23,7 +23,9 @@ import time
 from functools import partial
 
 import amqp
+import amqp.exceptions
 import eventlet
+from kombu import exceptions as kombu_errors
 from kombu import Connection, Exchange, Queue
 from kombu.utils.url import maybe_sanitize_url
 from nameko import rpc as nameko_rpc
@@ -32,7 +34,7 @@ from nameko.exceptions import ContainerBeingKilled
 from nameko.extensions import Entrypoint
 from nameko.messaging import QueueConsumer
 
-from shared import metrics, topology
+from shared import metrics, topology, tracing
 from shared.errors import InvalidMessage
 from shared.log import mask_text
 
@@ -71,21 +73,38 @@ def publish(amqp_uri, exchange, routing_key, body, headers=None, content_type=JS
         body = body.encode(content_encoding or "utf-8")
     elif not isinstance(body, (bytes, bytearray)):
         body = encode_json(body)
+    headers = tracing.headers(headers)  # the trace of the work that publishes (shared/tracing.py)
     if isinstance(exchange, str):
         exchange = DEFAULT_EXCHANGE if exchange == "" else Exchange(
             exchange, type="topic", durable=True, no_declare=True)
-    with get_producer(amqp_uri, confirms=True) as producer:
-        try:
-            producer.publish(
-                body, exchange=exchange, routing_key=routing_key, headers=headers or {},
-                content_type=content_type, content_encoding=content_encoding,
-                delivery_mode=2, mandatory=True, message_id=message_id, expiration=expiration_s,
-                retry=True, retry_policy={"max_retries": 3, "interval_start": 0.2,
-                                          "interval_step": 0.5, "interval_max": 2})
-        except Exception as exc:
-            if "NO_ROUTE" in str(exc):
-                raise UndeliverableMessage(f"{exchange.name or '(default)'} / {routing_key}") from exc
-            raise
+    for pause_s in (*NACK_RETRY_PAUSES_S, None):
+        with get_producer(amqp_uri, confirms=True) as producer:
+            try:
+                producer.publish(
+                    body, exchange=exchange, routing_key=routing_key, headers=headers or {},
+                    content_type=content_type, content_encoding=content_encoding,
+                    delivery_mode=2, mandatory=True, message_id=message_id, expiration=expiration_s,
+                    retry=True, retry_policy={"max_retries": 3, "interval_start": 0.2,
+                                              "interval_step": 0.5, "interval_max": 2})
+                return
+            except Exception as exc:
+                if "NO_ROUTE" in str(exc):
+                    raise UndeliverableMessage(f"{exchange.name or '(default)'} / {routing_key}") from exc
+                if pause_s is None or not _nacked(exc):
+                    raise
+        time.sleep(pause_s)  # eventlet's sleep in a service (monkey-patched)
+
+
+# A quorum queue whose leader's node just died nacks what is published to it until its
+# followers have elected a new leader (tests/cluster measured 0.2-0.5 s). The message is not
+# queued, so it is sent again, for up to ~5 s: without this a consumer whose retry publish is
+# nacked requeues its message at once, in a loop that spends the message's delivery limit
+# (topology.QUORUM_DELIVERY_LIMIT) within the election.
+NACK_RETRY_PAUSES_S = (0.25, 0.5, 1.0, 1.0, 2.0)
+
+
+def _nacked(exc):
+    return any(isinstance(e, amqp.exceptions.MessageNacked) for e in (exc, exc.__cause__, exc.__context__))
 
 
 class PublishFailed(Exception):
@@ -148,7 +167,8 @@ class ConfirmedPublisher:
                 pass
 
     def publish_all(self, messages):
-        """messages: [(exchange, routing_key, body, message_id)], bodies JSON-able. Returns
+        """messages: [(exchange, routing_key, body, message_id[, headers])], bodies JSON-able
+        (headers: the outbox's traceparent of each; else the current trace's). Returns
         when the broker confirmed all; raises PublishFailed (or the connection's error)
         otherwise, and then some may have been published: the caller publishes again
         later, and consumers deduplicate on event_id."""
@@ -157,10 +177,11 @@ class ConfirmedPublisher:
         try:
             channel = self._open()
             self._failures = []
-            for exchange, routing_key, body, message_id in messages:
+            for exchange, routing_key, body, message_id, *rest in messages:
                 channel.basic_publish(
                     amqp.Message(encode_json(body), content_type=JSON, content_encoding="utf-8",
-                                 delivery_mode=2, message_id=message_id, application_headers={}),
+                                 delivery_mode=2, message_id=message_id,
+                                 application_headers=tracing.headers(rest[0] if rest else None)),
                     exchange=exchange, routing_key=routing_key, mandatory=True)
                 self._unconfirmed.add(self._next_tag)
                 self._next_tag += 1
@@ -228,6 +249,7 @@ class RawQueueConsumer(SafeQueueConsumer):
 
 class ReliableConsumer(Entrypoint):
     queue_consumer = RawQueueConsumer()
+    span_kind = tracing.CONSUMER
 
     def __init__(self, queue_name, **kwargs):
         self.queue_name = queue_name
@@ -265,8 +287,13 @@ class ReliableConsumer(Entrypoint):
 
     @staticmethod
     def _context(inbound):
+        """The worker's context data: the event id, and the sender's traceparent (the worker
+        continues that trace, shared/tracing.py)."""
         body = inbound.body
-        return {"correlation_id": str(body.get("event_id"))[:128]} if isinstance(body, dict) else {}
+        context = tracing.context_from_headers(inbound.headers)
+        if isinstance(body, dict):
+            context["correlation_id"] = str(body.get("event_id"))[:128]
+        return context
 
     def handle_message(self, message):
         started = time.perf_counter()
@@ -283,10 +310,21 @@ class ReliableConsumer(Entrypoint):
 
     def handle_result(self, message, routing_key, attempt, started, worker_ctx,
                       result=None, exc_info=None):
-        metrics.HANDLER_SECONDS.labels(self.service, self.queue_name).observe(
-            time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        metrics.HANDLER_SECONDS.labels(self.service, self.queue_name).observe(elapsed)
+        self._log_handled(worker_ctx.args[0], elapsed, exc_info)
         self._settle(message, routing_key, attempt, exc_info[1] if exc_info else None)
         return result, exc_info
+
+    def _log_handled(self, inbound, elapsed, exc_info, **extra):
+        """One line per message handled, with its trace id (from the worker's span, or
+        `extra`): `hcrm trace` follows an event through the services by these lines."""
+        body = inbound.body if isinstance(inbound.body, dict) else {}
+        log.info("message handled", extra={
+            "queue": self.queue_name, "event_type": str(body.get("event_type"))[:64],
+            "event_id": str(body.get("event_id"))[:128], "attempt": inbound.attempt,
+            "ms": round(elapsed * 1000, 1), "outcome": exc_info[0].__name__ if exc_info else "ok",
+            **extra})
 
     # -- settling -------------------------------------------------------------------------
     def _settle(self, message, routing_key, attempt, error):
@@ -410,6 +448,13 @@ class BatchReliableConsumer(ReliableConsumer):
         if batch:
             self._spawn(batch)
 
+    @staticmethod
+    def batch_traceparents(args):
+        """[(event_id, traceparent)] of a batch worker's messages: WorkerTracing gives each
+        its own span."""
+        return [(str(inbound.body.get("event_id")) if isinstance(inbound.body, dict) else "",
+                 inbound.headers.get(tracing.TRACEPARENT)) for inbound in args[0]]
+
     def _spawn(self, batch):
         started = time.perf_counter()
         try:
@@ -425,6 +470,15 @@ class BatchReliableConsumer(ReliableConsumer):
         elapsed = time.perf_counter() - started
         for _ in batch:  # the batch's time shared out: the histogram stays per message
             metrics.HANDLER_SECONDS.labels(self.service, self.queue_name).observe(elapsed / len(batch))
+        for *_, inbound in batch:
+            extra = {}
+            if len(batch) > 1:  # the line names its message's trace, not the batch's many
+                body = inbound.body if isinstance(inbound.body, dict) else {}
+                extra["batch"] = len(batch)
+                trace_id = tracing.trace_id_for(body.get("event_id"))
+                if trace_id:
+                    extra["trace_id"] = trace_id
+            self._log_handled(inbound, elapsed, exc_info, **extra)
         if exc_info is None or len(batch) == 1:
             for message, routing_key, attempt, _ in batch:
                 self._settle(message, routing_key, attempt, exc_info[1] if exc_info else None)
@@ -458,6 +512,18 @@ class RpcConsumer(nameko_rpc.RpcConsumer):
                 self.queue_consumer.register_provider(self)
                 self._registered = True
         super().setup()
+
+    def handle_result(self, message, result, exc_info):
+        """Send the reply; if the broker is gone meanwhile, log it instead of raising. nameko
+        lets that error kill the whole service container (a broker restart during a call
+        took followup down in the chaos suite); the caller times out and may call again,
+        and the unacked request is redelivered, both of which our handlers tolerate."""
+        try:
+            return super().handle_result(message, result, exc_info)
+        except (OSError, amqp.exceptions.AMQPError, kombu_errors.OperationalError) as exc:
+            log.warning("could not send an RPC reply; the caller will time out",
+                        extra={"reason": f"{exc.__class__.__name__}: {exc}"[:300]})
+            return result, exc_info
 
 
 class Rpc(nameko_rpc.Rpc):

@@ -64,6 +64,11 @@ STREAM_FIELDS = {
               "ack_due_at", "resolve_due_at", "followup_id", "actor") + extra for name, extra in (
         ("ComplaintOpened", ()), ("ComplaintAcknowledged", ()), ("ComplaintResolved", ()),
         ("ComplaintEscalated", ()), ("ComplaintSlaBreached", ("deadline",)), ("ComplaintCancelled", ()))},
+    # campaigns: ids, the channel and times; never the campaign's name or text, nor the number
+    "CampaignMessageSent": ("campaign_id", "delivery_id", "channel", "sent_at"),
+    "CampaignCallRequested": ("campaign_id", "delivery_id", "channel", "requested_at"),
+    "MarketingConsentWithdrawn": ("via", "withdrawn_at"),
+    "MarketingConsentRestored": ("restored_at",),
 }
 # Kept only when the value is one of REASON_CODES.
 CODED_FIELDS = {"FollowUpCancelled": ("reason",), "AppointmentCancelled": ("reason",),

@@ -24,7 +24,7 @@ from eventlet.queue import LightQueue
 from nameko.timer import Timer
 from pymongo import ReturnDocument, UpdateOne
 
-from shared import metrics
+from shared import metrics, tracing
 from shared.messaging import ConfirmedPublisher, utcnow
 
 log = logging.getLogger(__name__)
@@ -44,9 +44,14 @@ _HELD = {"outbox_queue": 1, "outbox_sent": 1, "outbox_seq": 1, "outbox_lock": 1}
 
 def _entry(exchange, routing_key, message):
     # Stored as JSON text: NX-27017 turns the documents of an array it $pushes to into
-    # text, so text is what both stores keep alike.
-    return json.dumps({"exchange": exchange, "routing_key": routing_key, "message": message},
-                      ensure_ascii=False, default=str)
+    # text, so text is what both stores keep alike. The trace of the work that writes the
+    # event goes with it: whoever publishes it later (the sender, the relay of another
+    # replica) sends it under that trace (shared/tracing.py).
+    entry = {"exchange": exchange, "routing_key": routing_key, "message": message}
+    traceparent = tracing.traceparent_for(message)
+    if traceparent:
+        entry["traceparent"] = traceparent
+    return json.dumps(entry, ensure_ascii=False, default=str)
 
 
 def fields(exchange, routing_key, message, now):
@@ -162,7 +167,9 @@ class Outbox:
             with self._publishing:
                 self._publisher.publish_all([
                     (entry["exchange"], entry["routing_key"], entry["message"],
-                     str(entry["message"].get("event_id", "")) or None) for entry in entries])
+                     str(entry["message"].get("event_id", "")) or None,
+                     {tracing.TRACEPARENT: entry["traceparent"]} if entry.get("traceparent") else {})
+                    for entry in entries])
         except Exception:
             # Unlocked as it was: the relay, or the next writer, publishes them.
             self._unlock(token, {doc["_id"]: doc.get("outbox_sent", 0) for doc in held})

@@ -2,6 +2,7 @@
 from nameko.extensions import DependencyProvider
 
 from shared.messaging import rpc
+from shared.tracing import WorkerTracing
 
 
 class Config(DependencyProvider):
@@ -13,6 +14,9 @@ class Config(DependencyProvider):
 
 class HealthMixin:
     config = Config()
+    # Every worker a span of the trace it belongs to: its log lines and the events it
+    # writes carry the trace id (shared/tracing.py).
+    tracing = WorkerTracing()
 
     @rpc
     def ping(self):

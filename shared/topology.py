@@ -18,7 +18,8 @@ from shared.events import INBOUND_EVENT_TYPES, SCHEDULING_TYPES
 # Exchanges: inbound from hospital systems, then one per publishing service.
 HOSPITAL_EXCHANGE = "hospital.events"
 REJECTED_QUEUE = "hospital.events.rejected"
-SERVICE_EXCHANGES = ("intake.events", "followup.events", "appointments.events", "complaints.events")
+SERVICE_EXCHANGES = ("intake.events", "followup.events", "appointments.events", "complaints.events",
+                     "campaigns.events")
 # The replayable stream for BI consumers (docs/EVENTS.md). Since issue 18 it is bound to its own
 # exchange only, where the analytics service appends a minimal copy of each canonical event
 # (shared/minimise.py: no name, phone, MRN, birth date or free text), through its outbox.
@@ -28,7 +29,7 @@ STREAM_EXCHANGE = "hcrm.stream"
 
 # hl7 (the HL7 v2 listener) consumes no queue: it takes MLLP connections and publishes to
 # hospital.events like a hospital system does.
-SERVICE_NAMES = ("intake", "followup", "appointments", "complaints", "analytics", "hl7")
+SERVICE_NAMES = ("intake", "followup", "appointments", "complaints", "analytics", "hl7", "campaigns")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,8 +48,10 @@ SUBSCRIPTIONS = (
     # reason, not vanish as unroutable.
     Subscription("intake", "intake.inbound", ((HOSPITAL_EXCHANGE, "#"),), REJECTED_QUEUE),
     # Every intake event: any of them may restate the phone or withdraw consent.
+    # Campaigns: a call campaign's tasks, and an opt-out that cancels those still pending.
     Subscription("followup", "followup.inbound", (
-        ("intake.events", "#"), ("appointments.events", "AppointmentNoShow"))),
+        ("intake.events", "#"), ("appointments.events", "AppointmentNoShow"),
+        ("campaigns.events", "CampaignCallRequested"), ("campaigns.events", "MarketingConsentWithdrawn"))),
     # Visits mark attendance; every intake event may restate the phone or the consent.
     Subscription("appointments", "appointments.inbound", (("intake.events", "#"),)),
     Subscription("complaints", "complaints.inbound", (("followup.events", "ServiceRecoveryRequested"),
@@ -57,6 +60,8 @@ SUBSCRIPTIONS = (
     Subscription("analytics", "analytics.inbound", tuple((name, "#") for name in SERVICE_EXCHANGES)),
     # The HL7 listener keeps raw messages: an erased person's are cleared (services/hl7/privacy.py).
     Subscription("hl7", "hl7.inbound", (("intake.events", "PatientErased"),)),
+    # Campaigns keep their own copy of the people (contact, consents, visits, segment inputs).
+    Subscription("campaigns", "campaigns.inbound", (("intake.events", "#"),)),
 )
 
 

@@ -37,6 +37,7 @@ create hcrm-mongo-users \
   --from-literal=complaints="$(rand 24)" \
   --from-literal=analytics="$(rand 24)" \
   --from-literal=hl7="$(rand 24)" \
+  --from-literal=campaigns="$(rand 24)" \
   --from-literal=gateway="$(rand 24)"
 create hcrm-gateway \
   --from-literal=jwt-secret="$(rand 32)" \

@@ -42,14 +42,17 @@ def parse_quarter(text):
     if not match:
         raise ValueError("A quarter YYYY-Qn, such as 2026-Q4.")
     year, number = int(match.group(1)), int(match.group(2))
-    first = datetime.date(year, 3 * number - 2, 1)
-    following = datetime.date(year + (number == 4), 1 if number == 4 else 3 * number + 1, 1)
+    try:
+        first = datetime.date(year, 3 * number - 2, 1)
+        following = datetime.date(year + (number == 4), 1 if number == 4 else 3 * number + 1, 1)
+    except ValueError:  # year 0, or a quarter ending after 9999
+        raise ValueError("A quarter YYYY-Qn from 0001-Q1 to 9999-Q3.") from None
     return first, following - datetime.timedelta(days=1)
 
 
 def previous_quarter(text):
     year, number = (int(part) for part in QUARTER.match(text).groups())
-    return f"{year - 1}-Q4" if number == 1 else f"{year}-Q{number - 1}"
+    return f"{year - 1:04d}-Q4" if number == 1 else f"{year:04d}-Q{number - 1}"
 
 
 def _value(line, key):

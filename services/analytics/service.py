@@ -169,11 +169,11 @@ class AnalyticsService(AnalyticsPrivacyMixin, HealthMixin):
         """The quarterly assessment (agents_report.py) as data, CSV or HTML."""
         if format not in ("json", "csv", "html"):
             raise BadRequest("invalid format", {"format": ["json, csv or html."]})
-        try:
+        try:  # the quarter before must exist too (0001-Q1 has none)
             first, last = agents_report.parse_quarter(quarter)
+            before_first, before_last = agents_report.parse_quarter(agents_report.previous_quarter(quarter))
         except ValueError as exc:
             raise BadRequest("invalid quarter", {"quarter": [str(exc)]}) from None
-        before_first, before_last = agents_report.parse_quarter(agents_report.previous_quarter(quarter))
         built = agents_report.build(quarter, self._agents(first, last), self._agents(before_first, before_last),
                                     agent_figures.targets_of(self.config["agent_targets"]))
         if format == "csv":

@@ -18,6 +18,9 @@ DEFAULT_SCRIPTS = {
                       "en": "Hello, you contacted us recently; may we help you book a visit?"},
     "no_show_call": {"zh": "您好，您预约的就诊未能到院，需要帮您重新预约吗？",
                      "en": "Hello, we missed you at your appointment; shall we book a new one?"},
+    # Shown only when a campaign call carries no text of its own (its campaign's template).
+    "campaign_call": {"zh": "您好，我是医院客服中心，向您转达医院的关怀信息。",
+                      "en": "Hello, this is the hospital's patient service center with a message from the hospital."},
 }
 
 

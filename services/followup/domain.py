@@ -29,7 +29,7 @@ from shared.contact import Contact, contact_of, parse_time  # noqa: F401 (re-exp
 from shared.corrections import Voids
 
 KINDS = ("post_visit_call", "post_discharge_call", "recovery_check", "return_visit_reminder",
-         "prospect_call", "no_show_call")
+         "prospect_call", "no_show_call", "campaign_call")
 PER_DEPARTMENT = ("post_visit_call", "post_discharge_call", "recovery_check", "return_visit_reminder")
 OUTCOMES = ("reached", "unreachable", "declined")
 OPEN = "pending"
@@ -59,6 +59,8 @@ DEFAULT_RULES = {
     "return_visit_reminder": Rule(30, end_of_day=False),
     "prospect_call": Rule(1),
     "no_show_call": Rule(1),
+    # A call campaign's task (services/campaigns, CampaignCallRequested): by the next day's end.
+    "campaign_call": Rule(1),
 }
 
 
@@ -106,6 +108,7 @@ class PlannedTask:
     cause_event_id: str
     key: str = ""  # the anchor key: with `kind`, the task's slot
     doctor_id: str = None  # of the visit or discharge: service quality is figured per doctor
+    script: dict = None  # {zh, en}: a campaign call's own script (the campaign's template)
 
 
 def rule_for(rules, department_rules, kind, department):
@@ -125,18 +128,21 @@ def plan(patient_id, events, tz, is_holiday, rules=None, department_rules=None, 
     void = void_reasons(events) if void is None else void
     planned = {}
 
-    def add(kind, key, anchor, department, reason, cause, doctor_id=None):
+    def add(kind, key, anchor, department, reason, cause, doctor_id=None, script=None):
         rule = rule_for(rules, department_rules, kind, department)
         if not rule.enabled:
             return
         followup_id = task_id(patient_id, kind, key)
         candidate = PlannedTask(followup_id, kind, due_at(rule, anchor, tz, is_holiday), anchor,
-                                department, reason, cause, key, doctor_id)
+                                department, reason, cause, key, doctor_id, script)
         current = planned.get(followup_id)
         # Two visits the same day give one call: keep the earliest visit as its cause.
         if current is None or (candidate.anchor_at, cause) < (current.anchor_at, current.cause_event_id):
             planned[followup_id] = candidate
 
+    # A campaign call requested before the person's latest opt-out is not made (campaigns).
+    withdrawn = max((parse_time(e["occurred_at"]) for e in events
+                     if e["event_type"] == "MarketingConsentWithdrawn"), default=None)
     for event in events:
         if event["event_id"] in void:
             continue
@@ -157,6 +163,11 @@ def plan(patient_id, events, tz, is_holiday, rules=None, department_rules=None, 
             anchor = parse_time(data.get("starts_at") or event["occurred_at"])
             add("no_show_call", data["appointment_id"], anchor, data.get("department"),
                 f"no-show {data['appointment_id']}", event["event_id"])
+        elif kind == "CampaignCallRequested":  # one task per person and campaign
+            requested = parse_time(data.get("requested_at") or event["occurred_at"])
+            if withdrawn is None or requested > withdrawn:
+                add("campaign_call", data["campaign_id"], requested, data.get("department"),
+                    f"campaign {data['campaign_id']}", event["event_id"], script=data.get("script"))
     return planned
 
 

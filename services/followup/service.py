@@ -107,6 +107,9 @@ class FollowupService(FollowupPrivacyMixin, HealthMixin):
                 touched.append(self._cancel(doc, "visited", now))
         if not contact.callable:  # deceased, consent withdrawn: never call again
             touched += [self._cancel(task, contact.why_not, now) for task in self.store.pending_of(patient_id)]
+        elif event["event_type"] == "MarketingConsentWithdrawn":  # campaigns: no campaign call any more
+            touched += [self._cancel(task, "no_consent", now) for task in self.store.pending_of(patient_id)
+                        if task["kind"] == "campaign_call"]
         elif merged:  # the pending tasks of both records now show the one person
             self.store.restate_contact(patient_id, contact)
         if event["event_type"] == "PatientVisited" and event["event_id"] not in void:
@@ -370,7 +373,7 @@ class FollowupService(FollowupPrivacyMixin, HealthMixin):
         body["overdue"] = domain.is_overdue(task["status"], task["due_ts"], now.timestamp())
         body["history"] = [json.loads(entry) if isinstance(entry, str) else entry
                            for entry in task.get("history") or []]
-        body["script"] = scripts_of(self.config)[task["kind"]]
+        body["script"] = task.get("script") or scripts_of(self.config)[task["kind"]]
         return body
 
     @staticmethod

@@ -117,6 +117,7 @@ class FollowupStore(Store):
         docs = [{"_id": task.followup_id, "patient_id": patient_id, "kind": task.kind,
                  "anchor_key": task.key, "department": task.department, "reason": task.reason,
                  "doctor_id": task.doctor_id,
+                 **({"script": task.script} if task.script else {}),  # a campaign call's own script
                  "due_at": task.due_at.isoformat(), "due_ts": task.due_at.timestamp(),
                  "planned_due_ts": task.due_at.timestamp(),  # due_ts moves on a retry; this does not
                  "anchor_ts": task.anchor_at.timestamp(), "status": OPEN, "attempts": 0,

@@ -10,7 +10,8 @@ body{font-family:system-ui,"PingFang SC","Microsoft YaHei",sans-serif;margin:2re
 h1{font-size:1.5rem;margin-bottom:.25rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #cbd2d9}
 h3{font-size:1rem;margin-top:1.25rem}table{border-collapse:collapse;width:100%;margin:.5rem 0}
 th,td{border:1px solid #e4e7eb;padding:.3rem .45rem;text-align:left;vertical-align:top}
-th{background:#f5f7fa;font-weight:600}td pre,dd pre{margin:0;white-space:pre-wrap;word-break:break-all;font-size:12px}
+th{background:#f5f7fa;font-weight:600}td pre,dd pre{margin:0;white-space:pre-wrap;word-break:break-word;font-size:12px}
+td pre{min-width:22rem}.scroll{overflow-x:auto}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem}dt{font-weight:600}.muted{color:#616e7c}
 @media print{body{margin:0}}
 """
@@ -27,6 +28,11 @@ SECTIONS = (
     ("analytics", "统计 · Analytics", (("facts", "统计事实 · Facts the figures count"),)),
     ("hl7", "HL7 消息 · HL7 messages", (("messages", "原始消息 · Messages as received"),
                                        ("remembered_visits", "就诊记录 · Visits remembered"))),
+    ("campaigns", "关怀与营销活动 · Campaigns", (("people", "活动所用信息 · What campaigns keep"),
+                                             ("opt_outs", "退订 · Opt-outs"),
+                                             ("deliveries", "活动触达 · Campaign deliveries"),
+                                             ("messages", "已发短信 · Messages sent"),
+                                             ("events", "收到的事件 · Events received"))),
 )
 
 
@@ -54,7 +60,7 @@ def _table(rows):
                 columns.append(key)
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
     body = "".join("<tr>" + "".join(_cell(row.get(c)) for c in columns) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def _facts(pairs):

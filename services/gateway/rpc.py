@@ -11,6 +11,8 @@ from kombu.exceptions import OperationalError
 from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
 from nameko.standalone.rpc import ClusterRpcProxy
 
+from shared import tracing
+
 
 class ServiceUnavailable(Exception):
     def __init__(self, service, reason):
@@ -73,7 +75,9 @@ class RpcPool:
         """Call `service.method(**kwargs)`. A service that is down or silent raises
         ServiceUnavailable within the RPC timeout; its own errors arrive as RemoteError."""
         try:
-            with self._borrow() as proxy:
+            with self._borrow() as proxy, tracing.client_span(f"rpc {service}.{method}"):
+                # The request's trace goes along in nameko's context data (shared/tracing.py).
+                tracing.into_context_data(proxy._worker_ctx.data)
                 return getattr(getattr(proxy, service), method)(**kwargs)
         except RpcTimeout:
             raise ServiceUnavailable(service, f"no answer within {self.timeout_s:g}s") from None

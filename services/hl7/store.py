@@ -72,9 +72,14 @@ class Hl7Store(Store):
     def has_earlier_visit(self, mrn, before, key):
         """Whether this listener mapped a visit of `mrn` from a message received before
         `before`, other than the message `key` itself (a resend of a message whose visit was
-        recorded but whose ACK was lost must not count its own visit)."""
+        recorded but whose ACK was lost must not count its own visit).
+        Compared as epoch seconds (`received_ts`): NX-27017 compares dates to the second, and
+        two visits of one MRN a few milliseconds apart (a batch file, a replay) are still
+        one before the other. Visits remembered before `received_ts` fall back to the date."""
         return self.db.visits.find_one(
-            {"mrn": mrn, "received_at": {"$lt": before}, "message_key": {"$ne": key}},
+            {"mrn": mrn, "message_key": {"$ne": key},
+             "$or": [{"received_ts": {"$lt": before.timestamp()}},
+                     {"received_ts": {"$exists": False}, "received_at": {"$lt": before}}]},
             {"_id": 1}) is not None
 
     def record_visits(self, key, mrns, received_at):
@@ -82,7 +87,8 @@ class Hl7Store(Store):
         for mrn in dict.fromkeys(mrns):
             self.db.visits.update_one(
                 {"_id": f"{key}\x1f{mrn}"},
-                {"$setOnInsert": {"mrn": mrn, "message_key": key, "received_at": received_at}},
+                {"$setOnInsert": {"mrn": mrn, "message_key": key, "received_at": received_at,
+                                  "received_ts": received_at.timestamp()}},
                 upsert=True)
 
     def tally(self, day, trigger, ack_code, duplicate=False):

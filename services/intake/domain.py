@@ -14,7 +14,7 @@ inpatients and discharge follow-up), first rule that holds wins:
   new         one outpatient visit, or registered by the hospital without a visit yet
   prospect    known only from consultations (no visit, registration or admission)
 
-Segment (docs/DOMAIN.md: a fifth of patients bring most of the value; know them):
+Segment (shared/segments.py; docs/DOMAIN.md: a fifth of patients bring most of the value):
   key         5+ visits or 2+ admissions
   regular     2-4 visits, or 1 admission
   one_time    exactly one visit
@@ -26,12 +26,13 @@ import uuid
 
 from shared.corrections import CORRECTION_TYPES, Voids
 from shared.events import phone_digits
+# The segment rule is shared with campaigns' targeting (shared/segments.py).
+from shared.segments import SEGMENTS, segment  # noqa: F401
 
 CANONICAL_NAMESPACE = uuid.UUID("6f1b7c0e-3a52-4c1e-9d6e-0b5b8f3d2a11")
 PROFILE_FIELDS = ("name", "phone", "gender", "birth_date", "region", "contact_consent",
                   "marketing_consent")
 STAGES = ("prospect", "new", "returning", "inpatient", "recovering", "recovered")
-SEGMENTS = ("prospect", "registered", "one_time", "regular", "key")
 
 
 def canonical_event_id(source, event_id):
@@ -128,19 +129,6 @@ def stage(facts, now, recovering_days=30):
         return "returning"
     if facts.get("visit_count", 0) == 1 or facts.get("registered"):
         return "new"
-    return "prospect"
-
-
-def segment(facts):
-    visits, admissions = facts.get("visit_count", 0), facts.get("admission_count", 0)
-    if visits >= 5 or admissions >= 2:
-        return "key"
-    if visits >= 2 or admissions == 1:
-        return "regular"
-    if visits == 1:
-        return "one_time"
-    if facts.get("registered"):
-        return "registered"
     return "prospect"
 
 

@@ -5,12 +5,17 @@ services connect through the node list, and each test asks for progress while a 
 down (failover, not just recovery after the restart), then for the exact ground truth:
 M patients with their exact visit counts in intake, N post-visit calls in followup, N visits
 in analytics and on the replicated stream, nothing left in a queue, a DLQ or the rejected
-queue. Durations: about 1.5 minutes each plus the cluster's boot (~30 s)."""
+queue. A third test takes the retry and delivery-limit paths with the leaders' node down.
+About 4 minutes in all, the cluster's boot (~30 s) included."""
+import json
 import random
 
 import pytest
+from kombu import Connection
 
 from shared import topology
+from shared.messaging import ATTEMPT_HEADER, ROUTING_KEY_HEADER, publish
+from shared.topology import declare_topology
 from tests import factories
 from tests.cluster.cluster_platform import Traffic
 from tests.support import wait_until
@@ -141,3 +146,41 @@ def test_a_rolling_restart_one_node_after_another(cluster_platform):
     traffic.release()
     caught_up(platform, traffic)
     assert_exact_ground_truth(platform, expected)
+
+
+def test_the_retry_and_dead_letter_paths_work_with_the_leaders_node_down(cluster_platform):
+    """A failed handler's message goes to a retry queue and comes back after its delay; a
+    message that keeps coming back unsettled ends in the DLQ after the delivery limit. Both
+    with the node that hosted every leader killed, on quorum queues only (no service runs:
+    the broker's own behaviour, which the services' rules rely on)."""
+    platform, cluster = cluster_platform, cluster_platform.cluster
+    config = {"amqp_uri": platform.amqp_uri, "queue_type": "quorum", "retry_delays_ms": [200, 500],
+              "stream_max_age": "1D", "stream_max_bytes": 10 ** 8}
+    declare_topology(config, services=["intake"])
+    victim = cluster.node_named(platform.leader_of(topology.retry_queue("intake.inbound", 200)))
+    victim.kill()
+
+    # What a failed handler's settle does right after the kill: the nacks of the leaderless
+    # queue are sent again (shared.messaging.publish) until the new leader takes it.
+    publish(platform.amqp_uri, "", topology.retry_queue("intake.inbound", 200), {"event_id": "e-1"},
+            headers={ATTEMPT_HEADER: 1, ROUTING_KEY_HEADER: "PatientVisited"})
+    wait_until(lambda: platform.queue_depth("intake.inbound") == 1, timeout=30,
+               message="the message back in intake.inbound after its retry delay")
+
+    deliveries, headers = 0, {}
+    with Connection(platform.amqp_uri) as connection:
+        channel = connection.channel()
+        while True:  # a consumer that dies holding it, again and again
+            message = channel.basic_get("intake.inbound", no_ack=False)
+            if message is None:
+                break
+            deliveries += 1
+            headers = dict(message.headers or {})
+            channel.basic_reject(message.delivery_tag, requeue=True)
+    assert deliveries == topology.QUORUM_DELIVERY_LIMIT + 1
+    assert headers[ATTEMPT_HEADER] == 1 and headers[ROUTING_KEY_HEADER] == "PatientVisited"
+    dead = wait_until(lambda: platform.drain("intake.dlq"), timeout=30, message="the message in intake.dlq")
+    assert len(dead) == 1 and json.loads(dead[0][0]) == {"event_id": "e-1"}
+    last_death = dead[0][1]["x-death"][0]  # the newest first; before it, the retry queue's "expired"
+    assert (last_death["reason"], last_death["queue"]) == ("delivery_limit", "intake.inbound"), dead[0][1]
+    assert platform.queue_depth("intake.inbound") == 0

@@ -32,7 +32,6 @@ P = {"mrn": "DR-P-1", "name": "欧阳娜娜", "phone": "139-1234-0001", "birth_d
      "gender": "female", "region": "海淀区", "key": "101"}
 Q = {"mrn": "DR-Q-1", "name": "司马光明", "phone": "13912340002", "birth_date": "1990-01-01",
      "gender": "male", "region": "朝阳区", "key": "202"}
-TOPIC = "欧阳娜娜咨询膝关节手术，回电 13912340001"
 EVERY_SERVICE = ("intake", "followup", "appointments", "complaints", "analytics")
 
 
@@ -56,7 +55,7 @@ def events_of(who):
     registered["occurred_at"] = at_day(-6, 8)
     consultation = factories.consultation(who["phone"], name=who["name"])
     consultation["occurred_at"] = at_day(-5, 15)
-    consultation["data"]["topic"] = TOPIC
+    consultation["data"]["topic"] = f"{who['name']}咨询膝关节手术，回电 {phone_digits(who['phone'])}"
     visit = factories.visit(who["mrn"], visit_id=f"V-{who['key']}", **person(who))
     visit["data"]["visited_at"], visit["occurred_at"] = at_day(-1, 9, 30), at_day(-1, 10, 10)
     admitted = factories.admitted(who["mrn"], f"A-{who['key']}", **person(who))
@@ -186,12 +185,15 @@ def test_the_stream_carries_minimal_copies_and_an_old_installations_bindings_are
 # -- export and erasure ---------------------------------------------------------------------------
 @pytest.fixture
 def everything(platform):
-    for service in ("intake", "followup", "analytics"):
-        platform.start_service(service)
-    platform.start_service("complaints")
-    platform.start_service("appointments", APPOINTMENTS_TIMER_INTERVAL_S="1",
-                           APPOINTMENTS_REMINDER_HOURS_BEFORE="400")  # the reminder goes at once
-    platform.start_hl7()
+    started = [platform.start_service(service, wait=False) for service in ("intake", "followup", "analytics",
+                                                                          "complaints")]
+    started.append(platform.start_service("appointments", wait=False, APPOINTMENTS_TIMER_INTERVAL_S="1",
+                                          APPOINTMENTS_REMINDER_HOURS_BEFORE="300"))  # reminded at once
+    started.append(platform.start_hl7(wait=False))
+    for process in started:  # started side by side: a few seconds instead of half a minute
+        wait_until(lambda: '"service started"' in process.output() or not process.alive(), timeout=90,
+                   message=f"{process.name} to start")
+        assert process.alive(), process.output()[-3000:]
     platform.start_gateway()
     admin = platform.token()
     for username, role in (("dr.agent", "agent"), ("dr.manager", "manager")):
@@ -216,7 +218,7 @@ def live_everywhere(platform):
         platform.publish(event)
     status, ack = platform.http("POST", "/api/v1/hl7", raw=hl7_a04("DRHL7001", P), token=tokens["admin"],
                                 headers={"Content-Type": "x-application/hl7-v2+er7"})
-    assert status == 200, ack
+    assert status == 200 and "MSA|AA|DRHL7001" in ack, ack
     patient = wait_until(lambda: (lambda p: p if p and p["visit_count"] >= 1 else None)(find_patient(platform, P["mrn"])),
                          timeout=60, message="P's record")
     call = wait_until(lambda: next((t for t in platform.http(
@@ -292,7 +294,7 @@ def test_an_erasure_leaves_the_persons_name_and_phone_in_no_database_and_no_log(
     databases, hits = scan_databases(platform)
     assert {f"t{platform.run_id}_{name}" for name in EVERY_SERVICE + ("hl7", "gateway")} <= set(databases)
     assert {db.rsplit("_", 1)[1] for db, *_ in hits} >= {"intake", "followup", "appointments", "complaints",
-                                                        "hl7", "gateway"}, hits  # the scan sees them before
+                                                        "analytics", "hl7", "gateway"}, hits  # the scan sees them before
     before = summary(platform, tokens["admin"])
 
     assert platform.http("POST", f"/api/v1/patients/{pid}/erase", {"reason": "DPO ticket 7"},
@@ -320,7 +322,7 @@ def test_an_erasure_leaves_the_persons_name_and_phone_in_no_database_and_no_log(
     # Pending calls, the reminder and the open complaints are closed as "erased".
     _, tasks = platform.http("GET", f"/api/v1/followups?patient_id={pid}", token=tokens["admin"])
     assert tasks["items"] and not [t for t in tasks["items"] if t["status"] == "pending"]
-    assert {t["cancel_reason"] for t in tasks["items"] if t["status"] == "cancelled"} == {"erased"}
+    assert "erased" in {t["cancel_reason"] for t in tasks["items"] if t["status"] == "cancelled"}
     _, appointments = platform.http("GET", f"/api/v1/appointments?patient_id={pid}", token=tokens["admin"])
     assert [a["status"] for a in appointments["items"]] == ["cancelled"]
     _, complaints = platform.http("GET", f"/api/v1/complaints?patient_id={pid}", token=tokens["admin"])
@@ -362,7 +364,8 @@ def test_retention_strips_old_events_notes_hl7_texts_audit_and_rejected_messages
     visit["data"]["doctor_name"] = "刘洋"
     for event in (first, visit):
         platform.publish(event)
-    record = wait_until(lambda: (lambda p: p if p and p["visit_count"] == 1 else None)(find_patient_db(intake, P["mrn"])),
+    record = wait_until(lambda: (lambda p: p if p and p["view"]["visit_count"] == 1 else None)(
+        find_patient_db(intake, P["mrn"])),
                         timeout=60, message="P's record")
     stripped = wait_until(lambda: intake.events.count_documents({"retained_at": {"$exists": True}}) == 2,
                           timeout=60, message="both events past their retention")

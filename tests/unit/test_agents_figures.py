@@ -120,7 +120,9 @@ def test_quarters():
     assert agents_report.parse_quarter("2026-Q1")[1].isoformat() == "2026-03-31"
     assert agents_report.previous_quarter("2026-Q1") == "2025-Q4"
     assert agents_report.previous_quarter("2026-Q4") == "2026-Q3"
-    for bad in ("2026-Q5", "2026-4", "Q4-2026", None):
+    assert agents_report.previous_quarter("0702-Q1") == "0701-Q4"  # a quarter it can parse
+    assert agents_report.parse_quarter(agents_report.previous_quarter("0702-Q1"))[0].isoformat() == "0701-10-01"
+    for bad in ("2026-Q5", "2026-4", "Q4-2026", None, "0000-Q1", "9999-Q4"):
         with pytest.raises(ValueError):
             agents_report.parse_quarter(bad)
 

@@ -144,3 +144,13 @@ def test_the_age_band_is_the_one_on_the_day_of_the_event_in_the_hospitals_zone()
     inbound = factories.visit(MRN, birth_date="2008-03-02")
     inbound["data"]["visited_at"] = "2026-03-01T23:30:00+00:00"
     assert minimise.minimal_copy(canonical(inbound), TZ)["data"]["patient"]["age_band"] == "18-39"
+
+
+def test_the_asyncapi_document_lists_exactly_the_types_and_fields_of_the_allow_list():
+    from shared import asyncapi
+    listed = [t for types in asyncapi.STREAM_EVENT_TYPES.values() for t in types]
+    assert sorted(listed) == sorted(minimise.STREAM_FIELDS)
+    messages = asyncapi.document()["channels"]["analyticsStream"]["messages"]
+    for event_type in minimise.STREAM_FIELDS:
+        data = messages[f"stream{event_type}"]["payload"]["properties"]["data"]["properties"]
+        assert set(data) == set(minimise.published_fields(event_type))

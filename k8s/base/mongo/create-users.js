@@ -12,7 +12,7 @@
 //   mongosh to rotate, docs/DEPLOYMENT.md).
 // - Kubernetes: the mongo-init Job runs it (k8s/base/mongo/create-users.js is a copy;
 //   tests/deploy checks the two are identical).
-const HCRM_DATABASE_OWNERS = ["intake", "followup", "appointments", "complaints", "analytics", "hl7", "gateway"];
+const HCRM_DATABASE_OWNERS = ["intake", "followup", "appointments", "complaints", "analytics", "hl7", "campaigns", "gateway"];
 
 for (const name of HCRM_DATABASE_OWNERS) {
   const variable = `${name.toUpperCase()}_DB_PASSWORD`;

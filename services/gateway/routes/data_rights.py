@@ -14,7 +14,7 @@ from shared.log import mask_text
 from shared.privacy import redact, secrets_of
 
 # The services that hold something about a person, in the export's order (hl7 is asked by MRN).
-HOLDERS = ("followup", "appointments", "complaints", "analytics")
+HOLDERS = ("followup", "appointments", "complaints", "analytics", "campaigns")
 
 
 class ExportQuery(Schema):

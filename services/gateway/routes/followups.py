@@ -5,7 +5,7 @@ from services.gateway import schemas
 from services.gateway.http import STAFF, json_response, route
 
 KINDS = ("post_visit_call", "post_discharge_call", "recovery_check", "return_visit_reminder",
-         "prospect_call", "no_show_call")
+         "prospect_call", "no_show_call", "campaign_call")
 
 
 class FollowupQuery(schemas.PageQuery):
