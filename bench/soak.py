@@ -411,6 +411,7 @@ def main(argv=None):
     parser.add_argument("--services", default="all", help="comma-separated, or all (default)")
     parser.add_argument("--csv", default=None, help="also write every sample to this CSV file")
     parser.add_argument("--note", default=None, help="a line for RESULTS.md (e.g. what else ran)")
+    parser.add_argument("--no-record", action="store_true", help="print the figures, leave RESULTS.md alone")
     parser.add_argument("--keep-logs", action="store_true",
                         help="keep the processes' logs (`hcrm trace ID --logs DIR` reads them)")
     args = parser.parse_args(argv)
@@ -519,7 +520,11 @@ def main(argv=None):
         ]
         if args.note:
             lines.insert(0, f"note: {args.note}")
-        record(f"soak, {args.minutes:g} min at {args.rate:g} events/s with the portal's reads", lines)
+        title = f"soak, {args.minutes:g} min at {args.rate:g} events/s with the portal's reads"
+        if args.no_record:
+            print("\n".join([title, *lines]), flush=True)
+        else:
+            record(title, lines)
     finally:
         if reader:
             reader.stop.set()

@@ -80,6 +80,9 @@ def project(events):
             if field in person:  # absent = not stated, the last stated value stays
                 profile[field] = person[field]
         mrn = person.get("mrn") or mrn
+        # Any hospital event with an MRN means the hospital registered the person, even when
+        # the visit it reported was later cancelled: such a person is no prospect.
+        facts["registered"] |= bool(person.get("mrn")) and kind != "ConsultationLogged"
         if voids and voids.voids(event):
             continue
         if kind == "PatientsMerged":

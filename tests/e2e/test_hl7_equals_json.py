@@ -57,7 +57,7 @@ SETTLE_TIMEOUT = 90
 PATIENTS = {  # mrn: (visit_count, stage, merged_mrns)
     "M2001": (2, "returning", []),      # first visit, return visit; phone changed by A08
     "M2002": (1, "recovering", []),     # emergency, admitted, discharge cancelled, discharged
-    "M2003": (0, "prospect", []),       # her only visit was entered in error
+    "M2003": (0, "new", []),            # her only visit was entered in error: registered, no visit
     "M2004": (2, "returning", ["M2005"]),  # a visit under each MRN, then merged
     "M2006": (0, "recovering", []),     # died in hospital
     "M2007": (1, "new", []),            # a visit; her admission was entered in error

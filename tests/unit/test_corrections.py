@@ -30,7 +30,9 @@ def test_an_admission_cancelled_voids_the_admission_and_its_discharge():
     view = domain.project(events)
     assert view["admission_count"] == 0
     assert view["facts"]["last_admitted_at"] is None and view["facts"]["last_discharged_at"] is None
-    assert domain.stage(view["facts"], view["last_seen_at"]) == "prospect"
+    # Known to the hospital by MRN, with nothing left that counts: registered, not a prospect.
+    assert domain.stage(view["facts"], view["last_seen_at"]) == "new"
+    assert view["segment"] == "registered"
 
 
 def test_a_cancelled_discharge_makes_an_inpatient_again_until_a_later_discharge():
