@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: up down status clean test test-unit test-reliability test-cluster demo init deps broker tools bench help
+.PHONY: up down status clean test test-unit test-reliability test-cluster demo init deps broker tools bench soak help
 
 help:
 	@echo "make up      start RabbitMQ (installing it if needed), NX-27017, every service and the gateway"
@@ -14,6 +14,7 @@ help:
 	@echo "make demo    a hospital's last three months on the running platform: events, calls, complaints"
 	@echo "make clean   stop everything, delete .local/ and the RabbitMQ virtual host (asks; YES=1 does not)"
 	@echo "make bench   run the benchmarks (bench/README.md), appending figures to bench/RESULTS.md (~10 min)"
+	@echo "make soak    30 min at 20 events/s with the portal's reads: RSS, CPU, queues, p99 over time (bench/soak.py)"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -67,6 +68,11 @@ test-cluster: deps broker
 
 # Not part of `make test`: each bench starts its own isolated installation (own vhost,
 # own NX-27017) and appends its figures to bench/RESULTS.md. Longer runs: bench/README.md.
+# Not part of `make test` nor `make bench`: 30 minutes (MINUTES=10 for a shorter one) at
+# 20 events/s with the portal's reads; does anything grow that would fill a machine in a month?
+soak: deps broker
+	$(PY) -m bench.soak --minutes $(or $(MINUTES),30) --rate $(or $(RATE),20)
+
 bench: deps broker tools
 	$(PY) -m bench.intake_throughput 2000
 	$(PY) -m bench.hl7_throughput 2000

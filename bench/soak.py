@@ -495,8 +495,11 @@ def main(argv=None):
                            for e in tracked if listener.patient_of.get(e) in listener.scheduled_at)
         ok_reads = {kind: sorted(s for _, k, status, s in reader.results if k == kind and status == 200)
                     for kind in Reader.KINDS}
-        failed_reads = {kind: sum(1 for _, k, status, _ in reader.results if k == kind and status != 200)
-                        for kind in Reader.KINDS}
+        failed_reads = {}
+        for _, kind, status, _ in reader.results:
+            if status != 200:
+                by_status = failed_reads.setdefault(kind, {})
+                by_status[status] = by_status.get(status, 0) + 1
         final = sampler.samples[-1]
         dead = {q: n for q, n in final["queues"].items() if n and (q.endswith(".dlq") or q == topology.REJECTED_QUEUE)}
         lines = [
@@ -509,7 +512,10 @@ def main(argv=None):
             f"max {ms(latencies[-1] if latencies else None)} ms",
             "portal reads through the gateway: " + "; ".join(
                 f"{kind} p50 {ms(percentile(values, 50))} ms, p99 {ms(percentile(values, 99))} ms "
-                f"({len(values)} answered 200, {failed_reads[kind]} not)" for kind, values in ok_reads.items()),
+                f"({len(values)} answered 200, " + (", ".join(f"{n} answered {status or 'nothing'}" for status, n
+                                                              in sorted(failed_reads[kind].items()))
+                                                    if kind in failed_reads else "none other") + ")"
+                for kind, values in ok_reads.items()),
             f"queues at the end: {sum(final['queues'].values())} messages queued in all; dead-lettered or "
             f"rejected: {dead or 'none'}; outbox unpublished: {final['outbox']}",
             f"per {args.window}-minute window (RSS at the window's end, CPU as % of one core averaged over the "

@@ -322,9 +322,9 @@ class ReliableConsumer(Entrypoint):
         body = inbound.body if isinstance(inbound.body, dict) else {}
         log.info("message handled", extra={
             "queue": self.queue_name, "event_type": str(body.get("event_type"))[:64],
-            "event_id": str(body.get("event_id"))[:128], "attempt": inbound.attempt,
-            "ms": round(elapsed * 1000, 1), "outcome": exc_info[0].__name__ if exc_info else "ok",
-            **extra})
+            "event_id": str(body.get("event_id"))[:128], "ms": round(elapsed * 1000, 1),
+            "outcome": exc_info[0].__name__ if exc_info else "ok",
+            **({"attempt": inbound.attempt} if inbound.attempt else {}), **extra})
 
     # -- settling -------------------------------------------------------------------------
     def _settle(self, message, routing_key, attempt, error):
