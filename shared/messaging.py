@@ -96,11 +96,11 @@ def publish(amqp_uri, exchange, routing_key, body, headers=None, content_type=JS
 
 
 # A quorum queue whose leader's node just died nacks what is published to it until its
-# followers have elected a new leader (tests/cluster measured 0.2-0.5 s). The message is not
-# queued, so it is sent again, for up to ~5 s: without this a consumer whose retry publish is
-# nacked requeues its message at once, in a loop that spends the message's delivery limit
-# (topology.QUORUM_DELIVERY_LIMIT) within the election.
-NACK_RETRY_PAUSES_S = (0.25, 0.5, 1.0, 1.0, 2.0)
+# followers have elected a new leader (tests/cluster measured 0.2-0.5 s on an idle machine).
+# The message is not queued, so it is sent again, for up to ~8 s: without this a consumer
+# whose retry publish is nacked requeues its message at once, in a loop that spends the
+# message's delivery limit (topology.QUORUM_DELIVERY_LIMIT) within the election.
+NACK_RETRY_PAUSES_S = (0.25, 0.5, 1.0, 1.0, 2.0, 3.0)
 
 
 def _nacked(exc):

@@ -64,6 +64,9 @@ STREAM_FIELDS = {
               "ack_due_at", "resolve_due_at", "followup_id", "actor") + extra for name, extra in (
         ("ComplaintOpened", ()), ("ComplaintAcknowledged", ()), ("ComplaintResolved", ()),
         ("ComplaintEscalated", ()), ("ComplaintSlaBreached", ("deadline",)), ("ComplaintCancelled", ()))},
+    # complaints: the weekly service-opinion report (counts per category and department, the ids
+    # of the complaints still open; no patient, no text)
+    "ServiceOpinionReportPublished": ("week_start", "week_end", "rows", "total_received", "total_open"),
     # campaigns: ids, the channel and times; never the campaign's name or text, nor the number
     "CampaignMessageSent": ("campaign_id", "delivery_id", "channel", "sent_at"),
     "CampaignCallRequested": ("campaign_id", "delivery_id", "channel", "requested_at"),

@@ -12,6 +12,7 @@ import sys  # noqa: E402
 from nameko.runners import ServiceRunner  # noqa: E402
 
 from shared.config import ConfigError, load_config  # noqa: E402
+from shared import tracing  # noqa: E402
 from shared.log import setup_logging  # noqa: E402
 from shared.topology import declare_topology  # noqa: E402
 
@@ -48,6 +49,8 @@ def run(name):
         print(f"hcrm {name}: {exc}", file=sys.stderr)
         raise SystemExit(2)
     setup_logging(name, config["log_level"])
+    # Before any MongoClient exists: pymongo's spans (when exporting) hook clients made after.
+    tracing.setup(name)
     declare_topology(config)
     runner = ServiceRunner(nameko_config(config))
     runner.add_service(cls)

@@ -24,6 +24,7 @@ them to that OTLP/HTTP collector in batches, and pymongo's commands become spans
 without it (the default) spans are made for their ids and dropped. README.md § Operations.
 """
 import contextvars
+import functools
 import logging
 import os
 import threading
@@ -77,7 +78,10 @@ def setup(process_name):
         return provider
 
 
+@functools.cache
 def tracer():
+    # One tracer per process (making one per span is a quarter of a span's cost); made
+    # before setup() it is OpenTelemetry's proxy, which follows the provider set later.
     return trace.get_tracer("hcrm")
 
 

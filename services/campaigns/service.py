@@ -18,6 +18,7 @@ import uuid
 import zoneinfo
 
 import holidays
+from prometheus_client import Counter
 
 from services.campaigns import domain
 from services.campaigns.config import CampaignsConfig
@@ -32,8 +33,6 @@ from shared.notifier import notifier_for
 from shared.outbox import configured_timer
 from shared.privacy import ERASED_EVENT
 from shared.service import HealthMixin
-
-from prometheus_client import Counter
 
 log = logging.getLogger(__name__)
 
@@ -235,9 +234,10 @@ class CampaignsService(CampaignsPrivacyMixin, HealthMixin):
             return
         day = datetime.datetime.fromtimestamp(claimed["send_ts"], self._tz).date()
         opted = self.store.opted_out()
+        retired = self.store.retired_ids()  # a view a racing worker left under a merged-away id
         docs = []
         for patient_id, view in self.store.views().items():
-            if not domain.matches(view, claimed["segment"], day, self._tz):
+            if patient_id in retired or not domain.matches(view, claimed["segment"], day, self._tz):
                 continue
             why = domain.exclusion(view, patient_id in opted)
             docs.append(self._delivery(claimed, patient_id, why or domain.PENDING,

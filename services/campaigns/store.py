@@ -98,6 +98,9 @@ class CampaignsStore(AliasesMixin, Store):
         self.repoint(retired, live)
         return live
 
+    def retired_ids(self):
+        return {doc["_id"] for doc in self.db.aliases.find({}, {"_id": 1})}
+
     def repoint(self, old, new):
         if old == new:
             return

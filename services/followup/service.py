@@ -13,7 +13,7 @@ import zoneinfo
 import holidays
 from prometheus_client import Counter, Gauge, Histogram
 
-from services.appointments.notifier import notifier_for
+from shared.notifier import notifier_for
 from services.followup import domain
 from services.followup import survey as surveys
 from services.followup.privacy import FollowupPrivacyMixin

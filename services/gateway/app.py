@@ -25,6 +25,7 @@ from services.gateway.store import GatewayStore
 from shared.config import load_config
 from shared.errors import REMOTE_STATUS, BadRequest, Conflict, error_body
 from shared.errors import NotFound as NotFoundError
+from shared import tracing
 from shared.log import setup_logging
 
 log = logging.getLogger("hcrm.gateway")
@@ -159,7 +160,8 @@ class Gateway:
             "at": datetime.datetime.now(datetime.timezone.utc), "user": ctx.user, "role": ctx.role,
             "method": ctx.request.method, "route": ctx.request.path,
             "patient_id": args.get("patient_id") or ctx.patient_id,
-            "query": ctx.request.query_string.decode("utf-8", "replace")[:500] or None,
+            # The searched name, phone or MRN masked (privacy.audit_query, README § Data protection).
+            "query": privacy.audit_query(ctx.request.args), "query_masked": True,
             "status": status, "request_id": ctx.request_id,
             "remote_addr": ctx.request.remote_addr,
             **getattr(ctx, "audit_extra", {}),  # what a route adds (an erasure: its id and why)
@@ -177,4 +179,5 @@ def create_app(config=None):
     routes.load_all()
     config = config or load_config("gateway", GatewayConfig)
     setup_logging("gateway", config["log_level"])
+    tracing.setup("gateway")  # before the store's MongoClient (shared/tracing.py)
     return Gateway(config)

@@ -2,6 +2,8 @@
 database holds the audit log, which names patients by id (and an event post by `mrn:<MRN>`)
 and keeps each request's query string (a search by phone or name).
 
+- audit_query: a search's query string as the audit keeps it (the name, phone or MRN searched
+  for masked: an audit log is personal data too);
 - audit_of: the audit entries about a person (their export shows who used the record);
 - forget_in_audit: before an erasure, the entries whose query string names the person lose
   it, and those that name them by MRN name them by patient id instead (the erasure releases
@@ -14,10 +16,27 @@ import random
 import threading
 import time
 
+import urllib.parse
+
+from shared.log import mask_name, mask_phone, mask_text
 from shared.messaging import utcnow
 from shared.privacy import ERASED_TEXT, cutoff, mentions
 
 log = logging.getLogger("hcrm.gateway")
+
+
+# Query parameters that name a person (a patient search): the audit keeps that a search was
+# made and its shape, not for whom (the record then opened is audited by its patient id).
+NAMING_PARAMS = {"q": mask_name, "name": mask_name, "phone": mask_phone,
+                 "mrn": lambda mrn: str(mrn)[:2] + "*" * max(len(str(mrn)) - 2, 1)}
+
+
+def audit_query(args):
+    """The query string as the audit keeps it: a searched name, phone or MRN masked, any other
+    phone-like number in a value masked too; None for no query."""
+    pairs = [(key, NAMING_PARAMS[key](value) if key in NAMING_PARAMS else mask_text(value))
+             for key, value in args.items(multi=True)]
+    return urllib.parse.urlencode(pairs, safe="*")[:500] or None
 
 
 def audit_of(db, patient_ids, mrns):
@@ -27,12 +46,13 @@ def audit_of(db, patient_ids, mrns):
 
 
 def forget_in_audit(db, secrets, mrns, patient_id):
-    """Returns how many entries changed. A scan of the entries with a query string: an erasure
-    is rare, and a search names no patient id to find it by."""
+    """Returns how many entries changed. Entries written since issue 18 keep masked queries
+    (audit_query, marked `query_masked`); only older ones are scanned (a search names no
+    patient id to find it by), and they go with the audit's retention period."""
     changed = 0
     for mrn in mrns:
         changed += db.audit.update_many({"patient_id": f"mrn:{mrn}"}, {"$set": {"patient_id": patient_id}}).modified_count
-    for entry in db.audit.find({"query": {"$ne": None}}, {"query": 1}):
+    for entry in db.audit.find({"query_masked": {"$exists": False}, "query": {"$ne": None}}, {"query": 1}):
         if mentions(entry.get("query"), secrets):
             changed += db.audit.update_one({"_id": entry["_id"]}, {"$set": {"query": ERASED_TEXT}}).modified_count
     return changed

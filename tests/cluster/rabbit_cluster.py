@@ -73,7 +73,10 @@ class Node:
     def start(self, wait=True):
         assert not self.alive(), f"{self.name} runs already"
         self.output = open(self.dir / "server.out", "ab")
-        self.process = subprocess.Popen([_tool("rabbitmq-server")], env=self.env(), cwd=self.dir,
+        # If the test session itself is killed (no fixture teardown), the script gets SIGTERM
+        # and stops its node: no broker outlives the session.
+        guard = ["setpriv", "--pdeathsig", "TERM", "--"] if shutil.which("setpriv") else []
+        self.process = subprocess.Popen([*guard, _tool("rabbitmq-server")], env=self.env(), cwd=self.dir,
                                         stdout=self.output, stderr=subprocess.STDOUT,
                                         start_new_session=True)
         if wait:

@@ -86,6 +86,7 @@ def unique(events):
 
 def test_scheduled_is_booked_rescheduled_in_place_and_reminded_again_stale_changes_nothing(platform):
     platform.start_service("intake")
+    platform.start_service("analytics")  # it appends the stream's (minimal) copies
     platform.start_service("appointments", **TIMERS)
     platform.start_gateway()
     token = platform.token()
@@ -135,6 +136,7 @@ def test_scheduled_is_booked_rescheduled_in_place_and_reminded_again_stale_chang
 def test_withdrawn_cancels_without_reminder_and_withdrawn_first_never_books(platform):
     # The reminder is due 0.01 h (36 s) before the start: after the withdrawal.
     platform.start_service("intake")
+    platform.start_service("analytics")  # it appends the stream's (minimal) copies
     platform.start_service("appointments", APPOINTMENTS_REMINDER_HOURS_BEFORE="0.01", **TIMERS)
     db = database(platform, "appointments")
     withdrawn_id = mirror_appointment_id("his", "HIS-W1")
@@ -165,7 +167,7 @@ def test_withdrawn_cancels_without_reminder_and_withdrawn_first_never_books(plat
 
 
 def test_missed_is_one_no_show_and_followup_calls_to_rebook(platform):
-    for service in ("intake", "followup"):
+    for service in ("intake", "followup", "analytics"):  # analytics: the stream's copies
         platform.start_service(service)
     platform.start_service("appointments", **TIMERS)
     db = database(platform, "appointments")

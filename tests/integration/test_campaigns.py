@@ -117,9 +117,16 @@ def report(platform, token, campaign_id):
     return body
 
 
+def report_when(platform, token, campaign_id, status, timeout=30):
+    """The campaign's report once its status is `status`."""
+    return wait_until(lambda: (lambda r: r if r["status"] == status else None)(report(platform, token, campaign_id)),
+                      timeout=timeout, message=f"campaign {campaign_id} {status}")
+
+
 def witnessed(platform):
     """Every event campaigns published so far (the witness queue is drained into platform.seen)."""
-    platform.seen = getattr(platform, "seen", []) + [json.loads(body) for body, _ in platform.drain("campaigns-witness")]
+    drained = [json.loads(body) for body, _ in platform.drain("campaigns-witness")]
+    platform.seen = getattr(platform, "seen", []) + drained
     return platform.seen
 
 
@@ -165,8 +172,7 @@ def test_each_consenting_patient_gets_one_message_and_a_call_campaign_fills_the_
         "send_at": now_local().isoformat()}, token=manager)
     assert status == 201, created
     campaign_id = created["campaign_id"]
-    held = wait_until(lambda: (lambda r: r if r["status"] == "sending" else None)(report(platform, manager, campaign_id)),
-                      timeout=30, message="the campaign targeted")
+    held = report_when(platform, manager, campaign_id, "sending")  # targeted
     assert (held["targeted"], held["waiting"], held["sent"]) == (30, 24, 0)
     assert sms.received == []  # quiet hours
 
@@ -177,8 +183,7 @@ def test_each_consenting_patient_gets_one_message_and_a_call_campaign_fills_the_
     wait_until(lambda: len(sms.received) >= 6, timeout=30, message="sending under way")
     replicas[0].stop()
     replicas.append(platform.start_service("campaigns", **campaigns_env(sms)))
-    done = wait_until(lambda: (lambda r: r if r["status"] == "done" else None)(report(platform, manager, campaign_id)),
-                      timeout=60, message="the campaign done")
+    done = report_when(platform, manager, campaign_id, "done", timeout=60)
     assert {key: done[key] for key in ("targeted", "excluded_no_consent", "excluded_no_phone", "sent",
                                        "calls_created", "waiting", "returned_within_30d")} == {
         "targeted": 30, "excluded_no_consent": 5, "excluded_no_phone": 1, "sent": 24, "calls_created": 0,
@@ -221,8 +226,7 @@ def test_each_consenting_patient_gets_one_message_and_a_call_campaign_fills_the_
         "template": {"zh": "您好，骨科康复讲座下周三举行。", "en": "Our orthopaedic recovery talk is next Wednesday."},
         "send_at": now_local().isoformat()}, token=manager)
     assert status == 201
-    call_done = wait_until(lambda: (lambda r: r if r["status"] == "done" else None)(
-        report(platform, manager, call["campaign_id"])), timeout=30, message="the call campaign done")
+    call_done = report_when(platform, manager, call["campaign_id"], "done")
     assert (call_done["targeted"], call_done["calls_created"], call_done["excluded_no_consent"], call_done["sent"]) \
         == (2, 1, 1, 0)
     tasks = wait_until(lambda: platform.http("GET", "/api/v1/followups?kind=campaign_call", token=agent)[1]["items"],
@@ -249,9 +253,10 @@ def test_each_consenting_patient_gets_one_message_and_a_call_campaign_fills_the_
         campaign_id, second["campaign_id"], call["campaign_id"]}
 
 
-def test_a_campaign_is_validated_a_holiday_greeting_gets_its_date_and_data_rights_hold(platform):
+def test_validation_a_holiday_greeting_a_merged_person_once_and_data_rights(platform):
     platform.start_service("intake")
-    platform.start_service("campaigns", CAMPAIGNS_TIMER_INTERVAL_S="0.3")
+    platform.start_service("campaigns", CAMPAIGNS_TIMER_INTERVAL_S="0.3", CAMPAIGNS_QUIET_START="00:00",
+                           CAMPAIGNS_QUIET_END="00:00")
     platform.start_gateway(GATEWAY_SERVICES="intake,campaigns")
     admin = platform.token()
     status, body = platform.http("POST", "/api/v1/campaigns", {
@@ -269,13 +274,31 @@ def test_a_campaign_is_validated_a_holiday_greeting_gets_its_date_and_data_right
     assert created["status"] == "scheduled" and created["holiday"] == "spring_festival"
     assert platform.http("GET", f"/api/v1/campaigns/{uuid.uuid4()}", token=admin)[0] == 404
 
+    # -- two records merged into one person: one message -------------------------------------------
+    for mrn in ("CMP-EYE-A", "CMP-EYE-B"):
+        platform.publish(visit(mrn, department="眼科", marketing_consent=True, phone="13900000555"))
+    wait_until(lambda: platform.http("GET", "/api/v1/patients?mrn=CMP-EYE-B", token=admin)[1].get("total") == 1,
+               timeout=30, message="both records")
+    platform.publish(factories.merged("CMP-EYE-A", "CMP-EYE-B", phone="13900000555", marketing_consent=True))
+    merged_db = MongoClient(platform.database_uri("campaigns"), tz_aware=True).get_default_database()
+    try:
+        wait_until(lambda: merged_db.aliases.count_documents({}) == 1, timeout=30, message="the merge in campaigns")
+    finally:
+        merged_db.client.close()
+    status, eye = platform.http("POST", "/api/v1/campaigns", {
+        "name": "眼科", "segment": {"department": "眼科", "visit_count": {"min": 2}}, "channel": "sms",
+        "template": TEMPLATE, "send_at": now_local().isoformat()}, token=admin)
+    assert status == 201
+    eye = report_when(platform, admin, eye["campaign_id"], "done")
+    assert (eye["targeted"], eye["sent"]) == (1, 1)  # one person, with both records' visits
+
     # -- the patients' data rights: the export lists what campaigns keeps of the person; an
     # erasure clears it there (README.md § Data protection) --------------------------------------
     platform.publish(visit("CMP-RIGHTS", marketing_consent=True, name="赵敏"))
     db = MongoClient(platform.database_uri("campaigns"), tz_aware=True).get_default_database()
     try:
-        wait_until(lambda: db.people.count_documents({}) == 1, timeout=30, message="campaigns knows the person")
-        pid = patient_id(platform, admin, "CMP-RIGHTS")
+        pid = wait_until(lambda: patient_id(platform, admin, "CMP-RIGHTS"), timeout=30, message="the record")
+        wait_until(lambda: db.people.find_one({"_id": pid}), timeout=30, message="campaigns knows the person")
         assert platform.http("POST", f"/api/v1/patients/{pid}/marketing-opt-out", {"note": "赵敏说不要再发"},
                              token=admin)[0] == 200
         status, export = platform.http("GET", f"/api/v1/patients/{pid}/export", token=admin)
@@ -284,9 +307,10 @@ def test_a_campaign_is_validated_a_holiday_greeting_gets_its_date_and_data_right
         assert kept["people"][0]["name"] == "赵敏" and kept["opt_outs"][0]["note"] == "赵敏说不要再发"
         status, _ = platform.http("POST", f"/api/v1/patients/{pid}/erase", {"reason": "request 2026-17"}, token=admin)
         assert status == 202
-        wait_until(lambda: db.people.count_documents({}) == 0, timeout=30, message="the view dropped")
+        wait_until(lambda: db.people.find_one({"_id": pid}) is None, timeout=30, message="the view dropped")
         wait_until(lambda: db.opt_outs.find_one({"_id": pid})["note"] is None, timeout=30, message="the note cleared")
         assert db.opt_outs.find_one({"_id": pid})["state"] == "withdrawn"  # still no campaign for that id
-        assert all("赵敏" not in json.dumps(doc, ensure_ascii=False, default=str) for doc in db.events.find())
+        assert all("赵敏" not in json.dumps(doc, ensure_ascii=False, default=str)
+                   for doc in db.events.find({"patient_id": pid}))
     finally:
         db.client.close()

@@ -41,6 +41,7 @@ def unique(events):
 
 
 def test_a_complaint_received_three_days_ago_is_breached_and_escalated_exactly_once(platform):
+    platform.start_service("analytics")  # it appends the stream's (minimal) copies
     first = platform.start_service("complaints", COMPLAINTS_SLA_CHECK_INTERVAL_S="0.5")
     platform.start_service("complaints", COMPLAINTS_SLA_CHECK_INTERVAL_S="0.5")  # a replica
     platform.start_gateway()
@@ -130,6 +131,7 @@ def test_satisfaction_1_on_a_follow_up_opens_a_complaint_visible_through_the_gat
 
 def test_the_weekly_report_is_published_once_whatever_the_replicas(platform):
     env = {"COMPLAINTS_REPORT_CHECK_INTERVAL_S": "0.3"}
+    platform.start_service("analytics")  # it appends the stream's (minimal) copies
     platform.start_service("complaints", **env)
     platform.start_service("complaints", **env)
     wait_until(lambda: stream_events(platform.amqp_uri, {"ServiceOpinionReportPublished"}, 1), timeout=30,

@@ -11,7 +11,7 @@ from tests.support import BIN, wait_until
 
 pytestmark = pytest.mark.integration
 
-ALL_SERVICES = ("intake", "followup", "appointments", "complaints", "analytics")
+ALL_SERVICES = ("intake", "followup", "appointments", "complaints", "analytics", "campaigns")
 ROLES = ("agent", "manager", "admin", "integration")
 # Who may call what (docs/API.md): staff roles are cumulative, integration only publishes.
 RANK = {"agent": 1, "manager": 2, "admin": 3}

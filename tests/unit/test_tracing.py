@@ -158,3 +158,39 @@ def test_hcrm_trace_prints_the_path_through_the_services_logs(tmp_path, capsys):
     assert out[-1] == "time spent (the lines' ms, by process): gateway 25.0 ms, intake 12.0 ms"
     assert trace_path.main(types.SimpleNamespace(id="e" * 32, logs=str(tmp_path))) == 1
     assert trace_path.main(types.SimpleNamespace(id="nope", logs=str(tmp_path))) == 2
+
+
+def test_spans_go_to_a_collector_when_an_otlp_endpoint_is_configured(tmp_path):
+    """Configuration only: with OTEL_EXPORTER_OTLP_ENDPOINT set, a process's spans are POSTed
+    to <endpoint>/v1/traces (OTLP/HTTP); a child process, so this one's tracer stays as it is."""
+    import http.server
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    received = []
+
+    class Collector(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append((self.path, self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    script = ("from shared import tracing\n"
+              "provider = tracing.setup('intake')\n"
+              "with tracing.client_span('rpc analytics.summary'):\n"
+              "    pass\n"
+              "provider.force_flush()\n")
+    env = dict(os.environ, OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{server.server_port}")
+    try:
+        subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=60)
+    finally:
+        server.shutdown()
+    assert [path for path, _ in received] == ["/v1/traces"]
+    assert b"rpc analytics.summary" in received[0][1] and b"hcrm-intake" in received[0][1]

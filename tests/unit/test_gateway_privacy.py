@@ -1,5 +1,6 @@
-"""The readable page of a patient's export (services/gateway/export_html.py): every section a
-service answered, every value escaped."""
+"""The gateway's part of the data rights: the readable page of a patient's export
+(services/gateway/export_html.py: every section a service answered, every value escaped) and
+the audit's masked search queries (services/gateway/privacy.py)."""
 from services.gateway import export_html
 
 EXPORT = {
@@ -25,3 +26,13 @@ def test_every_section_a_service_answered_is_shown_and_nothing_is_markup():
 def test_an_empty_list_says_none():
     page = export_html.render({"patient_id": "p", "complaints": {"complaints": []}})
     assert "无 · None" in page
+
+
+def test_the_audit_keeps_a_search_but_not_whom_it_was_for():
+    from werkzeug.datastructures import MultiDict
+
+    from services.gateway.privacy import audit_query
+    kept = audit_query(MultiDict([("q", "欧阳娜娜"), ("phone", "139-1234-0001"), ("mrn", "DR-P-1"),
+                                  ("limit", "100"), ("note", "call 13912340001")]))
+    assert kept == "q=%E6%AC%A7***&phone=*******0001&mrn=DR****&limit=100&note=call+*******0001"
+    assert audit_query(MultiDict()) is None
