@@ -98,7 +98,11 @@ def replay(amqp_uri, queue, limit):
             if message is None:
                 break
             headers = dict(message.headers or {})
-            source_queue = headers.get("x-hcrm-source-queue")
+            # Moved by our consumer: it names the queue; dead-lettered by the broker itself
+            # (a quorum queue's delivery limit): the first x-death entry names it.
+            deaths = headers.get("x-death") or [{}]
+            source_queue = headers.get("x-hcrm-source-queue") or (
+                deaths[0].get("queue") if isinstance(deaths[0], dict) else None)
             routing_key = headers.get(ROUTING_KEY_HEADER) or ""
             clean = {k: v for k, v in headers.items()
                      if not k.startswith(HEADER_PREFIX) and not k.startswith("x-death")

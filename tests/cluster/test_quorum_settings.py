@@ -1,6 +1,7 @@
 """The quorum-queue settings test_cluster_faults.py runs with, checked without a broker: the
 queue arguments of each kind of queue, the node list in the configuration and the logs, and
 that the Kubernetes prod overlay carries the same settings."""
+import re
 import shutil
 import subprocess
 
@@ -97,3 +98,13 @@ def test_the_prod_overlay_runs_what_the_cluster_tests_prove():
     pre_stop = " ".join(container["lifecycle"]["preStop"]["exec"]["command"])
     assert "await_online_quorum_plus_one" in pre_stop and "drain" in pre_stop
     assert pre_stop.index("await_online_quorum_plus_one") < pre_stop.index("drain")
+
+
+def test_every_rpc_method_uses_the_one_rpc_entrypoint():
+    """A service whose methods mix nameko's `rpc` with shared.messaging's gets two consumers on
+    its one `rpc-<service>` queue, each knowing half the methods (and, on quorum, declaring it
+    with other arguments): every RPC must come from shared.messaging."""
+    offenders = [str(path.relative_to(REPO)) for path in sorted(REPO.glob("services/**/*.py"))
+                 + sorted(REPO.glob("shared/*.py"))
+                 if re.search(r"^\s*from nameko\.rpc import|nameko\.rpc\.rpc\b", path.read_text(), re.M)]
+    assert offenders == []
