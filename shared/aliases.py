@@ -30,6 +30,22 @@ def merge_is_usable(retired, survivor, lookup):
                 and resolve(survivor, lookup) != retired)
 
 
+def person_ids(aliases, live_id, patient_id, patient_ids=(), to_field="to", max_hops=MAX_HOPS):
+    """Every id a person's data may be filed under in one service: the given ids, the live id
+    each leads to (`live_id(id)`), and every retired id that leads to them (the `aliases`
+    collection, `{_id: retired, <to_field>: survivor}`). Export and erasure read all of them."""
+    ids = {pid for pid in (patient_id, *(patient_ids or ())) if pid}
+    ids |= {live_id(pid) for pid in ids}
+    frontier = set(ids)
+    for _ in range(max_hops):
+        found = {doc["_id"] for pid in frontier for doc in aliases.find({to_field: pid}, {"_id": 1})} - ids
+        if not found:
+            break
+        ids |= found
+        frontier = found
+    return sorted(ids)
+
+
 class AliasesMixin:
     """For a service store (`self.db`): its `aliases` collection, `{_id: retired, to: survivor}`."""
 

@@ -12,30 +12,19 @@ CampaignsService.
 import logging
 
 from services.campaigns import domain
-from shared import erasures
+from shared import aliases, erasures
 from shared.messaging import rpc, utcnow
 from shared.outbox import configured_timer
 from shared.privacy import ERASED_TEXT, erased_data, jsonable, without_outbox
 
 log = logging.getLogger(__name__)
 
-MAX_HOPS = 32
 
 
 class CampaignsPrivacyMixin:
     def _person_ids(self, patient_id, patient_ids=()):
-        """The ids the person's data may be filed under here: the given ones, where they lead
-        (aliases), and every retired id that leads to them."""
-        ids = {pid for pid in (patient_id, *(patient_ids or ())) if pid}
-        ids |= {self.store.live_patient_id(pid) for pid in ids}
-        frontier = set(ids)
-        for _ in range(MAX_HOPS):
-            found = {doc["_id"] for pid in frontier for doc in self.store.db.aliases.find({"to": pid})} - ids
-            if not found:
-                break
-            ids |= found
-            frontier = found
-        return sorted(ids)
+        return aliases.person_ids(self.store.db.aliases, self.store.live_patient_id, patient_id, patient_ids,
+                                  to_field="to")
 
     @rpc
     def export_patient(self, patient_id, patient_ids=None):

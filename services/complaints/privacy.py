@@ -14,14 +14,13 @@ import logging
 
 from services.complaints import domain
 from services.complaints.store import history_entry
-from shared import erasures
+from shared import aliases, erasures
 from shared.messaging import rpc, utcnow
 from shared.outbox import configured_timer
 from shared.privacy import ERASED_REASON, ERASED_TEXT, erased_data, jsonable, reduce_queue, without_outbox
 
 log = logging.getLogger(__name__)
 
-MAX_HOPS = 32
 SYSTEM = "system"
 
 
@@ -38,16 +37,8 @@ def cleared_history(history):
 
 class ComplaintsPrivacyMixin:
     def _person_ids(self, patient_id, patient_ids=()):
-        ids = {pid for pid in (patient_id, *(patient_ids or ())) if pid}
-        ids |= {self._current_patient(pid) for pid in ids}
-        frontier = set(ids)
-        for _ in range(MAX_HOPS):
-            found = {doc["_id"] for pid in frontier for doc in self.store.db.aliases.find({"to": pid})} - ids
-            if not found:
-                break
-            ids |= found
-            frontier = found
-        return sorted(ids)
+        return aliases.person_ids(self.store.db.aliases, self._current_patient, patient_id, patient_ids,
+                                  to_field="to")
 
     @rpc
     def export_patient(self, patient_id, patient_ids=None):

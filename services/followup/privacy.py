@@ -13,15 +13,14 @@ FollowupService.
 """
 import logging
 
-from shared import erasures, retention
+from shared import aliases, erasures, retention
 from shared.messaging import rpc, utcnow
 from shared.outbox import configured_timer
-from shared.privacy import (ERASED_EVENT, ERASED_REASON, cutoff, erased_data, jsonable, reduce_queue,
+from shared.privacy import (ERASED_REASON, cutoff, erased_data, jsonable, reduce_queue,
                             without_outbox)
 
 log = logging.getLogger(__name__)
 
-MAX_HOPS = 32
 FREE_TEXT = ("notes", "complaint")  # what a call's agent typed
 
 
@@ -32,18 +31,8 @@ def without_free_text(kind, data):
 
 class FollowupPrivacyMixin:
     def _person_ids(self, patient_id, patient_ids=()):
-        """The ids the person's data may be filed under here: the given ones, where they lead
-        (aliases), and every retired id that leads to them."""
-        ids = {pid for pid in (patient_id, *(patient_ids or ())) if pid}
-        ids |= {self.store.resolve(pid) for pid in ids}
-        frontier = set(ids)
-        for _ in range(MAX_HOPS):
-            found = {doc["_id"] for pid in frontier for doc in self.store.db.aliases.find({"survivor": pid})} - ids
-            if not found:
-                break
-            ids |= found
-            frontier = found
-        return sorted(ids)
+        return aliases.person_ids(self.store.db.aliases, self.store.resolve, patient_id, patient_ids,
+                                  to_field="survivor")
 
     # -- export -------------------------------------------------------------------------------
     @rpc
