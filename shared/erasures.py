@@ -4,8 +4,11 @@ retention timer for `erasure_sweep_days` afterwards (services/*/privacy.py): an 
 the person that was already on its way (a retry, a message another service published just
 before the erasure reached it) is cleared too, whatever order things arrive in."""
 import datetime
+import logging
 
 from shared.privacy import cutoff
+
+_log = logging.getLogger(__name__)
 
 
 def record(db, erasure_id, patient_ids, now):
@@ -30,3 +33,18 @@ def _aware(moment):
     if isinstance(moment, str):
         moment = datetime.datetime.fromisoformat(moment)
     return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
+
+
+class ErasesPatients:
+    """PatientErased in a service that keeps copies of the person's data: the ids the data may
+    be filed under (`self._person_ids`), the erasure recorded (re-applied to late arrivals by
+    the retention sweep), then the service's own `_erase(ids)`. Idempotent."""
+
+    def erase_patient(self, event):
+        from shared.messaging import utcnow  # the messaging module imports much; only here
+        data = event.get("data") if isinstance(event.get("data"), dict) else {}
+        ids = self._person_ids(event.get("patient_id"), data.get("patient_ids"))
+        erasure_id = data.get("erasure_id") or event.get("event_id")
+        record(self.store.db, erasure_id, ids, utcnow())
+        self._erase(ids)
+        _log.info("patient erased", extra={"erasure_id": erasure_id, "patient_ids": len(ids)})

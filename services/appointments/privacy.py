@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 SYSTEM = "system"
 
 
-class AppointmentsPrivacyMixin:
+class AppointmentsPrivacyMixin(erasures.ErasesPatients):
     def _person_ids(self, patient_id, patient_ids=()):
         return aliases.person_ids(self.store.db.aliases, self._current_patient, patient_id, patient_ids,
                                   to_field="to")
@@ -44,14 +44,6 @@ class AppointmentsPrivacyMixin:
             "events": [doc for pid in ids for doc in db.events.find({"patient_id": pid})]})
 
     # -- erasure ------------------------------------------------------------------------------
-    def erase_patient(self, event):
-        data = event.get("data") or {}
-        ids = self._person_ids(event.get("patient_id"), data.get("patient_ids"))
-        erasure_id = data.get("erasure_id") or event["event_id"]
-        erasures.record(self.store.db, erasure_id, ids, utcnow())
-        self._erase(ids)
-        log.info("patient erased", extra={"erasure_id": erasure_id, "patient_ids": len(ids)})
-
     def _erase(self, ids):
         now = utcnow()
         db = self.store.db

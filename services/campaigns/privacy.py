@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 
-class CampaignsPrivacyMixin:
+class CampaignsPrivacyMixin(erasures.ErasesPatients):
     def _person_ids(self, patient_id, patient_ids=()):
         return aliases.person_ids(self.store.db.aliases, self.store.live_patient_id, patient_id, patient_ids,
                                   to_field="to")
@@ -38,14 +38,6 @@ class CampaignsPrivacyMixin:
             "deliveries": [without_outbox(doc) for pid in ids for doc in db.deliveries.find({"patient_id": pid})],
             "messages": [doc for pid in ids for doc in db.notifications.find({"patient_id": pid})],
             "events": [doc for pid in ids for doc in db.events.find({"patient_id": pid})]})
-
-    def erase_patient(self, event):
-        data = event.get("data") or {}
-        ids = self._person_ids(event.get("patient_id"), data.get("patient_ids"))
-        erasure_id = data.get("erasure_id") or event["event_id"]
-        erasures.record(self.store.db, erasure_id, ids, utcnow())
-        self._erase(ids)
-        log.info("patient erased", extra={"erasure_id": erasure_id, "patient_ids": len(ids)})
 
     def _erase(self, ids):
         db, now = self.store.db, utcnow()

@@ -35,7 +35,7 @@ def cleared_history(history):
     return out
 
 
-class ComplaintsPrivacyMixin:
+class ComplaintsPrivacyMixin(erasures.ErasesPatients):
     def _person_ids(self, patient_id, patient_ids=()):
         return aliases.person_ids(self.store.db.aliases, self._current_patient, patient_id, patient_ids,
                                   to_field="to")
@@ -51,14 +51,6 @@ class ComplaintsPrivacyMixin:
                 complaints.append(doc)
         return jsonable({"service": "complaints", "patient_ids": ids,
                          "complaints": sorted(complaints, key=lambda c: (c.get("received_ts") or 0, c["_id"]))})
-
-    def erase_patient(self, event):
-        data = event.get("data") if isinstance(event.get("data"), dict) else {}
-        ids = self._person_ids(event.get("patient_id"), data.get("patient_ids"))
-        erasure_id = data.get("erasure_id") or event.get("event_id")
-        erasures.record(self.store.db, erasure_id, ids, utcnow())
-        self._erase(ids)
-        log.info("patient erased", extra={"erasure_id": erasure_id, "patient_ids": len(ids)})
 
     def _erase(self, ids):
         now = utcnow()

@@ -29,7 +29,7 @@ def without_free_text(kind, data):
     return {key: value for key, value in (data or {}).items() if key not in FREE_TEXT}
 
 
-class FollowupPrivacyMixin:
+class FollowupPrivacyMixin(erasures.ErasesPatients):
     def _person_ids(self, patient_id, patient_ids=()):
         return aliases.person_ids(self.store.db.aliases, self.store.resolve, patient_id, patient_ids,
                                   to_field="survivor")
@@ -45,15 +45,6 @@ class FollowupPrivacyMixin:
                          "events": sorted(events, key=lambda event: (str(event.get("occurred_at")), event["_id"]))})
 
     # -- erasure ------------------------------------------------------------------------------
-    def erase_patient(self, event):
-        """PatientErased: cancel the pending calls, then clear the person's data (idempotent)."""
-        data = event.get("data") or {}
-        ids = self._person_ids(event.get("patient_id"), data.get("patient_ids"))
-        erasure_id = data.get("erasure_id") or event["event_id"]
-        erasures.record(self.store.db, erasure_id, ids, utcnow())
-        self._erase(ids)
-        log.info("patient erased", extra={"erasure_id": erasure_id, "patient_ids": len(ids)})
-
     def _erase(self, ids):
         now = utcnow()
         db = self.store.db
