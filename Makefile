@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: up down status clean test test-unit test-reliability test-cluster demo init deps broker tools bench soak help
+.PHONY: up down status clean test test-unit gates test-reliability test-cluster demo init deps broker tools bench soak help
 
 help:
 	@echo "make up      start RabbitMQ (installing it if needed), NX-27017, every service and the gateway"
@@ -51,11 +51,23 @@ init: deps broker
 demo: deps
 	$(PY) -m shared.cli simulate --months 3 --count 600 --rate 0
 
+# The quality gates first (about a minute: a failure stops the run before the long suites),
+# then every suite the gates did not run.
 test: deps broker tools
-	$(PY) -m pytest
+	$(MAKE) gates
+	$(PY) -m pytest --ignore=tests/unit --ignore=tests/service
+
+# Quality gates, part of `make test` (pyproject.toml holds every setting): lint and format
+# (ruff), the types of shared/ and of each service's domain.py and store.py (mypy), then the
+# in-process suites with their coverage floor ([tool.coverage.report] fail_under).
+gates: deps
+	$(VENV)/bin/ruff check
+	$(VENV)/bin/ruff format --check
+	$(VENV)/bin/mypy
+	$(PY) -m pytest tests/unit tests/service --cov --cov-report=term
 
 test-unit: deps
-	$(PY) -m pytest tests/unit
+	$(PY) -m pytest tests/unit tests/service
 
 test-reliability: deps broker
 	$(PY) -m pytest tests/reliability

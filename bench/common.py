@@ -5,6 +5,7 @@ process's peak RSS (VmHWM) and CPU time.
 Every bench runs from the repository root, either way:
   .venv/bin/python -m bench.<name> ...      or      .venv/bin/python bench/<name>.py ...
 """
+
 import datetime
 import os
 import pathlib
@@ -29,8 +30,18 @@ from tests.support import Platform, StoreServer, ensure_rabbitmq, free_port, wai
 RESULTS = pathlib.Path(__file__).resolve().parent / "RESULTS.md"
 TICKS = os.sysconf("SC_CLK_TCK")
 # Short-lived helpers the bench runs (rabbitmqctl is an Erlang VM): not part of the system.
-HELPERS = {"beam.smp", "erl_child_setup", "erlexec", "inet_gethost", "epmd", "sh", "bash", "rabbitmqctl",
-           "escript", "erl"}
+HELPERS = {
+    "beam.smp",
+    "erl_child_setup",
+    "erlexec",
+    "inet_gethost",
+    "epmd",
+    "sh",
+    "bash",
+    "rabbitmqctl",
+    "escript",
+    "erl",
+}
 
 
 def installation():
@@ -52,8 +63,11 @@ def start_services(platform, *names, **env):
         processes[name] = platform.start_service(name, wait=False, HCRM_METRICS_PORT=port, **env)
         processes[name].metrics_port = port
     for name, process in processes.items():
-        wait_until(lambda: '"service started"' in process.output() or not process.alive(),
-                   timeout=90, message=f"{name} to start")
+        wait_until(
+            lambda: '"service started"' in process.output() or not process.alive(),
+            timeout=90,
+            message=f"{name} to start",
+        )
         assert process.alive(), f"{name} died at start:\n{process.output()[-3000:]}"
     return processes
 
@@ -61,32 +75,54 @@ def start_services(platform, *names, **env):
 def total_ram_gb():
     for line in open("/proc/meminfo"):
         if line.startswith("MemTotal:"):
-            return int(line.split()[1]) / 1024 ** 2
+            return int(line.split()[1]) / 1024**2
     return 0.0
 
 
 def machine():
-    versions = ", ".join(f"{name} {metadata.version(name)}" for name in
-                         ("nameko", "kombu", "pymongo", "eventlet", "gunicorn", "nx-27017"))
-    rabbit = subprocess.run(["rabbitmqctl", "version"], capture_output=True, text=True).stdout.strip()
+    versions = ", ".join(
+        f"{name} {metadata.version(name)}"
+        for name in ("nameko", "kombu", "pymongo", "eventlet", "gunicorn", "nx-27017")
+    )
+    rabbit = subprocess.run(
+        ["rabbitmqctl", "version"], capture_output=True, text=True
+    ).stdout.strip()
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (f"{host.node()} · {os.cpu_count()} cores · {total_ram_gb():.1f} GB RAM · "
-            f"Python {host.python_version()} · RabbitMQ {rabbit} · {versions} · "
-            f"load average at the end {load}")
+    return (
+        f"{host.node()} · {os.cpu_count()} cores · {total_ram_gb():.1f} GB RAM · "
+        f"Python {host.python_version()} · RabbitMQ {rabbit} · {versions} · "
+        f"load average at the end {load}"
+    )
 
 
 def code_version():
     """The commit, and the code changed on top of it (another engineer's work in progress is
     measured too: say so): the services, and what starts them and the store."""
+
     def git(*args):
         try:
-            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.rstrip("\n")
+            return subprocess.run(
+                ["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10
+            ).stdout.rstrip("\n")
         except (OSError, subprocess.SubprocessError):
             return ""
+
     sha = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = sorted({"/".join(line[3:].split("/")[:2])
-                    for line in git("status", "--porcelain", "--", "services", "shared", "tests/support.py",
-                                     "bench", ":!bench/RESULTS.md").splitlines()})
+    dirty = sorted(
+        {
+            "/".join(line[3:].split("/")[:2])
+            for line in git(
+                "status",
+                "--porcelain",
+                "--",
+                "services",
+                "shared",
+                "tests/support.py",
+                "bench",
+                ":!bench/RESULTS.md",
+            ).splitlines()
+        }
+    )
     return f"git {sha}" + (f" + uncommitted changes in {', '.join(dirty)}" if dirty else "")
 
 
@@ -108,15 +144,21 @@ def command():
 
 def record(title, lines):
     """Print the figures and append them to RESULTS.md."""
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     by_make = " (run by `make bench`)" if os.environ.get("MAKELEVEL") else ""
-    block = [f"\n## {title} — {stamp}", f"- machine: {machine()}", f"- code: {code_version()}",
-             f"- command: `{command()}`{by_make}"]
+    block = [
+        f"\n## {title} — {stamp}",
+        f"- machine: {machine()}",
+        f"- code: {code_version()}",
+        f"- command: `{command()}`{by_make}",
+    ]
     block += [line if line.startswith("  ") else f"- {line}" for line in lines]  # "  - x": nested
     text = "\n".join(block) + "\n"
     print(text, flush=True)
     if not RESULTS.exists():
-        RESULTS.write_text("# Benchmark results\n\nAppended by the scripts in bench/; newest last.\n")
+        RESULTS.write_text(
+            "# Benchmark results\n\nAppended by the scripts in bench/; newest last.\n"
+        )
     with RESULTS.open("a") as out:
         out.write(text)
 
@@ -128,8 +170,8 @@ def _stat(pid):
         text = open(f"/proc/{pid}/stat").read()
     except OSError:
         return None
-    comm = text[text.index("(") + 1:text.rindex(")")]
-    fields = text[text.rindex(")") + 2:].split()
+    comm = text[text.index("(") + 1 : text.rindex(")")]
+    fields = text[text.rindex(")") + 2 :].split()
     return int(fields[1]), comm, (int(fields[11]) + int(fields[12])) / TICKS
 
 
@@ -168,7 +210,7 @@ class Resources:
     def __init__(self, interval=0.5):
         self.interval = interval
         self.roots = {os.getpid(): "bench"}
-        self.seen = {}   # pid -> {"label", "hwm_kb", "cpu0", "cpu"}
+        self.seen = {}  # pid -> {"label", "hwm_kb", "cpu0", "cpu"}
         self._stop = threading.Event()
         self._thread = None
         self._lock = threading.Lock()
@@ -243,8 +285,12 @@ class Resources:
                 entry = self.seen.get(pid)
                 if entry is None:
                     # Before mark(): counted from first sight; after: a new process, from 0.
-                    entry = self.seen[pid] = {"label": label, "hwm_kb": hwm,
-                                              "cpu0": 0.0 if self.marked else cpu, "cpu": cpu}
+                    entry = self.seen[pid] = {
+                        "label": label,
+                        "hwm_kb": hwm,
+                        "cpu0": 0.0 if self.marked else cpu,
+                        "cpu": cpu,
+                    }
                 entry["hwm_kb"] = max(entry["hwm_kb"], hwm)
                 entry["cpu"] = cpu
                 entry["label"] = label  # watched after it was first seen: its own name
@@ -252,7 +298,10 @@ class Resources:
     def rows(self):
         """[(label, pid, peak MB, cpu seconds)], watched roots first, in watch order."""
         order = {name: i for i, name in enumerate(self.roots.values())}
-        rows = [(e["label"], pid, e["hwm_kb"] / 1024, e["cpu"] - e["cpu0"]) for pid, e in self.seen.items()]
+        rows = [
+            (e["label"], pid, e["hwm_kb"] / 1024, e["cpu"] - e["cpu0"])
+            for pid, e in self.seen.items()
+        ]
         return sorted(rows, key=lambda r: (order.get(r[0].split(" › ")[0], 99), r[0], r[1]))
 
     def snapshot(self):
@@ -261,7 +310,9 @@ class Resources:
         totals = {}
         with self._lock:
             for entry in self.seen.values():
-                totals[entry["label"]] = totals.get(entry["label"], 0.0) + entry["cpu"] - entry["cpu0"]
+                totals[entry["label"]] = (
+                    totals.get(entry["label"], 0.0) + entry["cpu"] - entry["cpu0"]
+                )
         return totals
 
     @staticmethod
@@ -269,8 +320,9 @@ class Resources:
         """One line: CPU milliseconds per unit of work by process, between two snapshots."""
         parts = [(label, (after[label] - before.get(label, 0.0)) * 1000 / units) for label in after]
         total = sum(ms for _, ms in parts)
-        return (f"CPU per {unit}: {total:.1f} ms in all, " +
-                ", ".join(f"{label} {ms:.1f} ms" for label, ms in parts if ms >= 0.05))
+        return f"CPU per {unit}: {total:.1f} ms in all, " + ", ".join(
+            f"{label} {ms:.1f} ms" for label, ms in parts if ms >= 0.05
+        )
 
     def lines(self):
         """Two report lines: peak RSS per process, CPU time per process."""
@@ -281,11 +333,14 @@ class Resources:
         ours = sum(s for _, _, _, s in rows)
         busy = self.busy if self.busy is not None else machine_busy_seconds() - self.busy0
         other = max(0.0, busy - ours)
-        return [f"peak RSS (VmHWM, sampled every {self.interval:g} s, children included): {rss}",
-                f"CPU time over {elapsed:.0f} s (% of one core): {cpu}",
-                f"machine: {busy:.0f} CPU-s busy of {elapsed * os.cpu_count():.0f} available "
-                f"({100 * busy / (elapsed * os.cpu_count()):.0f}%); by processes outside this bench "
-                f"(other work on the machine): {other:.0f} CPU-s ({100 * other / (elapsed * os.cpu_count()):.0f}%)"]
+        return [
+            f"peak RSS (VmHWM, sampled every {self.interval:g} s, children included): {rss}",
+            f"CPU time over {elapsed:.0f} s (% of one core): {cpu}",
+            f"machine: {busy:.0f} CPU-s busy of {elapsed * os.cpu_count():.0f} available "
+            f"({100 * busy / (elapsed * os.cpu_count()):.0f}%); by processes outside this bench "
+            f"(other work on the machine): {other:.0f} CPU-s "
+            f"({100 * other / (elapsed * os.cpu_count()):.0f}%)",
+        ]
 
 
 def store_commands(platform):
@@ -294,6 +349,7 @@ def store_commands(platform):
     import urllib.request
 
     from prometheus_client.parser import text_string_to_metric_families
+
     counts = {}
     for process in platform.processes:
         port = getattr(process, "metrics_port", None)
@@ -320,7 +376,9 @@ def commands_per_event(before, after, events):
         diff = {c: n for c, n in diff.items() if n > 0}
         subtotal = sum(diff.values()) / events
         total += subtotal
-        detail = ", ".join(f"{c} {n / events:.2f}" for c, n in sorted(diff.items(), key=lambda kv: -kv[1]))
+        detail = ", ".join(
+            f"{c} {n / events:.2f}" for c, n in sorted(diff.items(), key=lambda kv: -kv[1])
+        )
         parts.append(f"{service} {subtotal:.2f} ({detail})")
     return f"store round trips per event: {total:.2f} in all; " + "; ".join(parts)
 
@@ -362,7 +420,7 @@ def percentile(sorted_values, p):
     """The p-th percentile (nearest rank) of already sorted values."""
     if not sorted_values:
         return None
-    rank = max(1, int(round(p / 100 * len(sorted_values) + 0.4999)))
+    rank = max(1, round(p / 100 * len(sorted_values) + 0.4999))
     return sorted_values[min(rank, len(sorted_values)) - 1]
 
 

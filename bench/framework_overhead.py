@@ -6,6 +6,7 @@ nameko reliable consumer and by a bare kombu consumer, side by side in one run.
 Each consumer drains its own queue of N pre-published messages; the figure is messages/s
 from its start to the last write, and the ratio nameko/bare.
 """
+
 import os
 import subprocess
 import sys
@@ -28,11 +29,25 @@ def drain_with(mode, platform, count, resources, workers=10):
     for seq in range(count):
         publish(platform.amqp_uri, "", queue, {"seq": seq})
     from pymongo import MongoClient
+
     db = MongoClient(mongo_uri).get_default_database()
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "bench.overhead_worker", mode, platform.amqp_uri,
-                                mongo_uri, queue, str(workers)], cwd=REPO,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.overhead_worker",
+            mode,
+            platform.amqp_uri,
+            mongo_uri,
+            queue,
+            str(workers),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     resources.watch(f"{mode} consumer", process.pid)
     process.stdout.readline()
     while db.writes.estimated_document_count() < count:
@@ -52,12 +67,15 @@ def main(count=3000):
         bare = drain_with("bare", platform, count, resources)
         nameko = drain_with("nameko", platform, count, resources)
         resources.stop()
-        record(f"framework overhead, {count} messages, one store write each", [
-            f"bare kombu consumer: {bare:.0f} msg/s",
-            f"nameko + reliable_consumer: {nameko:.0f} msg/s",
-            f"ratio nameko/bare: {nameko / bare:.2f} (throughput; 1.00 = no overhead)",
-            *resources.lines(),
-        ])
+        record(
+            f"framework overhead, {count} messages, one store write each",
+            [
+                f"bare kombu consumer: {bare:.0f} msg/s",
+                f"nameko + reliable_consumer: {nameko:.0f} msg/s",
+                f"ratio nameko/bare: {nameko / bare:.2f} (throughput; 1.00 = no overhead)",
+                *resources.lines(),
+            ],
+        )
     finally:
         resources.stop()
         platform.close()

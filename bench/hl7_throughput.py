@@ -8,6 +8,7 @@ the ACK latency, CPU time and store round trips per message, and peak RSS of eve
 N defaults to 2000 per run. Patients come twice on average (a return visit), each with a
 phone, so intake links and projects as it does for a real feed.
 """
+
 import os
 import sys
 import threading
@@ -15,29 +16,49 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo
 
-from pymongo import MongoClient  # noqa: E402
+from pymongo import MongoClient
 
-from bench.common import (Resources, commands_per_event, installation, percentile, record,  # noqa: E402
-                          start_services, store_commands, watch_platform)
-from services.hl7.client import MllpClient  # noqa: E402
-from services.intake.domain import canonical_event_id  # noqa: E402
-from tests.support import free_port  # noqa: E402
+from bench.common import (
+    Resources,
+    commands_per_event,
+    installation,
+    percentile,
+    record,
+    start_services,
+    store_commands,
+    watch_platform,
+)
+from services.hl7.client import MllpClient
+from services.intake.domain import canonical_event_id
+from tests.support import free_port
 
 
 def a04(control_id, mrn, visit_id, phone):
-    return (f"MSH|^~\\&|HIS|XHYY|HCRM|HCRM|20260302093000||ADT^A04^ADT_A01|{control_id}|P|2.5"
-            "||||||UNICODE UTF-8\r"
-            "EVN|A04|20260302093000||||20260302092500\r"
-            f"PID|1||110101195803120025^^^CHN^NNCHN~{mrn}^^^XHYY^MR||陈^秀兰^^^^^L^I~Chen^Xiulan^^^^^L^P"
-            f"||19580312|F|||^^北京市^北京市^100005^CHN^H^^东城区||^PRN^CP^^^^^^^^^{phone}\r"
-            f"PV1|1|O|0301^^^XHYY||||D017^刘^洋^^^^^^XHYY|||CARD|||||||||{visit_id}\r"
-            "ZPI|1|医保^城镇职工\r").encode()
+    return (
+        f"MSH|^~\\&|HIS|XHYY|HCRM|HCRM|20260302093000||ADT^A04^ADT_A01|{control_id}|P|2.5"
+        "||||||UNICODE UTF-8\r"
+        "EVN|A04|20260302093000||||20260302092500\r"
+        f"PID|1||110101195803120025^^^CHN^NNCHN~{mrn}^^^XHYY^MR||陈^秀兰^^^^^L^I~Chen^Xiulan^^^^^L^P"
+        f"||19580312|F|||^^北京市^北京市^100005^CHN^H^^东城区||^PRN^CP^^^^^^^^^{phone}\r"
+        f"PV1|1|O|0301^^^XHYY||||D017^刘^洋^^^^^^XHYY|||CARD|||||||||{visit_id}\r"
+        "ZPI|1|医保^城镇职工\r"
+    ).encode()
 
 
 def make_messages(run, count):
     patients = count // 2 or 1
-    return [(f"B{run}-{n:06d}", a04(f"B{run}-{n:06d}", f"B{run}M{n % patients:06d}", f"B{run}V{n:06d}",
-                                    f"139{run}{n % patients:07d}")) for n in range(count)]
+    return [
+        (
+            f"B{run}-{n:06d}",
+            a04(
+                f"B{run}-{n:06d}",
+                f"B{run}M{n % patients:06d}",
+                f"B{run}V{n:06d}",
+                f"139{run}{n % patients:07d}",
+            ),
+        )
+        for n in range(count)
+    ]
 
 
 def send_all(port, messages, connections):
@@ -58,7 +79,9 @@ def send_all(port, messages, connections):
         except Exception as exc:
             errors.append(repr(exc))
 
-    threads = [threading.Thread(target=feed, args=(messages[i::connections],)) for i in range(connections)]
+    threads = [
+        threading.Thread(target=feed, args=(messages[i::connections],)) for i in range(connections)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -82,21 +105,29 @@ def run_once(platform, resources, intake, port, run, count, connections, timeout
             raise SystemExit(f"not every message reached intake within {timeout} s")
         time.sleep(0.05)
     elapsed = time.perf_counter() - started
-    cpu = resources.per_unit(before, resources.snapshot(), count, "message (MLLP to intake's record)")
+    cpu = resources.per_unit(
+        before, resources.snapshot(), count, "message (MLLP to intake's record)"
+    )
     commands = commands_per_event(commands_before, store_commands(platform), count)
     found = {doc["_id"] for doc in intake.events.find({"source": "hl7"}, {"_id": 1})}
     missing = len(expected - found)
     assert missing == 0, f"{missing} messages missing at intake"
-    assert set(codes.values()) == {"AA"}, {c: list(codes.values()).count(c) for c in set(codes.values())}
-    return [f"**{connections} connection(s)**: {count} messages acknowledged (AA) at {count / acked:.0f} "
-            f"messages/s ({acked:.1f} s); every one recorded by intake at {elapsed:.1f} s: "
-            f"**{count / elapsed:.0f} messages/s end to end**",
-            f"  - ACK latency (send → ACK, the message durable): p50 {percentile(latencies, 50) * 1000:.1f} ms, "
-            f"p95 {percentile(latencies, 95) * 1000:.1f} ms, p99 {percentile(latencies, 99) * 1000:.1f} ms, "
-            f"max {latencies[-1] * 1000:.1f} ms",
-            f"  - checked by event id: {count} of {count} at intake, none missing",
-            f"  - {cpu}",
-            f"  - {commands.replace('per event', 'per message')}"]
+    assert set(codes.values()) == {"AA"}, {
+        c: list(codes.values()).count(c) for c in set(codes.values())
+    }
+    return [
+        f"**{connections} connection(s)**: {count} messages acknowledged (AA) at "
+        f"{count / acked:.0f} messages/s ({acked:.1f} s); every one recorded by intake at "
+        f"{elapsed:.1f} s: **{count / elapsed:.0f} messages/s end to end**",
+        "  - ACK latency (send → ACK, the message durable): "
+        f"p50 {percentile(latencies, 50) * 1000:.1f} ms, "
+        f"p95 {percentile(latencies, 95) * 1000:.1f} ms, "
+        f"p99 {percentile(latencies, 99) * 1000:.1f} ms, "
+        f"max {latencies[-1] * 1000:.1f} ms",
+        f"  - checked by event id: {count} of {count} at intake, none missing",
+        f"  - {cpu}",
+        f"  - {commands.replace('per event', 'per message')}",
+    ]
 
 
 def main(count=2000):
@@ -113,8 +144,11 @@ def main(count=2000):
         for run, connections in enumerate((1, 4), start=1):
             lines += run_once(platform, resources, intake, port, run, count, connections)
         resources.stop()
-        record(f"HL7 throughput (MLLP → hl7 → hospital.events → intake's patient record), "
-               f"{count} ADT^A04 per run", [*lines, *resources.lines()])
+        record(
+            f"HL7 throughput (MLLP → hl7 → hospital.events → intake's patient record), "
+            f"{count} ADT^A04 per run",
+            [*lines, *resources.lines()],
+        )
     finally:
         resources.stop()
         platform.close()

@@ -11,18 +11,26 @@ N defaults to 2000; `replicas` (default 1) is the number of processes of each se
 Patients get about three events each (4 visits : 1 discharge), each with a phone, so
 followup schedules tasks and publishes FollowUpScheduled, which analytics folds as well.
 """
+
 import os
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo
 
-from pymongo import MongoClient  # noqa: E402
+from pymongo import MongoClient
 
-from bench.common import (Resources, commands_per_event, installation, record, start_services,  # noqa: E402
-                          store_commands, watch_platform)
-from services.intake.domain import canonical_event_id  # noqa: E402
-from tests import factories  # noqa: E402
+from bench.common import (
+    Resources,
+    commands_per_event,
+    installation,
+    record,
+    start_services,
+    store_commands,
+    watch_platform,
+)
+from services.intake.domain import canonical_event_id
+from tests import factories
 
 PIPELINE = ("intake", "followup", "analytics")
 # Where each service keeps one document per canonical event it has recorded.
@@ -34,8 +42,11 @@ def make_events(count):
     events = []
     for i in range(count):
         mrn, phone = f"B{i % patients:06d}", f"137{i % patients:08d}"
-        events.append(factories.visit(mrn, phone=phone) if i % 5
-                      else factories.discharged(mrn, f"A{i}", phone=phone))
+        events.append(
+            factories.visit(mrn, phone=phone)
+            if i % 5
+            else factories.discharged(mrn, f"A{i}", phone=phone)
+        )
     return events
 
 
@@ -46,7 +57,10 @@ def main(count=2000, replicas=1, timeout=900):
         for _ in range(replicas):
             start_services(platform, *PIPELINE)
         watch_platform(resources, platform, store)
-        dbs = {name: MongoClient(platform.database_uri(name)).get_default_database() for name in PIPELINE}
+        dbs = {
+            name: MongoClient(platform.database_uri(name)).get_default_database()
+            for name in PIPELINE
+        }
         events = make_events(count)
         expected = {canonical_event_id(e["source"], e["event_id"]) for e in events}
         resources.mark()
@@ -60,14 +74,19 @@ def main(count=2000, replicas=1, timeout=900):
         done_at = {}
         while len(done_at) < len(PIPELINE):
             for name in PIPELINE:
-                if name not in done_at and dbs[name][RECORDED[name]].estimated_document_count() >= count:
+                if (
+                    name not in done_at
+                    and dbs[name][RECORDED[name]].estimated_document_count() >= count
+                ):
                     done_at[name] = time.perf_counter() - started
             if time.perf_counter() - started > timeout:
                 have = {n: dbs[n][RECORDED[n]].estimated_document_count() for n in PIPELINE}
                 raise SystemExit(f"not every event recorded within {timeout} s: {have} of {count}")
             time.sleep(0.1)
         elapsed = max(done_at.values())
-        cpu = resources.per_unit(before, resources.snapshot(), count, "event (publish to recorded by all three)")
+        cpu = resources.per_unit(
+            before, resources.snapshot(), count, "event (publish to recorded by all three)"
+        )
 
         missing = {}
         for name in PIPELINE:
@@ -87,20 +106,27 @@ def main(count=2000, replicas=1, timeout=900):
         cascade = time.perf_counter() - started
         commands = commands_per_event(commands_before, store_commands(platform), count)
         resources.stop()
-        record(f"pipeline throughput (intake → followup → analytics), {count} events, "
-               f"{replicas} replica(s) each", [
-                   f"publish: {count / published:.0f} events/s ({published:.1f} s)",
-                   f"end to end (publish → recorded by intake, followup and analytics): "
-                   f"{count / elapsed:.0f} events/s ({elapsed:.1f} s)",
-                   "every event recorded by: " + ", ".join(
-                       f"{name} at {done_at[name]:.1f} s ({count / done_at[name]:.0f} events/s)"
-                       for name in PIPELINE),
-                   f"checked by event id: {count} of {count} in each of {', '.join(PIPELINE)}, none missing",
-                   f"cascade: {folded} of {tasks} follow-up tasks folded by analytics at {cascade:.1f} s",
-                   cpu,
-                   commands,
-                   *resources.lines(),
-               ])
+        record(
+            f"pipeline throughput (intake → followup → analytics), {count} events, "
+            f"{replicas} replica(s) each",
+            [
+                f"publish: {count / published:.0f} events/s ({published:.1f} s)",
+                f"end to end (publish → recorded by intake, followup and analytics): "
+                f"{count / elapsed:.0f} events/s ({elapsed:.1f} s)",
+                "every event recorded by: "
+                + ", ".join(
+                    f"{name} at {done_at[name]:.1f} s ({count / done_at[name]:.0f} events/s)"
+                    for name in PIPELINE
+                ),
+                f"checked by event id: {count} of {count} in each of {', '.join(PIPELINE)}, "
+                "none missing",
+                f"cascade: {folded} of {tasks} follow-up tasks folded by analytics "
+                f"at {cascade:.1f} s",
+                cpu,
+                commands,
+                *resources.lines(),
+            ],
+        )
     finally:
         resources.stop()
         platform.close()

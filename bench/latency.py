@@ -12,6 +12,7 @@ latency is from the moment the publish started to the moment the bench received 
 FollowUpScheduled. After the last publish it waits up to --drain seconds for the rest and
 reports how many arrived, the achieved rate, and the peak RSS and CPU time of every process.
 """
+
 import argparse
 import json
 import os
@@ -22,11 +23,18 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo
 
-from kombu import Connection, Consumer, Exchange, Queue, binding  # noqa: E402
+from kombu import Connection, Consumer, Exchange, Queue, binding
 
-from bench.common import (Platform, Resources, installation, percentile, record,  # noqa: E402
-                          start_services, watch_platform)
-from tests import factories  # noqa: E402
+from bench.common import (
+    Platform,
+    Resources,
+    installation,
+    percentile,
+    record,
+    start_services,
+    watch_platform,
+)
+from tests import factories
 
 SERVICES = ("intake", "followup", "analytics")
 
@@ -38,30 +46,47 @@ class Listener(threading.Thread):
     def __init__(self, amqp_uri):
         super().__init__(name="listener", daemon=True)
         self.amqp_uri = amqp_uri
-        self.queue = Queue(f"bench.latency.{uuid.uuid4().hex[:8]}", exclusive=True, auto_delete=True,
-                           bindings=[binding(Exchange("intake.events", type="topic", durable=True),
-                                             routing_key="PatientVisited"),
-                                     binding(Exchange("followup.events", type="topic", durable=True),
-                                             routing_key="FollowUpScheduled")])
-        self.patient_of = {}     # source event_id -> patient_id
-        self.intake_at = {}      # source event_id -> when intake's event arrived
-        self.scheduled_at = {}   # patient_id -> when its post_visit_call was scheduled
+        self.queue = Queue(
+            f"bench.latency.{uuid.uuid4().hex[:8]}",
+            exclusive=True,
+            auto_delete=True,
+            bindings=[
+                binding(
+                    Exchange("intake.events", type="topic", durable=True),
+                    routing_key="PatientVisited",
+                ),
+                binding(
+                    Exchange("followup.events", type="topic", durable=True),
+                    routing_key="FollowUpScheduled",
+                ),
+            ],
+        )
+        self.patient_of = {}  # source event_id -> patient_id
+        self.intake_at = {}  # source event_id -> when intake's event arrived
+        self.scheduled_at = {}  # patient_id -> when its post_visit_call was scheduled
         self.ready = threading.Event()
         self.done = threading.Event()
 
     def run(self):
-        with Connection(self.amqp_uri) as connection:
-            with Consumer(connection.channel(), [self.queue], callbacks=[self.on_message],
-                          accept=["json"], auto_declare=True) as consumer:
-                consumer.qos(prefetch_count=500)
-                self.ready.set()
-                while not self.done.is_set():
-                    try:
-                        connection.drain_events(timeout=0.2)
-                    except TimeoutError:
-                        pass
-                    except OSError:  # socket.timeout on older stacks
-                        pass
+        with (
+            Connection(self.amqp_uri) as connection,
+            Consumer(
+                connection.channel(),
+                [self.queue],
+                callbacks=[self.on_message],
+                accept=["json"],
+                auto_declare=True,
+            ) as consumer,
+        ):
+            consumer.qos(prefetch_count=500)
+            self.ready.set()
+            while not self.done.is_set():
+                try:
+                    connection.drain_events(timeout=0.2)
+                except TimeoutError:
+                    pass
+                except OSError:  # socket.timeout on older stacks
+                    pass
 
     def on_message(self, body, message):
         now = time.monotonic()
@@ -70,7 +95,10 @@ class Listener(threading.Thread):
         if body.get("event_type") == "PatientVisited":
             self.intake_at.setdefault(body["source_event_id"], now)
             self.patient_of[body["source_event_id"]] = body["patient_id"]
-        elif body.get("event_type") == "FollowUpScheduled" and body["data"].get("kind") == "post_visit_call":
+        elif (
+            body.get("event_type") == "FollowUpScheduled"
+            and body["data"].get("kind") == "post_visit_call"
+        ):
             self.scheduled_at.setdefault(body["patient_id"], now)
         message.ack()
 
@@ -86,10 +114,13 @@ def slow_windows(by_time, slow_s=0.1):
         return f"events slower than {slow_s * 1000:.0f} ms: none"
     seconds = sorted({int(t) for t, _ in slow})
     worst = sorted(slow, key=lambda item: -item[1])[:3]
-    return (f"events slower than {slow_s * 1000:.0f} ms: {len(slow)} of {len(by_time)}, published within "
-            f"{len(seconds)} distinct seconds of the run ({', '.join(f'{s}' for s in seconds[:12])}"
-            f"{', ...' if len(seconds) > 12 else ''}); the slowest published at "
-            + ", ".join(f"{t:.1f} s ({latency * 1000:.0f} ms)" for t, latency in worst))
+    return (
+        f"events slower than {slow_s * 1000:.0f} ms: {len(slow)} of {len(by_time)}, "
+        f"published within {len(seconds)} distinct seconds of the run "
+        f"({', '.join(f'{s}' for s in seconds[:12])}"
+        f"{', ...' if len(seconds) > 12 else ''}); the slowest published at "
+        + ", ".join(f"{t:.1f} s ({latency * 1000:.0f} ms)" for t, latency in worst)
+    )
 
 
 def handler_times(platform):
@@ -98,6 +129,7 @@ def handler_times(platform):
     import urllib.request
 
     from prometheus_client.parser import text_string_to_metric_families
+
     parts = []
     for process in platform.processes:
         port = getattr(process, "metrics_port", None)
@@ -118,8 +150,11 @@ def handler_times(platform):
 
         def quantile(q):
             return next((le for le in bounds if buckets[le] >= q * total), float("inf"))
-        parts.append(f"{process.name} p50 ≤ {quantile(0.5) * 1000:g} ms, p99 ≤ {quantile(0.99) * 1000:g} ms "
-                     f"({total:.0f} messages)")
+
+        parts.append(
+            f"{process.name} p50 ≤ {quantile(0.5) * 1000:g} ms, p99 ≤ {quantile(0.99) * 1000:g} ms "
+            f"({total:.0f} messages)"
+        )
     return "handler time per message (hcrm_handler_seconds buckets): " + "; ".join(parts)
 
 
@@ -136,7 +171,9 @@ def run_rate(store, logs, rate, duration, drain):
             raise SystemExit("the listener did not start")
         count = int(rate * duration)
         tag = uuid.uuid4().hex[:4]
-        events = [factories.visit(f"L{tag}{i:06d}", phone=f"13{rate % 10}{i:08d}") for i in range(count)]
+        events = [
+            factories.visit(f"L{tag}{i:06d}", phone=f"13{rate % 10}{i:08d}") for i in range(count)
+        ]
         published_at = {}
         resources.mark()
         t0 = time.monotonic()
@@ -167,18 +204,19 @@ def run_rate(store, logs, rate, duration, drain):
         latencies.sort()
         intake.sort()
         tenth = max(1.0, publishing / 10)
-        first = sorted(l for t, l in by_time if t < tenth)
-        last = sorted(l for t, l in by_time if t >= publishing - tenth)
+        first = sorted(latency for t, latency in by_time if t < tenth)
+        last = sorted(latency for t, latency in by_time if t >= publishing - tenth)
 
         def ms(value):
             return "n/a" if value is None else f"{value * 1000:.0f} ms"
 
         return [
             f"**{rate}/s for {duration:g} s**: published {count} in {publishing:.1f} s = "
-            f"{count / publishing:.1f}/s achieved; FollowUpScheduled arrived for {len(latencies)} of "
-            f"{count} ({count - len(latencies)} not arrived when the bench stopped waiting, {waited:.1f} s "
-            f"after the last publish; --drain {drain:g} s)",
-            f"{rate}/s publish → FollowUpScheduled (over the {len(latencies)} arrived): p50 {ms(percentile(latencies, 50))}, "
+            f"{count / publishing:.1f}/s achieved; FollowUpScheduled arrived for "
+            f"{len(latencies)} of {count} ({count - len(latencies)} not arrived when the bench "
+            f"stopped waiting, {waited:.1f} s after the last publish; --drain {drain:g} s)",
+            f"{rate}/s publish → FollowUpScheduled (over the {len(latencies)} arrived): "
+            f"p50 {ms(percentile(latencies, 50))}, "
             f"p95 {ms(percentile(latencies, 95))}, p99 {ms(percentile(latencies, 99))}, "
             f"max {ms(latencies[-1] if latencies else None)}; "
             f"p50 in the first tenth of the run {ms(percentile(first, 50))}, in the last tenth "
@@ -198,11 +236,19 @@ def run_rate(store, logs, rate, duration, drain):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rates", default="10,50,200", help="events per second, comma-separated")
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds of publishing per rate")
-    parser.add_argument("--drain", type=float, default=60.0,
-                        help="seconds to wait after the last publish for the rest to arrive")
+    parser.add_argument(
+        "--duration", type=float, default=60.0, help="seconds of publishing per rate"
+    )
+    parser.add_argument(
+        "--drain",
+        type=float,
+        default=60.0,
+        help="seconds to wait after the last publish for the rest to arrive",
+    )
     args = parser.parse_args(argv)
     rates = [int(r) for r in args.rates.split(",") if r.strip()]
     platform, store = installation()
@@ -214,8 +260,11 @@ def main(argv=None):
             print("\n".join(lines[-6:]), flush=True)
     finally:
         store.close()
-    record(f"latency, PatientVisited → FollowUpScheduled, at {', '.join(f'{r}/s' for r in rates)} "
-           f"for {args.duration:g} s each", lines)
+    record(
+        f"latency, PatientVisited → FollowUpScheduled, at {', '.join(f'{r}/s' for r in rates)} "
+        f"for {args.duration:g} s each",
+        lines,
+    )
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
 """One consumer process for bench/framework_overhead.py: `nameko` (our reliable consumer in
 a nameko service) or `bare` (a plain kombu consumer). Each does one store write per message
 and acks; both stop when told (SIGTERM)."""
+
 import sys
 
 MODE, AMQP_URI, MONGO_URI, QUEUE, WORKERS = sys.argv[1:6]
 
 if MODE == "nameko":
     import eventlet
+
     eventlet.monkey_patch()
     import signal
 
@@ -14,11 +16,13 @@ if MODE == "nameko":
 
     from shared import topology
     from shared.config import BaseConfig
+    from shared.indexes import Index
     from shared.messaging import reliable_consumer
-    from shared.store import Index, Store
+    from shared.store import Store
 
     topology.SUBSCRIPTIONS = topology.SUBSCRIPTIONS + (
-        topology.Subscription("bench", QUEUE, ((topology.HOSPITAL_EXCHANGE, "bench.#"),)),)
+        topology.Subscription("bench", QUEUE, ((topology.HOSPITAL_EXCHANGE, "bench.#"),)),
+    )
 
     class BenchStore(Store):
         indexes = (Index("writes", ["seq"]),)
@@ -31,8 +35,14 @@ if MODE == "nameko":
         def handle(self, message):
             self.store.db.writes.insert_one({"seq": message.body["seq"]})
 
-    config = BaseConfig().load({"amqp_uri": AMQP_URI, "mongo_uri": MONGO_URI,
-                                "max_workers": int(WORKERS), "prefetch_count": int(WORKERS) * 2})
+    config = BaseConfig().load(
+        {
+            "amqp_uri": AMQP_URI,
+            "mongo_uri": MONGO_URI,
+            "max_workers": int(WORKERS),
+            "prefetch_count": int(WORKERS) * 2,
+        }
+    )
     config["process"] = "bench_nameko"
     runner = ServiceRunner({"AMQP_URI": AMQP_URI, "max_workers": int(WORKERS), "HCRM": config})
     runner.add_service(BenchService)
@@ -57,7 +67,9 @@ else:
             self.connection = connection
 
         def get_consumers(self, consumer_cls, channel):
-            consumer = consumer_cls(queues=[Queue(QUEUE, no_declare=True)], on_message=self.on_message)
+            consumer = consumer_cls(
+                queues=[Queue(QUEUE, no_declare=True)], on_message=self.on_message
+            )
             consumer.qos(prefetch_count=int(WORKERS) * 2)
             return [consumer]
 

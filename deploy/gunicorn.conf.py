@@ -4,14 +4,15 @@ Production: `gunicorn -c deploy/gunicorn.conf.py services.gateway.wsgi:app`.
 gthread workers: requests wait on RPC replies (I/O), so threads per worker give concurrency
 without eventlet in the web tier; each thread borrows a pooled RPC proxy.
 """
+
 import os
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from services.gateway.config import GatewayConfig  # noqa: E402
-from shared.config import ConfigError, load_config  # noqa: E402
+from services.gateway.config import GatewayConfig
+from shared.config import ConfigError, load_config
 
 try:
     _config = load_config("gateway", GatewayConfig)
@@ -46,4 +47,5 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = _multiproc_dir
 
 def child_exit(server, worker):
     from prometheus_client import multiprocess
+
     multiprocess.mark_process_dead(worker.pid)

@@ -1,4 +1,5 @@
 """Code every HCRM service uses: event schemas, messaging, store, config, metrics, logging."""
+
 import warnings
 
 # nameko 2.14 needs eventlet, which warns at import that it is in maintenance mode; the

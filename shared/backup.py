@@ -16,12 +16,18 @@ local store) take the backup with the services stopped (`make down` keeps the st
 the README's operations section. This command is for the local store, small installations,
 moving an installation, and the restore test.
 """
+
+import argparse
 import datetime
 import hashlib
 import json
 import pathlib
+from collections.abc import Mapping
+from typing import Any
 
 from bson import json_util
+from pymongo.client_session import ClientSession
+from pymongo.database import Database
 from pymongo.errors import OperationFailure
 
 from shared.config import BaseConfig, load_config
@@ -30,16 +36,26 @@ from shared.store import connect
 FORMAT = "hcrm-backup/1"
 MANIFEST = "manifest.json"
 # Every process with a database of its own (the gateway: users, keys, audit; hl7: raw messages).
-DATABASE_OWNERS = ("intake", "followup", "appointments", "complaints", "analytics", "gateway", "hl7", "campaigns")
-JSON_OPTIONS = json_util.JSONOptions(json_mode=json_util.JSONMode.CANONICAL, tz_aware=True,
-                                     tzinfo=datetime.timezone.utc)
+DATABASE_OWNERS = (
+    "intake",
+    "followup",
+    "appointments",
+    "complaints",
+    "analytics",
+    "gateway",
+    "hl7",
+    "campaigns",
+)
+JSON_OPTIONS = json_util.JSONOptions(
+    json_mode=json_util.JSONMode.CANONICAL, tz_aware=True, tzinfo=datetime.UTC
+)
 
 
 class BackupError(Exception):
     """A backup that cannot be written, or one that must not be restored (the message says why)."""
 
 
-def databases(env=None):
+def databases(env: Mapping[str, str] | None = None) -> dict[str, Database[dict[str, Any]]]:
     """{owner: pymongo Database} of every owner's configured store."""
     found = {}
     for owner in DATABASE_OWNERS:
@@ -48,26 +64,31 @@ def databases(env=None):
     return found
 
 
-def _version():
+def _version() -> str:
     try:
         from importlib.metadata import version
+
         return version("hcrm")
     except Exception:  # running from a checkout that is not installed
         return "unknown"
 
 
-def _dump_collection(database, name, path, session):
+def _dump_collection(
+    database: Database[dict[str, Any]], name: str, path: pathlib.Path, session: ClientSession | None
+) -> dict[str, Any]:
     digest, count = hashlib.sha256(), 0
     with open(path, "wb") as out:
         for document in database[name].find({}, session=session).sort("_id", 1):
-            line = (json_util.dumps(document, json_options=JSON_OPTIONS, sort_keys=True) + "\n").encode()
+            line = (
+                json_util.dumps(document, json_options=JSON_OPTIONS, sort_keys=True) + "\n"
+            ).encode()
             out.write(line)
             digest.update(line)
             count += 1
     return {"documents": count, "sha256": digest.hexdigest()}
 
 
-def _snapshot(database):
+def _snapshot(database: Database[dict[str, Any]]) -> ClientSession | None:
     """A snapshot session where the store has one (consistent reads), else None."""
     try:
         session = database.client.start_session(snapshot=True)
@@ -78,16 +99,24 @@ def _snapshot(database):
         return None
 
 
-def backup(target, dbs=None, now=None):
+def backup(
+    target: str | pathlib.Path,
+    dbs: Mapping[str, Database[dict[str, Any]]] | None = None,
+    now: datetime.datetime | None = None,
+) -> dict[str, Any]:
     """Write a backup of every database to the folder `target` (which must be empty or new).
     Returns the manifest."""
     target = pathlib.Path(target)
     if target.exists() and any(target.iterdir()):
         raise BackupError(f"{target} is not empty: back up into a new folder")
     dbs = databases() if dbs is None else dbs
-    now = now or datetime.datetime.now(datetime.timezone.utc)
-    manifest = {"format": FORMAT, "hcrm_version": _version(), "taken_at": now.isoformat(),
-                "databases": {}}
+    now = now or datetime.datetime.now(datetime.UTC)
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "hcrm_version": _version(),
+        "taken_at": now.isoformat(),
+        "databases": {},
+    }
     for owner, database in dbs.items():
         folder = target / owner
         folder.mkdir(parents=True)
@@ -97,17 +126,24 @@ def backup(target, dbs=None, now=None):
             for name in sorted(database.list_collection_names(session=session)):
                 if name.startswith("system."):
                     continue
-                collections[name] = _dump_collection(database, name, folder / f"{name}.jsonl", session)
+                collections[name] = _dump_collection(
+                    database, name, folder / f"{name}.jsonl", session
+                )
         finally:
             if session is not None:
                 session.end_session()
-        manifest["databases"][owner] = {"name": database.name, "consistent_snapshot": session is not None,
-                                        "collections": collections}
-    (target / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+        manifest["databases"][owner] = {
+            "name": database.name,
+            "consistent_snapshot": session is not None,
+            "collections": collections,
+        }
+    (target / MANIFEST).write_text(
+        json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8"
+    )
     return manifest
 
 
-def verify(source):
+def verify(source: str | pathlib.Path) -> dict[str, Any]:
     """The manifest of the backup in `source`, after checking every file against it."""
     source = pathlib.Path(source)
     manifest_path = source / MANIFEST
@@ -118,10 +154,14 @@ def verify(source):
     except ValueError as exc:
         raise BackupError(f"{manifest_path} is damaged: {exc}") from None
     if manifest.get("format") != FORMAT:
-        raise BackupError(f"{manifest_path}: format {manifest.get('format')!r}, this version reads {FORMAT!r}")
+        raise BackupError(
+            f"{manifest_path}: format {manifest.get('format')!r}, this version reads {FORMAT!r}"
+        )
     for owner, entry in manifest.get("databases", {}).items():
         if owner not in DATABASE_OWNERS:
-            raise BackupError(f"the backup holds a database for {owner!r}, which this version does not have")
+            raise BackupError(
+                f"the backup holds a database for {owner!r}, which this version does not have"
+            )
         for name, expected in entry["collections"].items():
             path = source / owner / f"{name}.jsonl"
             if not path.is_file():
@@ -131,12 +171,18 @@ def verify(source):
                 raise BackupError(f"{path} is damaged: its checksum does not match the manifest")
             lines = data.count(b"\n")
             if lines != expected["documents"]:
-                raise BackupError(f"{path} is damaged: {lines} documents, the manifest says "
-                                  f"{expected['documents']}")
+                raise BackupError(
+                    f"{path} is damaged: {lines} documents, the manifest says "
+                    f"{expected['documents']}"
+                )
     return manifest
 
 
-def restore(source, dbs=None, batch=1000):
+def restore(
+    source: str | pathlib.Path,
+    dbs: Mapping[str, Database[dict[str, Any]]] | None = None,
+    batch: int = 1000,
+) -> dict[str, int]:
     """Replace every database's content with the backup's. Checks everything first; the
     services must be stopped (they recreate their indexes when they start)."""
     manifest = verify(source)
@@ -165,24 +211,38 @@ def restore(source, dbs=None, batch=1000):
     return restored
 
 
-def main(args):
+def main(args: argparse.Namespace) -> int:
     try:
         if args.command == "backup":
             manifest = backup(args.dir)
             for owner, entry in manifest["databases"].items():
                 total = sum(c["documents"] for c in entry["collections"].values())
-                print(f"{owner:13} {entry['name']:20} {len(entry['collections']):3} collections "
-                      f"{total:9} documents{'' if entry['consistent_snapshot'] else '  (no snapshot: stop the services for a consistent copy)'}")
-            print(f"backup written to {args.dir} ({MANIFEST} lists every file's count and checksum)")
+                note = (
+                    ""
+                    if entry["consistent_snapshot"]
+                    else "  (no snapshot: stop the services for a consistent copy)"
+                )
+                print(
+                    f"{owner:13} {entry['name']:20} {len(entry['collections']):3} collections "
+                    f"{total:9} documents{note}"
+                )
+            print(
+                f"backup written to {args.dir} ({MANIFEST} lists every file's count and checksum)"
+            )
         else:
             if not args.yes:
-                answer = input(f"Replace every HCRM database with the backup in {args.dir}? "
-                               "The services must be stopped. [y/N] ")
+                answer = input(
+                    f"Replace every HCRM database with the backup in {args.dir}? "
+                    "The services must be stopped. [y/N] "
+                )
                 if answer.strip().lower() not in ("y", "yes"):
                     print("nothing restored")
                     return 1
             restored = restore(args.dir)
-            print(f"restored {sum(restored.values())} documents in {len(restored)} collections from {args.dir}")
+            print(
+                f"restored {sum(restored.values())} documents in {len(restored)} collections "
+                f"from {args.dir}"
+            )
     except BackupError as exc:
         print(f"hcrm {args.command}: {exc}")
         return 2

@@ -16,12 +16,15 @@ whatever order the events arrived in:
 Corrections match by the hospital's id alone: visit and admission ids are unique in the
 hospital's system, and a correction names the same person as the event it corrects.
 """
+
 import datetime
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 CORRECTION_TYPES = ("VisitCancelled", "AdmissionCancelled", "DischargeCancelled")
 
 
-def _time(value):
+def _time(value: datetime.datetime | str) -> datetime.datetime:
     if isinstance(value, datetime.datetime):
         return value
     return datetime.datetime.fromisoformat(value)
@@ -30,14 +33,15 @@ def _time(value):
 class Voids:
     """The corrections among a set of events, asked about one event at a time."""
 
-    def __init__(self, events=()):
-        self.visits = set()
-        self.admissions = set()
-        self.discharges_until = {}  # admission_id -> the latest DischargeCancelled's time
+    def __init__(self, events: Iterable[Mapping[str, Any]] = ()) -> None:
+        self.visits: set[str] = set()
+        self.admissions: set[str] = set()
+        # admission_id -> the latest DischargeCancelled's time
+        self.discharges_until: dict[Any, datetime.datetime] = {}
         for event in events:
             self.add(event)
 
-    def add(self, event):
+    def add(self, event: Mapping[str, Any]) -> None:
         kind, data = event["event_type"], event.get("data") or {}
         if kind == "VisitCancelled":
             self.visits.add(data["visit_id"])
@@ -49,10 +53,10 @@ class Voids:
             if known is None or when > known:
                 self.discharges_until[data["admission_id"]] = when
 
-    def __bool__(self):
+    def __bool__(self) -> bool:
         return bool(self.visits or self.admissions or self.discharges_until)
 
-    def voids(self, event):
+    def voids(self, event: Mapping[str, Any]) -> bool:
         """True when `event` (canonical: event_type, occurred_at, data) no longer counts."""
         kind, data = event["event_type"], event.get("data") or {}
         if kind == "PatientVisited":
@@ -68,9 +72,8 @@ class Voids:
         return False
 
 
-def effective(events):
+def effective(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """The events that still count: voided ones and the corrections themselves left out."""
     events = list(events)
     voids = Voids(e for e in events if e["event_type"] in CORRECTION_TYPES)
-    return [e for e in events
-            if e["event_type"] not in CORRECTION_TYPES and not voids.voids(e)]
+    return [e for e in events if e["event_type"] not in CORRECTION_TYPES and not voids.voids(e)]

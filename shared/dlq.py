@@ -13,8 +13,11 @@ consumers are idempotent. Bodies are shown with phone numbers and names masked u
 messages and a field thousands of characters (a malformed name masks into as many
 asterisks): `show` prints a few, each value cut, and says how many more there are.
 """
+
+import argparse
 import json
 import sys
+from typing import Any
 
 from kombu import Connection
 
@@ -22,11 +25,10 @@ from shared import topology
 from shared.log import mask, mask_text
 from shared.messaging import ATTEMPT_HEADER, HEADER_PREFIX, ROUTING_KEY_HEADER, publish
 
-
 SHOW_LIMIT, REPLAY_LIMIT, SHOW_WIDTH = 10, 100, 80
 
 
-def shorten(value, width):
+def shorten(value: Any, width: int) -> Any:
     """`value` with every string longer than `width` cut there and marked with how much was
     left out, recursing through dicts and lists; width 0 leaves it whole."""
     if isinstance(value, dict):
@@ -40,18 +42,20 @@ def shorten(value, width):
     return value
 
 
-def queue_depth(amqp_uri, queue):
+def queue_depth(amqp_uri: str, queue: str) -> int:
     with Connection(amqp_uri) as connection:
         return connection.channel().queue_declare(queue, passive=True).message_count
 
 
-def dead_letter_queues():
-    return [topology.REJECTED_QUEUE] + [topology.dead_letter_queue(s)
-                                        for s in topology.available_services()
-                                        if topology.subscriptions_of(s)]  # hl7 consumes no queue
+def dead_letter_queues() -> list[str]:
+    return [topology.REJECTED_QUEUE] + [
+        topology.dead_letter_queue(s)
+        for s in topology.available_services()
+        if topology.subscriptions_of(s)
+    ]  # hl7 consumes no queue
 
 
-def depths(amqp_uri):
+def depths(amqp_uri: str) -> dict[str, int | None]:
     out = {}
     with Connection(amqp_uri) as connection:
         channel = connection.channel()
@@ -64,7 +68,7 @@ def depths(amqp_uri):
     return out
 
 
-def peek(amqp_uri, queue, limit):
+def peek(amqp_uri: str, queue: str, limit: int) -> list[dict[str, Any]]:
     """Up to `limit` messages, returned to the queue afterwards."""
     seen = []
     with Connection(amqp_uri) as connection:
@@ -81,14 +85,19 @@ def peek(amqp_uri, queue, limit):
     return seen
 
 
-def _describe(message):
+def _describe(message: Any) -> dict[str, Any]:
     headers = dict(message.headers or {})
-    body = message.body if isinstance(message.body, str) else message.body.decode("utf-8", "replace")
-    return {"headers": {k: v for k, v in headers.items() if k.startswith(HEADER_PREFIX)},
-            "routing_key": headers.get(ROUTING_KEY_HEADER), "body": body}
+    body = (
+        message.body if isinstance(message.body, str) else message.body.decode("utf-8", "replace")
+    )
+    return {
+        "headers": {k: v for k, v in headers.items() if k.startswith(HEADER_PREFIX)},
+        "routing_key": headers.get(ROUTING_KEY_HEADER),
+        "body": body,
+    }
 
 
-def replay(amqp_uri, queue, limit):
+def replay(amqp_uri: str, queue: str, limit: int) -> int:
     """Republish up to `limit` messages where they came from; returns how many moved."""
     moved = 0
     with Connection(amqp_uri) as connection:
@@ -102,11 +111,16 @@ def replay(amqp_uri, queue, limit):
             # (a quorum queue's delivery limit): the first x-death entry names it.
             deaths = headers.get("x-death") or [{}]
             source_queue = headers.get("x-hcrm-source-queue") or (
-                deaths[0].get("queue") if isinstance(deaths[0], dict) else None)
+                deaths[0].get("queue") if isinstance(deaths[0], dict) else None
+            )
             routing_key = headers.get(ROUTING_KEY_HEADER) or ""
-            clean = {k: v for k, v in headers.items()
-                     if not k.startswith(HEADER_PREFIX) and not k.startswith("x-death")
-                     and not k.startswith("x-first-death")}
+            clean = {
+                k: v
+                for k, v in headers.items()
+                if not k.startswith(HEADER_PREFIX)
+                and not k.startswith("x-death")
+                and not k.startswith("x-first-death")
+            }
             clean[ATTEMPT_HEADER] = 0
             clean["x-hcrm-replayed-from"] = queue
             clean[ROUTING_KEY_HEADER] = routing_key
@@ -114,16 +128,23 @@ def replay(amqp_uri, queue, limit):
                 exchange, key = topology.HOSPITAL_EXCHANGE, routing_key
             else:
                 exchange, key = "", source_queue
-            publish(amqp_uri, exchange, key, message.body, headers=clean,
-                    content_type=message.content_type or "application/json",
-                    content_encoding=message.content_encoding or "utf-8")
+            publish(
+                amqp_uri,
+                exchange,
+                key,
+                message.body,
+                headers=clean,
+                content_type=message.content_type or "application/json",
+                content_encoding=message.content_encoding or "utf-8",
+            )
             channel.basic_ack(message.delivery_tag)
             moved += 1
     return moved
 
 
-def main(args):
+def main(args: argparse.Namespace) -> int:
     from shared.config import BaseConfig, load_config
+
     config = load_config("dlq", BaseConfig)
     uri = config["amqp_uri"]
     if args.action == "list":
@@ -140,12 +161,20 @@ def main(args):
                 body = body if args.unmasked else mask(body)
             except ValueError:
                 body = body if args.unmasked else mask_text(body)
-            print(json.dumps(shorten({"index": index, **entry, "body": body}, width),
-                             ensure_ascii=False, default=str))
+            print(
+                json.dumps(
+                    shorten({"index": index, **entry, "body": body}, width),
+                    ensure_ascii=False,
+                    default=str,
+                )
+            )
         total = queue_depth(uri, args.queue)
         if total > len(shown):
-            print(f"{len(shown)} of {total} messages shown; --limit N shows more, --width 0 "
-                  f"shows whole values", file=sys.stderr)
+            print(
+                f"{len(shown)} of {total} messages shown; --limit N shows more, --width 0 "
+                f"shows whole values",
+                file=sys.stderr,
+            )
     elif args.action == "replay":
         limit = REPLAY_LIMIT if args.limit is None else args.limit
         print(f"replayed {replay(uri, args.queue, limit)} message(s) from {args.queue}")

@@ -5,11 +5,16 @@ Privacy rule (docs/DOMAIN.md): names and phone numbers never reach a log unmaske
 values under personal keys (name, phone, ...) are masked wherever they appear in the
 structured fields, and any run of 7+ digits in free text is masked as a phone number.
 """
+
 import datetime
 import json
 import logging
+import logging.handlers
+import os
 import re
 import sys
+from collections.abc import Mapping
+from typing import IO, Any
 
 from shared import tracing
 
@@ -21,14 +26,14 @@ PHONE_IN_TEXT = re.compile(r"(?<![\w\-+])\+?\d(?:[ \-]?\d){6,}(?![\w\-])")
 _STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
-def mask_phone(phone):
+def mask_phone(phone: object) -> str:
     digits = re.sub(r"\D", "", str(phone))
     if len(digits) <= 4:
         return "*" * len(digits)
     return "*" * (len(digits) - 4) + digits[-4:]
 
 
-def mask_name(name):
+def mask_name(name: object) -> str:
     text = str(name)
     return text[:1] + "*" * max(len(text) - 1, 1) if text else text
 
@@ -36,12 +41,13 @@ def mask_name(name):
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-def mask_text(text):
+def mask_text(text: str) -> str:
     return PHONE_IN_TEXT.sub(
-        lambda m: m.group(0) if DATE.fullmatch(m.group(0)) else mask_phone(m.group(0)), text)
+        lambda m: m.group(0) if DATE.fullmatch(m.group(0)) else mask_phone(m.group(0)), text
+    )
 
 
-def mask(value, key=None):
+def mask(value: Any, key: str | None = None) -> Any:
     """Return `value` with personal data masked, recursing through dicts and lists."""
     if isinstance(value, dict):
         return {k: mask(v, k) for k, v in value.items()}
@@ -60,14 +66,15 @@ def mask(value, key=None):
 
 
 class JsonFormatter(logging.Formatter):
-    def __init__(self, process_name):
+    def __init__(self, process_name: str) -> None:
         super().__init__()
         self.process_name = process_name
 
-    def format(self, record):
-        entry = {
-            "ts": datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
-            .isoformat(timespec="milliseconds"),
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(
+                timespec="milliseconds"
+            ),
             "level": record.levelname,
             "process": self.process_name,
             "logger": record.name,
@@ -89,8 +96,34 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
-def setup_logging(process_name, level="INFO", stream=None):
-    handler = logging.StreamHandler(stream or sys.stderr)
+# HCRM_LOG_FILE: write the JSON lines to this file instead of stderr, rotated when it reaches
+# HCRM_LOG_MAX_MB (default 50) with HCRM_LOG_BACKUPS (default 5) older files kept. `make up`
+# sets it for each process: at ~2.4 KB per event across the services, unrotated logs would
+# take tens of GB a month (bench/RESULTS.md, the soak). Containers log to stderr (unset): the
+# container runtime rotates.
+LOG_FILE_ENV, LOG_MAX_MB_ENV, LOG_BACKUPS_ENV = (
+    "HCRM_LOG_FILE",
+    "HCRM_LOG_MAX_MB",
+    "HCRM_LOG_BACKUPS",
+)
+
+
+def log_handler(
+    stream: IO[str] | None = None, environ: Mapping[str, str] = os.environ
+) -> logging.Handler:
+    """stderr (or `stream`), or the rotating file named by HCRM_LOG_FILE."""
+    path = environ.get(LOG_FILE_ENV)
+    if stream is not None or not path:
+        return logging.StreamHandler(stream or sys.stderr)
+    max_mb = float(environ.get(LOG_MAX_MB_ENV) or 50)
+    backups = int(environ.get(LOG_BACKUPS_ENV) or 5)
+    return logging.handlers.RotatingFileHandler(
+        path, maxBytes=int(max_mb * 1024**2), backupCount=backups, encoding="utf-8"
+    )
+
+
+def setup_logging(process_name: str, level: str = "INFO", stream: IO[str] | None = None) -> None:
+    handler = log_handler(stream)
     handler.setFormatter(JsonFormatter(process_name))
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -12,6 +12,8 @@ document with find_one_and_update before it takes over a writer's. Consumers
 deduplicate on event_id, so a second publish after a crash between the confirm and the
 mark is harmless.
 """
+
+import datetime
 import json
 import logging
 import os
@@ -19,13 +21,17 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from eventlet.queue import LightQueue
-from nameko.timer import Timer
 from pymongo import ReturnDocument, UpdateOne
+from pymongo.collection import Collection
 
 from shared import metrics, tracing
-from shared.messaging import ConfirmedPublisher, utcnow
+from shared.clock import utcnow
+from shared.indexes import Index
+from shared.messaging import ConfirmedPublisher
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +48,7 @@ _STOP = object()
 _HELD = {"outbox_queue": 1, "outbox_sent": 1, "outbox_seq": 1, "outbox_lock": 1}
 
 
-def _entry(exchange, routing_key, message):
+def _entry(exchange: str, routing_key: str, message: Mapping[str, Any]) -> str:
     # Stored as JSON text: NX-27017 turns the documents of an array it $pushes to into
     # text, so text is what both stores keep alike. The trace of the work that writes the
     # event goes with it: whoever publishes it later (the sender, the relay of another
@@ -54,24 +60,37 @@ def _entry(exchange, routing_key, message):
     return json.dumps(entry, ensure_ascii=False, default=str)
 
 
-def fields(exchange, routing_key, message, now):
+def fields(
+    exchange: str, routing_key: str, message: Mapping[str, Any], now: datetime.datetime
+) -> dict[str, Any]:
     """The outbox part of a new document: insert it in the same write as the state change."""
-    return {"outbox_queue": [_entry(exchange, routing_key, message)], "outbox_seq": 1, "outbox_sent": 0,
-            "outbox_state": PENDING, "outbox_lock_ts": 0,  # no publisher holds it yet
-            # The writer owns its record for CLAIM_SECONDS: the relay takes over only if the
-            # writer died before publishing.
-            "outbox_claim_ts": now.timestamp() + CLAIM_SECONDS}
+    return {
+        "outbox_queue": [_entry(exchange, routing_key, message)],
+        "outbox_seq": 1,
+        "outbox_sent": 0,
+        "outbox_state": PENDING,
+        "outbox_lock_ts": 0,  # no publisher holds it yet
+        # The writer owns its record for CLAIM_SECONDS: the relay takes over only if the
+        # writer died before publishing.
+        "outbox_claim_ts": now.timestamp() + CLAIM_SECONDS,
+    }
 
 
-def append(update, messages, now):
+def append(
+    update: dict[str, Any],
+    messages: Iterable[tuple[str, str, Mapping[str, Any]]],
+    now: datetime.datetime,
+) -> dict[str, Any]:
     """Add `messages` [(exchange, routing_key, message), ...] to an update of an existing
     document, so the state change and its events are one atomic write."""
     update = {op: dict(body) for op, body in update.items()}
     update.setdefault("$push", {})["outbox_queue"] = {
-        "$each": [_entry(*message) for message in messages]}
+        "$each": [_entry(*message) for message in messages]
+    }
     update.setdefault("$inc", {})["outbox_seq"] = 1
     update.setdefault("$set", {}).update(
-        {"outbox_state": PENDING, "outbox_claim_ts": now.timestamp() + CLAIM_SECONDS})
+        {"outbox_state": PENDING, "outbox_claim_ts": now.timestamp() + CLAIM_SECONDS}
+    )
     return update
 
 
@@ -84,28 +103,28 @@ class Outbox:
     fields = staticmethod(fields)
     append = staticmethod(append)
 
-    def __init__(self, collection, amqp_uri, service):
+    def __init__(self, collection: Collection[dict[str, Any]], amqp_uri: str, service: str) -> None:
         self.collection = collection
         self.amqp_uri = amqp_uri
         self.service = service
         self._publisher = ConfirmedPublisher(amqp_uri)
         self._publishing = threading.Lock()  # the sender and the relay share one channel
-        self._waiting = None  # the sender's queue of documents, while it runs
-        self._sender = None
+        self._waiting: Any = None  # the sender's queue of documents (LightQueue), while it runs
+        self._sender: Any = None
 
     @staticmethod
-    def indexes(collection_name):
-        from shared.store import Index
+    def indexes(collection_name: str) -> tuple[Index, ...]:
         return (Index(collection_name, ["outbox_state"]),)
 
     # -- the sender -----------------------------------------------------------------------
-    def start(self, container):
+    def start(self, container: Any) -> None:
         """Run the sender in the service container (the store starts it)."""
         self._waiting = LightQueue()
-        self._sender = container.spawn_managed_thread(self._send_forever,
-                                                      identifier=f"outbox.{self.collection.name}")
+        self._sender = container.spawn_managed_thread(
+            self._send_forever, identifier=f"outbox.{self.collection.name}"
+        )
 
-    def stop(self):
+    def stop(self) -> None:
         """Publish what is waiting, then stop (handlers have finished by now)."""
         waiting, self._waiting = self._waiting, None
         if waiting is not None:
@@ -113,7 +132,7 @@ class Outbox:
             self._sender.wait()
         self._publisher.close()
 
-    def _send_forever(self):
+    def _send_forever(self) -> None:
         waiting = self._waiting
         while True:
             batch = [waiting.get()]
@@ -125,7 +144,7 @@ class Outbox:
             if len(docs) < len(batch):
                 return
 
-    def publish_or_leave(self, doc):
+    def publish_or_leave(self, doc: Mapping[str, Any]) -> None:
         """Publish the document's new events soon after its write (by the sender, batched with
         other documents'); if that fails the document stays pending for the relay. The state
         change is durable already, so the triggering message is done either way."""
@@ -134,16 +153,21 @@ class Outbox:
         else:
             self._publish_or_leave([doc])
 
-    def _publish_or_leave(self, docs):
+    def _publish_or_leave(self, docs: list[Mapping[str, Any]]) -> None:
         try:
             self.publish_batch(docs)
         except Exception as exc:
-            log.warning("publish failed; the outbox relay will retry",
-                        extra={"documents": len(docs), "doc_id": str(docs[0]["_id"]),
-                               "reason": f"{exc.__class__.__name__}: {exc}"})
+            log.warning(
+                "publish failed; the outbox relay will retry",
+                extra={
+                    "documents": len(docs),
+                    "doc_id": str(docs[0]["_id"]),
+                    "reason": f"{exc.__class__.__name__}: {exc}",
+                },
+            )
 
     # -- publishing -----------------------------------------------------------------------
-    def publish_batch(self, docs, attempts=5):
+    def publish_batch(self, docs: Iterable[Mapping[str, Any]], attempts: int = 5) -> int:
         """Publish the queued messages of `docs` not yet sent, with one wait for the broker's
         confirms, then mark each document published (one bulk write) unless more were queued
         on it meanwhile: those are re-read and published in the next round. The queue is
@@ -161,15 +185,27 @@ class Outbox:
         held = self._lock(ids, token)
         if not held:
             return 0
-        entries = [json.loads(text) for doc in held
-                   for text in (doc.get("outbox_queue") or [])[doc.get("outbox_sent", 0):]]
+        entries = [
+            json.loads(text)
+            for doc in held
+            for text in (doc.get("outbox_queue") or [])[doc.get("outbox_sent", 0) :]
+        ]
         try:
             with self._publishing:
-                self._publisher.publish_all([
-                    (entry["exchange"], entry["routing_key"], entry["message"],
-                     str(entry["message"].get("event_id", "")) or None,
-                     {tracing.TRACEPARENT: entry["traceparent"]} if entry.get("traceparent") else {})
-                    for entry in entries])
+                self._publisher.publish_all(
+                    [
+                        (
+                            entry["exchange"],
+                            entry["routing_key"],
+                            entry["message"],
+                            str(entry["message"].get("event_id", "")) or None,
+                            {tracing.TRACEPARENT: entry["traceparent"]}
+                            if entry.get("traceparent")
+                            else {},
+                        )
+                        for entry in entries
+                    ]
+                )
         except Exception:
             # Unlocked as it was: the relay, or the next writer, publishes them.
             self._unlock(token, {doc["_id"]: doc.get("outbox_sent", 0) for doc in held})
@@ -178,79 +214,113 @@ class Outbox:
             metrics.EVENTS_OUT.labels(self.service, entry["routing_key"]).inc()
         # Published and unlocked in one write each, if nothing was appended meanwhile.
         sent = {doc["_id"]: len(doc.get("outbox_queue") or []) for doc in held}
-        done = self.collection.bulk_write([UpdateOne(
-            {"_id": doc["_id"], "outbox_seq": doc.get("outbox_seq"), "outbox_lock": token},
-            {"$set": {"outbox_state": PUBLISHED, "outbox_published_ts": time.time(), "outbox_lock_ts": 0},
-             "$max": {"outbox_sent": sent[doc["_id"]]}}) for doc in held], ordered=False)
+        done = self.collection.bulk_write(
+            [
+                UpdateOne(
+                    {"_id": doc["_id"], "outbox_seq": doc.get("outbox_seq"), "outbox_lock": token},
+                    {
+                        "$set": {
+                            "outbox_state": PUBLISHED,
+                            "outbox_published_ts": time.time(),
+                            "outbox_lock_ts": 0,
+                        },
+                        "$max": {"outbox_sent": sent[doc["_id"]]},
+                    },
+                )
+                for doc in held
+            ],
+            ordered=False,
+        )
         if done.matched_count == len(held):
             return len(held)
         # More was queued on some meanwhile, and its writer found the lock held: note what is
         # sent, unlock, then publish the rest (if another writer has not taken it by then).
         self._unlock(token, sent)
-        again = [doc for doc in self.collection.find({"_id": {"$in": list(sent)}},
-                                                     {"outbox_state": 1})
-                 if doc.get("outbox_state") == PENDING]
+        again = [
+            doc
+            for doc in self.collection.find({"_id": {"$in": list(sent)}}, {"outbox_state": 1})
+            if doc.get("outbox_state") == PENDING
+        ]
         if again and attempts > 1:
             self.publish_batch(again, attempts - 1)
         return len(held)
 
-    def _lock(self, ids, token):
+    def _lock(self, ids: list[Any], token: str) -> list[dict[str, Any]]:
         """Take the publishing lock of each document that is free or expired, and return the
         documents now held: their queue and what is sent by now, fresh."""
         now = time.time()
         take = {"$set": {"outbox_lock": token, "outbox_lock_ts": now + CLAIM_SECONDS}}
         if len(ids) == 1:  # the usual case at a low rate: lock and read in one round trip
             doc = self.collection.find_one_and_update(
-                {"_id": ids[0], "outbox_lock_ts": {"$lt": now}}, take, projection=_HELD,
-                return_document=ReturnDocument.AFTER)
+                {"_id": ids[0], "outbox_lock_ts": {"$lt": now}},
+                take,
+                projection=_HELD,
+                return_document=ReturnDocument.AFTER,
+            )
             if doc is not None:
                 return [doc]
             # Held by another publisher, or written before the lock existed: the general way.
         # A document written before the lock existed has no lock field.
         self.collection.bulk_write(
-            [UpdateOne({"_id": doc_id, "outbox_lock_ts": free}, take)
-             for doc_id in ids for free in ({"$lt": now}, {"$exists": False})], ordered=False)
-        return [doc for doc in self.collection.find({"_id": {"$in": ids}}, _HELD)  # by _id only (NX-27017)
-                if doc.get("outbox_lock") == token]
+            [
+                UpdateOne({"_id": doc_id, "outbox_lock_ts": free}, take)
+                for doc_id in ids
+                for free in ({"$lt": now}, {"$exists": False})
+            ],
+            ordered=False,
+        )
+        return [
+            doc
+            for doc in self.collection.find({"_id": {"$in": ids}}, _HELD)  # by _id only (NX-27017)
+            if doc.get("outbox_lock") == token
+        ]
 
-    def _unlock(self, token, sent):
+    def _unlock(self, token: str, sent: Mapping[Any, int]) -> None:
         """Release the lock of the documents in `sent` ({_id: how many of its events are
         published}), recording what is sent of each."""
-        self.collection.bulk_write([UpdateOne(
-            {"_id": doc_id, "outbox_lock": token},
-            {"$set": {"outbox_lock_ts": 0}, "$max": {"outbox_sent": n}}) for doc_id, n in sent.items()],
-            ordered=False)
+        self.collection.bulk_write(
+            [
+                UpdateOne(
+                    {"_id": doc_id, "outbox_lock": token},
+                    {"$set": {"outbox_lock_ts": 0}, "$max": {"outbox_sent": n}},
+                )
+                for doc_id, n in sent.items()
+            ],
+            ordered=False,
+        )
 
-    def relay(self, now=None, limit=500):
+    def relay(self, now: datetime.datetime | None = None, limit: int = 500) -> int:
         """Publish documents whose claim ran out unpublished (their writer or relay died).
         Each is claimed atomically first, so two replicas never publish the same one."""
         now = (now or utcnow()).timestamp()
-        candidates = [doc["_id"] for doc in self.collection.find(
-            {"outbox_state": PENDING, "outbox_claim_ts": {"$lt": now}}, {"_id": 1}).limit(limit)]
-        claimed = list(filter(None, (self.collection.find_one_and_update(
-            {"_id": doc_id, "outbox_state": PENDING, "outbox_claim_ts": {"$lt": now}},
-            {"$set": {"outbox_claim_ts": now + CLAIM_SECONDS}}, projection={"_id": 1})
-            for doc_id in candidates)))  # publish_batch reads what it publishes under its lock
-        published = sum(self.publish_batch(claimed[start:start + BATCH_MAX])
-                        for start in range(0, len(claimed), BATCH_MAX))
+        candidates = [
+            doc["_id"]
+            for doc in self.collection.find(
+                {"outbox_state": PENDING, "outbox_claim_ts": {"$lt": now}}, {"_id": 1}
+            ).limit(limit)
+        ]
+        claimed = list(
+            filter(
+                None,
+                (
+                    self.collection.find_one_and_update(
+                        {"_id": doc_id, "outbox_state": PENDING, "outbox_claim_ts": {"$lt": now}},
+                        {"$set": {"outbox_claim_ts": now + CLAIM_SECONDS}},
+                        projection={"_id": 1},
+                    )
+                    for doc_id in candidates
+                ),
+            )
+        )  # publish_batch reads what it publishes under its lock
+        published = sum(
+            self.publish_batch(claimed[start : start + BATCH_MAX])
+            for start in range(0, len(claimed), BATCH_MAX)
+        )
         # Bounded: a gauge must never cost a scan of the whole collection.
-        pending = len(list(self.collection.find({"outbox_state": PENDING}, {"_id": 1}).limit(10_000)))
+        pending = len(
+            list(self.collection.find({"outbox_state": PENDING}, {"_id": 1}).limit(10_000))
+        )
         metrics.OUTBOX_PENDING.labels(self.service).set(pending)
         if published:
             log.info("outbox relay published unpublished events", extra={"count": published})
         return published
-
-
-class ConfiguredTimer(Timer):
-    """nameko's timer with its interval read from the validated config at start."""
-
-    def __init__(self, config_key, **kwargs):
-        self.config_key = config_key
-        super().__init__(interval=1.0, **kwargs)
-
-    def setup(self):
-        self.interval = float(self.container.config["HCRM"][self.config_key])
-        super().setup()
-
-
-configured_timer = ConfiguredTimer.decorator

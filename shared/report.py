@@ -5,6 +5,8 @@
 
 The same report as `GET /api/v1/analytics/reports/monthly` (services/analytics/report.py).
 """
+
+import argparse
 import json
 import sys
 
@@ -12,17 +14,22 @@ from nameko.exceptions import RemoteError, RpcTimeout
 from nameko.standalone.rpc import ClusterRpcProxy
 
 
-def main(args):
+def main(args: argparse.Namespace) -> int:
     from shared.config import BaseConfig, load_config
+
     config = load_config("report", BaseConfig)
     try:
-        with ClusterRpcProxy({"AMQP_URI": config["amqp_uri"], "serializer": "json"},
-                             timeout=args.timeout) as cluster:
-            body = cluster.analytics.monthly_report(month=args.month, department=args.department,
-                                                    format=args.format)
+        with ClusterRpcProxy(
+            {"AMQP_URI": config["amqp_uri"], "serializer": "json"}, timeout=args.timeout
+        ) as cluster:
+            body = cluster.analytics.monthly_report(
+                month=args.month, department=args.department, format=args.format
+            )
     except RpcTimeout:
-        print(f"hcrm report: the analytics service did not answer within {args.timeout:g}s",
-              file=sys.stderr)
+        print(
+            f"hcrm report: the analytics service did not answer within {args.timeout:g}s",
+            file=sys.stderr,
+        )
         return 1
     except RemoteError as exc:
         print(f"hcrm report: {exc.value}", file=sys.stderr)

@@ -8,30 +8,63 @@ Each document is then changed by a write conditional on what was read (by _id): 
 walking at once do the same harmless work twice, never half of it. A document whose write
 lost a race is where the walk stops: the next run starts with it again.
 """
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pymongo.database import Database
+
 PAGE = 500
 
 
-def next_page(db, collection, field, upper, mark_id, projection=None, limit=PAGE):
+def next_page(
+    db: Database[dict[str, Any]],
+    collection: str,
+    field: str,
+    upper: Any,
+    mark_id: str,
+    projection: Mapping[str, Any] | None = None,
+    limit: int = PAGE,
+) -> list[dict[str, Any]]:
     """The next documents with `field` < `upper`, in (field, _id) order, after the mark."""
     mark = db.meta.find_one({"_id": mark_id}) or {}
     page, window = [], {"$lt": upper}
     if "at" in mark:
-        page = list(db[collection].find({field: mark["at"], "_id": {"$gt": mark["id"]}}, projection)
-                    .sort("_id", 1).limit(limit))
+        page = list(
+            db[collection]
+            .find({field: mark["at"], "_id": {"$gt": mark["id"]}}, projection)
+            .sort("_id", 1)
+            .limit(limit)
+        )
         page = [doc for doc in page if doc.get(field) is not None and doc[field] < upper]
         window["$gt"] = mark["at"]
     if len(page) < limit:
-        page += list(db[collection].find({field: window}, projection)
-                     .sort([(field, 1), ("_id", 1)]).limit(limit - len(page)))
+        page += list(
+            db[collection]
+            .find({field: window}, projection)
+            .sort([(field, 1), ("_id", 1)])
+            .limit(limit - len(page))
+        )
     return page
 
 
-def advance(db, mark_id, field, doc):
+def advance(db: Database[dict[str, Any]], mark_id: str, field: str, doc: Mapping[str, Any]) -> None:
     """The walk has handled everything up to and including `doc`."""
-    db.meta.update_one({"_id": mark_id}, {"$set": {"at": doc[field], "id": doc["_id"]}}, upsert=True)
+    db.meta.update_one(
+        {"_id": mark_id}, {"$set": {"at": doc[field], "id": doc["_id"]}}, upsert=True
+    )
 
 
-def walk(db, collection, field, upper, mark_id, handle, projection=None, limit=PAGE):
+def walk(
+    db: Database[dict[str, Any]],
+    collection: str,
+    field: str,
+    upper: Any,
+    mark_id: str,
+    handle: Callable[[dict[str, Any]], bool],
+    projection: Mapping[str, Any] | None = None,
+    limit: int = PAGE,
+) -> int:
     """Handle one page: `handle(doc)` returns True when done with the document, False when its
     write lost a race (the walk stops before it). Returns how many were handled."""
     done, last = 0, None

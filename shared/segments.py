@@ -9,10 +9,14 @@ them): one rule for every service that needs it (intake's record, campaigns' tar
 
 Visits and admissions are those that still count (shared/corrections.py).
 """
+
+from collections.abc import Mapping
+from typing import Any
+
 SEGMENTS = ("prospect", "registered", "one_time", "regular", "key")
 
 
-def segment(facts):
+def segment(facts: Mapping[str, Any]) -> str:
     """`facts`: visit_count, admission_count and registered (missing ones count as 0 / False)."""
     visits, admissions = facts.get("visit_count", 0), facts.get("admission_count", 0)
     if visits >= 5 or admissions >= 2:

@@ -3,67 +3,73 @@
 Only documented MongoDB behaviour is used, so MONGO_URI may point at NX-27017 locally or at
 a real MongoDB replica set in production, unchanged.
 """
+
 import logging
+from collections.abc import Iterable
+from typing import Any, Self
 
 import pymongo
 from nameko.extensions import DependencyProvider
 from prometheus_client import Counter
 from pymongo import monitoring
-from pymongo.errors import AutoReconnect, ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError
+from pymongo.database import Database
+
+from shared.indexes import Index
+from shared.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
-# Exceptions that mean "the store is unreachable right now": retry later, the message is fine.
-TRANSIENT_STORE_ERRORS = (AutoReconnect, ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError)
-
-
-class Index:
-    """An index declared next to the code that relies on it."""
-
-    def __init__(self, collection, keys, **options):
-        self.collection = collection
-        self.keys = [(k, 1) if isinstance(k, str) else k for k in keys]
-        self.options = options
-
-
-STORE_COMMANDS = Counter("hcrm_store_commands_total", "Store round trips (one per command sent)",
-                         ["service", "command", "outcome"])
-STORE_SECONDS = Counter("hcrm_store_command_seconds_total",
-                        "Time spent waiting for the store, by command", ["service", "command"])
+STORE_COMMANDS = Counter(
+    "hcrm_store_commands_total",
+    "Store round trips (one per command sent)",
+    ["service", "command", "outcome"],
+)
+STORE_SECONDS = Counter(
+    "hcrm_store_command_seconds_total",
+    "Time spent waiting for the store, by command",
+    ["service", "command"],
+)
 
 
 class CommandCounter(monitoring.CommandListener):
     """Counts every command the service sends to its store and the time it took: the
     round trips per event are what the pipeline's throughput depends on (bench/)."""
 
-    def __init__(self, service):
+    def __init__(self, service: str) -> None:
         self.service = service
 
-    def started(self, event):
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
         pass
 
-    def succeeded(self, event):
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         self._count(event, "ok")
 
-    def failed(self, event):
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
         self._count(event, "error")
 
-    def _count(self, event, outcome):
+    def _count(
+        self, event: monitoring.CommandSucceededEvent | monitoring.CommandFailedEvent, outcome: str
+    ) -> None:
         STORE_COMMANDS.labels(self.service, event.command_name, outcome).inc()
         STORE_SECONDS.labels(self.service, event.command_name).inc(event.duration_micros / 1e6)
 
 
-def connect(mongo_uri, service, timeout_ms=5000):
+def connect(mongo_uri: str, service: str, timeout_ms: int = 5000) -> Database[dict[str, Any]]:
     """Return the service's database. A URI without a database path gets hcrm_<service>."""
-    client = pymongo.MongoClient(
-        mongo_uri, tz_aware=True, serverSelectionTimeoutMS=timeout_ms,
-        connectTimeoutMS=timeout_ms, socketTimeoutMS=max(timeout_ms * 4, 20000),
-        appname=f"hcrm-{service}", event_listeners=[CommandCounter(service)])
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+        mongo_uri,
+        tz_aware=True,
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=timeout_ms,
+        socketTimeoutMS=max(timeout_ms * 4, 20000),
+        appname=f"hcrm-{service}",
+        event_listeners=[CommandCounter(service)],
+    )
     database = client.get_default_database(default=f"hcrm_{service}")
     return database
 
 
-def ensure_indexes(database, indexes):
+def ensure_indexes(database: Database[dict[str, Any]], indexes: Iterable[Index]) -> None:
     for index in indexes:
         database[index.collection].create_index(index.keys, **index.options)
 
@@ -75,26 +81,26 @@ class Store(DependencyProvider):
     one instance serves every worker.
     """
 
-    indexes = ()
+    indexes: tuple[Index, ...] = ()
+    db: Database[dict[str, Any]]
 
-    def setup(self):
+    def setup(self) -> None:
         config = self.container.config["HCRM"]
         self.db = connect(config["mongo_uri"], config["process"])
         ensure_indexes(self.db, self.indexes)
         log.info("store ready", extra={"database": self.db.name})
 
-    def start(self):
+    def start(self) -> None:
         for outbox in self._outboxes():
             outbox.start(self.container)
 
-    def stop(self):
+    def stop(self) -> None:
         for outbox in self._outboxes():
             outbox.stop()  # publishes what its sender still holds
         self.db.client.close()
 
-    def _outboxes(self):
-        from shared.outbox import Outbox  # shared.outbox builds on this module
+    def _outboxes(self) -> list[Outbox]:
         return [value for value in vars(self).values() if isinstance(value, Outbox)]
 
-    def get_dependency(self, worker_ctx):
+    def get_dependency(self, worker_ctx: Any) -> Self:
         return self

@@ -12,19 +12,22 @@ The stream itself is at least once: a service that died between the broker's con
 recording it as sent publishes that event again. This reader prints each `event_id` once per
 run (the last MAX_REMEMBERED ids are remembered), so a replay from `first` is exactly once.
 """
+
+import argparse
 import collections
 import datetime
 import json
 import sys
-
-MAX_REMEMBERED = 2_000_000  # about 200 MB of ids: more than a year of a large hospital
+from typing import IO, Any
 
 from kombu import Connection
 
 from shared.topology import ANALYTICS_STREAM
 
+MAX_REMEMBERED = 2_000_000  # about 200 MB of ids: more than a year of a large hospital
 
-def parse_offset(text):
+
+def parse_offset(text: str) -> str | int | datetime.datetime:
     if text in ("first", "last", "next"):
         return text
     if text.isdigit():
@@ -32,7 +35,10 @@ def parse_offset(text):
     try:
         moment = datetime.datetime.fromisoformat(text)
     except ValueError:
-        raise SystemExit(f"hcrm stream: --offset must be first, last, next, a number or an ISO time, not {text!r}")
+        raise SystemExit(
+            "hcrm stream: --offset must be first, last, next, a number or an ISO "
+            f"time, not {text!r}"
+        ) from None
     if moment.tzinfo is None:
         raise SystemExit("hcrm stream: an --offset time needs its UTC offset")
     return moment
@@ -41,12 +47,12 @@ def parse_offset(text):
 class Seen:
     """The event ids printed so far, the oldest forgotten past `capacity`."""
 
-    def __init__(self, capacity=MAX_REMEMBERED):
+    def __init__(self, capacity: int = MAX_REMEMBERED) -> None:
         self.capacity = capacity
-        self.ids = collections.OrderedDict()
+        self.ids: collections.OrderedDict[object, None] = collections.OrderedDict()
         self.duplicates = 0
 
-    def first_time(self, event_id):
+    def first_time(self, event_id: object) -> bool:
         if event_id is None:
             return True
         if event_id in self.ids:
@@ -58,7 +64,15 @@ class Seen:
         return True
 
 
-def read(amqp_uri, offset, limit=None, follow=False, idle_s=3.0, out=sys.stdout, seen=None):
+def read(
+    amqp_uri: str,
+    offset: str | int | datetime.datetime,
+    limit: int | None = None,
+    follow: bool = False,
+    idle_s: float = 3.0,
+    out: IO[str] = sys.stdout,
+    seen: Seen | None = None,
+) -> int:
     count = 0
     seen = seen if seen is not None else Seen()
     with Connection(amqp_uri) as connection:
@@ -66,7 +80,7 @@ def read(amqp_uri, offset, limit=None, follow=False, idle_s=3.0, out=sys.stdout,
         channel.basic_qos(0, min(limit or 500, 500), False)
         done = []
 
-        def on_message(message):
+        def on_message(message: Any) -> None:
             nonlocal count
             if limit and count >= limit:  # the rest of an already delivered chunk
                 return
@@ -80,8 +94,9 @@ def read(amqp_uri, offset, limit=None, follow=False, idle_s=3.0, out=sys.stdout,
             if limit and count >= limit:
                 done.append(True)
 
-        channel.basic_consume(ANALYTICS_STREAM, callback=on_message,
-                              arguments={"x-stream-offset": offset})
+        channel.basic_consume(
+            ANALYTICS_STREAM, callback=on_message, arguments={"x-stream-offset": offset}
+        )
         while not done:
             try:
                 connection.drain_events(timeout=idle_s)
@@ -92,8 +107,9 @@ def read(amqp_uri, offset, limit=None, follow=False, idle_s=3.0, out=sys.stdout,
     return count
 
 
-def main(args):
+def main(args: argparse.Namespace) -> int:
     from shared.config import BaseConfig, load_config
+
     config = load_config("stream", BaseConfig)
     seen = Seen()
     count = read(config["amqp_uri"], parse_offset(args.offset), args.limit, args.follow, seen=seen)

@@ -23,18 +23,24 @@ OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) set, each pr
 them to that OTLP/HTTP collector in batches, and pymongo's commands become spans too;
 without it (the default) spans are made for their ids and dropped. README.md § Operations.
 """
+
 import contextvars
 import functools
 import logging
 import os
 import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 from nameko.extensions import DependencyProvider
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context.context import Context
-from opentelemetry.trace import NonRecordingSpan, SpanKind
+from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+if TYPE_CHECKING:  # setup() imports the SDK itself; the type checker needs only the name
+    from opentelemetry.sdk.trace import TracerProvider
 
 log = logging.getLogger(__name__)
 
@@ -42,19 +48,23 @@ TRACEPARENT, TRACESTATE = "traceparent", "tracestate"
 TRACE_HEADER = "X-Trace-Id"  # the gateway's answer names the request's trace
 _PROPAGATOR = TraceContextTextMapPropagator()
 # In a batch worker: {event_id: the span of that message}.
-_BATCH = contextvars.ContextVar("hcrm_trace_batch", default=None)
+_BATCH: contextvars.ContextVar[dict[str, Span] | None] = contextvars.ContextVar(
+    "hcrm_trace_batch", default=None
+)
 _setup_lock = threading.Lock()
-_provider = None
+_provider: "TracerProvider | None" = None
 
 
 # -- the process's tracer -------------------------------------------------------------------
-def exporting():
+def exporting() -> bool:
     """Whether spans go to a collector: an OTLP endpoint is configured."""
-    return bool(os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-                or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+    return bool(
+        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
 
 
-def setup(process_name):
+def setup(process_name: str) -> "TracerProvider":
     """Install the SDK's tracer provider once per process (idempotent). Spans are exported
     only when exporting() — to the endpoint the standard OTEL_EXPORTER_OTLP_* variables name."""
     global _provider
@@ -63,30 +73,39 @@ def setup(process_name):
             return _provider
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
-        attributes = {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": f"hcrm-{process_name}"}
+
+        attributes = (
+            {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": f"hcrm-{process_name}"}
+        )
         provider = TracerProvider(resource=Resource.create(attributes))
         if exporting():
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
             from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
             provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
             PymongoInstrumentor().instrument(tracer_provider=provider)
-            log.info("exporting traces", extra={"endpoint": os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-                                                or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")})
+            log.info(
+                "exporting traces",
+                extra={
+                    "endpoint": os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+                    or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+                },
+            )
         trace.set_tracer_provider(provider)
         _provider = provider
         return provider
 
 
 @functools.cache
-def tracer():
+def tracer() -> trace.Tracer:
     # One tracer per process (making one per span is a quarter of a span's cost); made
     # before setup() it is OpenTelemetry's proxy, which follows the provider set later.
     return trace.get_tracer("hcrm")
 
 
 # -- traceparent: parse and format (OpenTelemetry's W3C propagator) ---------------------------
-def parse(traceparent, tracestate=None):
+def parse(traceparent: object, tracestate: str | None = None) -> SpanContext | None:
     """The SpanContext a `traceparent` header names, or None when it is absent or invalid
     (W3C rules: version, 32 + 16 hex digits, not all zero)."""
     if not traceparent or not isinstance(traceparent, str):
@@ -94,22 +113,26 @@ def parse(traceparent, tracestate=None):
     carrier = {TRACEPARENT: traceparent}
     if tracestate:
         carrier[TRACESTATE] = tracestate
-    span_context = trace.get_current_span(_PROPAGATOR.extract(carrier, Context())).get_span_context()
+    span_context = trace.get_current_span(
+        _PROPAGATOR.extract(carrier, Context())
+    ).get_span_context()
     return span_context if span_context.is_valid else None
 
 
-def format_traceparent(span_context):
+def format_traceparent(span_context: SpanContext) -> str | None:
     """The `traceparent` header of a SpanContext ("00-<trace id>-<span id>-<flags>")."""
-    carrier = {}
-    _PROPAGATOR.inject(carrier, trace.set_span_in_context(NonRecordingSpan(span_context), Context()))
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(
+        carrier, trace.set_span_in_context(NonRecordingSpan(span_context), Context())
+    )
     return carrier.get(TRACEPARENT)
 
 
-def trace_id_hex(span_context):
+def trace_id_hex(span_context: SpanContext) -> str:
     return trace.format_trace_id(span_context.trace_id)
 
 
-def trace_id_of(text):
+def trace_id_of(text: str | None) -> str | None:
     """The trace id (32 hex digits) in a traceparent or a bare trace id; None otherwise."""
     text = (text or "").strip().lower()
     if len(text) == 32 and all(c in "0123456789abcdef" for c in text) and text != "0" * 32:
@@ -119,17 +142,17 @@ def trace_id_of(text):
 
 
 # -- the current trace --------------------------------------------------------------------------
-def current_span_context():
+def current_span_context() -> SpanContext | None:
     span_context = trace.get_current_span().get_span_context()
     return span_context if span_context.is_valid else None
 
 
-def current_traceparent():
+def current_traceparent() -> str | None:
     span_context = current_span_context()
     return format_traceparent(span_context) if span_context else None
 
 
-def current_trace_ids():
+def current_trace_ids() -> list[str]:
     """The trace ids the running work belongs to: the current span's, or every message's of
     a batch worker. [] outside any traced work."""
     batch = _BATCH.get()
@@ -139,7 +162,7 @@ def current_trace_ids():
     return [trace_id_hex(span_context)] if span_context else []
 
 
-def traceparent_for(message=None):
+def traceparent_for(message: object = None) -> str | None:
     """The traceparent an event written now carries: in a batch worker the one of the
     message with the same event_id (a copy of it), else the current one."""
     batch = _BATCH.get()
@@ -148,7 +171,7 @@ def traceparent_for(message=None):
     return current_traceparent()
 
 
-def trace_id_for(event_id):
+def trace_id_for(event_id: object) -> str | None:
     """In a batch worker, the trace id of the message with this event_id (else the current)."""
     batch = _BATCH.get()
     if batch and str(event_id) in batch:
@@ -157,7 +180,7 @@ def trace_id_for(event_id):
     return ids[0] if len(ids) == 1 else None
 
 
-def headers(existing=None):
+def headers(existing: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """`existing` AMQP headers plus the current traceparent, unless they carry one already
     (a replayed or retried message keeps the trace it had)."""
     merged = dict(existing or {})
@@ -168,13 +191,17 @@ def headers(existing=None):
     return merged
 
 
-def context_from_headers(amqp_headers):
+def context_from_headers(amqp_headers: Mapping[str, Any] | None) -> dict[str, str]:
     """What of a message's headers goes into its worker's context data."""
     amqp_headers = amqp_headers or {}
-    return {key: str(amqp_headers[key])[:512] for key in (TRACEPARENT, TRACESTATE) if amqp_headers.get(key)}
+    return {
+        key: str(amqp_headers[key])[:512]
+        for key in (TRACEPARENT, TRACESTATE)
+        if amqp_headers.get(key)
+    }
 
 
-def into_context_data(data):
+def into_context_data(data: dict[str, Any]) -> None:
     """Put the current traceparent into nameko context data (an RPC proxy's), or remove a
     stale one: a pooled proxy serves one request after another."""
     traceparent = current_traceparent()
@@ -185,23 +212,25 @@ def into_context_data(data):
     data.pop(TRACESTATE, None)
 
 
-def _parent(carrier):
-    return _PROPAGATOR.extract({k: v for k, v in (carrier or {}).items() if isinstance(v, str)}, Context())
+def _parent(carrier: Mapping[str, Any] | None) -> Context:
+    return _PROPAGATOR.extract(
+        {k: v for k, v in (carrier or {}).items() if isinstance(v, str)}, Context()
+    )
 
 
 class client_span:
     """A CLIENT span around an outgoing call (`with client_span("rpc intake.get_patient"):`),
     current while the call is made so that what it sends names it as the parent."""
 
-    def __init__(self, name):
+    def __init__(self, name: str) -> None:
         self.name = name
 
-    def __enter__(self):
+    def __enter__(self) -> Span:
         self.span = tracer().start_span(self.name, kind=SpanKind.CLIENT)
         self.token = otel_context.attach(trace.set_span_in_context(self.span))
         return self.span
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> Literal[False]:
         otel_context.detach(self.token)
         self.span.end()
         return False
@@ -214,19 +243,24 @@ class WorkerTracing(DependencyProvider):
     worker_setup and worker_teardown run in the worker's own green thread, whose context
     (contextvars are per greenlet) holds the span for everything the worker does."""
 
-    def setup(self):
+    def setup(self) -> None:
         setup(self.container.service_name)
 
-    def worker_setup(self, worker_ctx):
+    def worker_setup(self, worker_ctx: Any) -> None:
         entrypoint = worker_ctx.entrypoint
         name = f"{worker_ctx.service_name}.{entrypoint.method_name}"
         kind = getattr(entrypoint, "span_kind", None) or (
-            SpanKind.SERVER if TRACEPARENT in worker_ctx.data else SpanKind.INTERNAL)
+            SpanKind.SERVER if TRACEPARENT in worker_ctx.data else SpanKind.INTERNAL
+        )
         parents = getattr(entrypoint, "batch_traceparents", None)
         parents = parents(worker_ctx.args) if parents else None
         if parents and len(parents) > 1:
-            spans = {str(event_id): tracer().start_span(name, context=_parent({TRACEPARENT: traceparent}), kind=kind)
-                     for event_id, traceparent in parents}
+            spans = {
+                str(event_id): tracer().start_span(
+                    name, context=_parent({TRACEPARENT: traceparent}), kind=kind
+                )
+                for event_id, traceparent in parents
+            }
             worker_ctx.hcrm_trace = (list(spans.values()), None, _BATCH.set(spans))
             return
         span = tracer().start_span(name, context=_parent(worker_ctx.data), kind=kind)
@@ -236,7 +270,7 @@ class WorkerTracing(DependencyProvider):
             worker_ctx.data[TRACEPARENT] = format_traceparent(span.get_span_context())
         worker_ctx.hcrm_trace = ([span], token, None)
 
-    def worker_teardown(self, worker_ctx):
+    def worker_teardown(self, worker_ctx: Any) -> None:
         spans, token, batch_token = getattr(worker_ctx, "hcrm_trace", None) or ((), None, None)
         worker_ctx.hcrm_trace = None
         for span in spans:
@@ -250,13 +284,16 @@ class WorkerTracing(DependencyProvider):
 CONSUMER = SpanKind.CONSUMER  # the kind of a message consumer's span (shared/messaging.py)
 
 
-def wsgi(app, process_name):
+def wsgi(app: Callable[..., Any], process_name: str) -> Callable[..., Any]:
     """`app` under OpenTelemetry's WSGI middleware: a SERVER span per request, child of the
     request's `traceparent` header when it has one; the response names the trace id."""
     from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
+
     setup(process_name)
 
-    def name_the_trace(span, environ, status, response_headers):
+    def name_the_trace(
+        span: Span, environ: dict[str, Any], status: str, response_headers: list[tuple[str, str]]
+    ) -> None:
         span_context = span.get_span_context()
         if span_context.is_valid:
             response_headers.append((TRACE_HEADER, trace_id_hex(span_context)))

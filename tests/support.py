@@ -4,6 +4,7 @@ Every run gets its own RabbitMQ virtual host and database names, so runs never c
 leave nothing behind. Nothing sleeps and hopes: `wait_until` polls a condition against a
 deadline and fails with a message saying what never happened.
 """
+
 import json
 import os
 import pathlib
@@ -42,6 +43,7 @@ def hospital_today():
     import zoneinfo
 
     from shared.config import BaseConfig, load_config
+
     zone = load_config("tests", BaseConfig)["timezone"]
     return datetime.datetime.now(zoneinfo.ZoneInfo(zone)).date()
 
@@ -59,8 +61,11 @@ def wait_until(predicate, timeout=30.0, interval=0.1, message="condition"):
         except Exception as exc:  # the thing may not be up yet
             last_error = exc
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message() if callable(message) else message}"
-                                 + (f" (last error: {last_error!r})" if last_error else ""))
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for "
+                f"{message() if callable(message) else message}"
+                + (f" (last error: {last_error!r})" if last_error else "")
+            )
         time.sleep(interval)
 
 
@@ -73,16 +78,19 @@ def port_open(port, host="127.0.0.1"):
 
 
 def rabbitmqctl(*args):
-    return subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        ["rabbitmqctl", *args], check=True, capture_output=True, text=True, timeout=60
+    )
 
 
 def ensure_rabbitmq():
     if port_open(5672):
         return
     if shutil.which("rabbitmq-server") is None:
-        raise RuntimeError("RabbitMQ is not running and not installed: run `make up` or "
-                           "`bash deploy/ensure-rabbitmq.sh` once")
+        raise RuntimeError(
+            "RabbitMQ is not running and not installed: run `make up` or "
+            "`bash deploy/ensure-rabbitmq.sh` once"
+        )
     subprocess.run(["rabbitmq-server", "-detached"], check=False)
     wait_until(lambda: port_open(5672), timeout=60, message="RabbitMQ on 127.0.0.1:5672")
 
@@ -94,8 +102,14 @@ class Process:
         self.name = name
         self.log_path = pathlib.Path(log_dir) / f"{name}-{uuid.uuid4().hex[:6]}.log"
         self.log_file = open(self.log_path, "wb")
-        self.popen = subprocess.Popen(args, env=env, cwd=REPO, stdout=self.log_file,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
+        self.popen = subprocess.Popen(
+            args,
+            env=env,
+            cwd=REPO,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def alive(self):
         return self.popen.poll() is None
@@ -138,11 +152,24 @@ class StoreServer:
     def start(self):
         # Its own pid and log files: NX-27017 refuses to start while its pid file names a
         # live process, and the default one is shared machine-wide.
-        self.process = Process("nx-27017", [str(BIN / "nx-27017"), "--data-dir", self.data_dir,
-                                            "--host", "127.0.0.1", "-p", str(self.port),
-                                            "--pid-file", f"{self.data_dir}/nx.pid",
-                                            "--log-file", f"{self.data_dir}/nx.log"],
-                               dict(os.environ), self.log_dir)
+        self.process = Process(
+            "nx-27017",
+            [
+                str(BIN / "nx-27017"),
+                "--data-dir",
+                self.data_dir,
+                "--host",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "--pid-file",
+                f"{self.data_dir}/nx.pid",
+                "--log-file",
+                f"{self.data_dir}/nx.log",
+            ],
+            dict(os.environ),
+            self.log_dir,
+        )
         wait_until(lambda: port_open(self.port), timeout=30, message="NX-27017 to listen")
 
     def stop(self):
@@ -179,30 +206,39 @@ class Platform:
 
     def env(self, service, **overrides):
         env = dict(os.environ)
-        env.update({
-            "HCRM_AMQP_URI": self.amqp_uri,
-            f"{service.upper()}_MONGO_URI": self.database_uri(service),
-            "HCRM_METRICS_PORT": "0",
-            "HCRM_LOG_LEVEL": "INFO",
-            "HCRM_RETRY_DELAYS_MS": "200,500,1000",
-            "HCRM_OUTBOX_RELAY_INTERVAL_S": "0.5",
-            "HCRM_JWT_SECRET": JWT_SECRET,
-            "HCRM_ADMIN_USERNAME": ADMIN[0],
-            "HCRM_ADMIN_PASSWORD": ADMIN[1],
-            "PYTHONWARNINGS": "ignore",
-        })
+        env.update(
+            {
+                "HCRM_AMQP_URI": self.amqp_uri,
+                f"{service.upper()}_MONGO_URI": self.database_uri(service),
+                "HCRM_METRICS_PORT": "0",
+                "HCRM_LOG_LEVEL": "INFO",
+                "HCRM_RETRY_DELAYS_MS": "200,500,1000",
+                "HCRM_OUTBOX_RELAY_INTERVAL_S": "0.5",
+                "HCRM_JWT_SECRET": JWT_SECRET,
+                "HCRM_ADMIN_USERNAME": ADMIN[0],
+                "HCRM_ADMIN_PASSWORD": ADMIN[1],
+                "PYTHONWARNINGS": "ignore",
+            }
+        )
         env.update(self.extra_env)
         env.update({k: str(v) for k, v in overrides.items()})
         return env
 
     # -- processes ------------------------------------------------------------------------
     def start_service(self, service, wait=True, **env):
-        process = Process(service, [PYTHON, "-m", "shared.runner", service],
-                          self.env(service, **env), self.log_dir)
+        process = Process(
+            service,
+            [PYTHON, "-m", "shared.runner", service],
+            self.env(service, **env),
+            self.log_dir,
+        )
         self.processes.append(process)
         if wait:
-            wait_until(lambda: '"service started"' in process.output() or not process.alive(),
-                       timeout=60, message=f"{service} to start")
+            wait_until(
+                lambda: '"service started"' in process.output() or not process.alive(),
+                timeout=60,
+                message=f"{service} to start",
+            )
             assert process.alive(), f"{service} died at start:\n{process.output()[-3000:]}"
         return process
 
@@ -219,14 +255,19 @@ class Platform:
             env.setdefault("GATEWAY_SERVICES", ",".join(started))
         env.setdefault("GATEWAY_WORKERS", 2)
         port = free_port()
-        process = Process("gateway", [str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py",
-                                      "services.gateway.wsgi:app"],
-                          self.env("gateway", GATEWAY_PORT=port, GATEWAY_HOST="127.0.0.1", **env),
-                          self.log_dir)
+        process = Process(
+            "gateway",
+            [str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "services.gateway.wsgi:app"],
+            self.env("gateway", GATEWAY_PORT=port, GATEWAY_HOST="127.0.0.1", **env),
+            self.log_dir,
+        )
         self.processes.append(process)
         self.gateway_url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: self.http("GET", "/healthz")[0] == 200 or not process.alive(),
-                   timeout=60, message="the gateway to answer /healthz")
+        wait_until(
+            lambda: self.http("GET", "/healthz")[0] == 200 or not process.alive(),
+            timeout=60,
+            message="the gateway to answer /healthz",
+        )
         assert process.alive(), f"gateway died at start:\n{process.output()[-3000:]}"
         return process
 
@@ -255,8 +296,9 @@ class Platform:
                 if message is None:
                     break
                 body = message.body
-                messages.append((body.encode() if isinstance(body, str) else body,
-                                 dict(message.headers or {})))
+                messages.append(
+                    (body.encode() if isinstance(body, str) else body, dict(message.headers or {}))
+                )
         return messages
 
     def witness(self, exchange, queue="witness"):
@@ -276,9 +318,12 @@ class Platform:
     # -- HTTP -----------------------------------------------------------------------------
     def http(self, method, path, body=None, token=None, raw=None, headers=None):
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        request = urllib.request.Request(self.gateway_url + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json",
-                                                  **(headers or {})})
+        request = urllib.request.Request(
+            self.gateway_url + path,
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json", **(headers or {})},
+        )
         if token:
             request.add_header("Authorization", f"Bearer {token}")
         try:
@@ -288,8 +333,9 @@ class Platform:
             return exc.code, _json(exc.read())
 
     def token(self, username=ADMIN[0], password=ADMIN[1]):
-        status, body = self.http("POST", "/api/v1/auth/token",
-                                 {"username": username, "password": password})
+        status, body = self.http(
+            "POST", "/api/v1/auth/token", {"username": username, "password": password}
+        )
         assert status == 200, body
         return body["access_token"]
 

@@ -13,21 +13,44 @@ Consultations and their conversions come from the summary's `conversion_by_agent
 definition as the `conversions` figure), for the agent whose username is the consultation's
 `agent_id`.
 """
+
 import datetime
 
 from services.analytics.domain import day_number, local_date, rate
 
-ITEM_FIELDS = ("agent", "calls", "reached", "unreachable", "declined", "reach_rate", "on_time_rate",
-               "avg_satisfaction", "complaints_resolved", "complaints_resolved_in_sla_rate",
-               "consultations", "conversions")
+ITEM_FIELDS = (
+    "agent",
+    "calls",
+    "reached",
+    "unreachable",
+    "declined",
+    "reach_rate",
+    "on_time_rate",
+    "avg_satisfaction",
+    "complaints_resolved",
+    "complaints_resolved_in_sla_rate",
+    "consultations",
+    "conversions",
+)
 OUTCOMES = ("reached", "unreachable", "declined")
 CALL_TYPES = ("FollowUpAttempted", "FollowUpCompleted")
 # Figures a target may be set for, each "at least". followup_completion_rate is the team's
 # only: tasks are due for the center, not for one agent.
-TARGET_FIGURES = ("reach_rate", "on_time_rate", "avg_satisfaction", "complaints_resolved_in_sla_rate",
-                  "conversion_rate", "followup_completion_rate")
-DEFAULT_TARGETS = {"reach_rate": 0.9, "on_time_rate": 0.95, "avg_satisfaction": 4.5,
-                   "complaints_resolved_in_sla_rate": 0.95, "followup_completion_rate": 0.95}
+TARGET_FIGURES = (
+    "reach_rate",
+    "on_time_rate",
+    "avg_satisfaction",
+    "complaints_resolved_in_sla_rate",
+    "conversion_rate",
+    "followup_completion_rate",
+)
+DEFAULT_TARGETS = {
+    "reach_rate": 0.9,
+    "on_time_rate": 0.95,
+    "avg_satisfaction": 4.5,
+    "complaints_resolved_in_sla_rate": 0.95,
+    "followup_completion_rate": 0.95,
+}
 TEAM_ONLY = ("followup_completion_rate",)
 
 
@@ -43,17 +66,28 @@ def work_of(event, tz):
         if not agent or data.get("outcome") not in OUTCOMES:
             return None
         recorded = event["occurred_at"]
-        record = {"_id": event["event_id"], "kind": "call", "agent": agent, "outcome": data["outcome"],
-                  "date": local_date(recorded, tz), "followup_id": data.get("followup_id"),
-                  "on_time": bool(data.get("due_at")) and _ts(recorded) <= _ts(data["due_at"]),
-                  "satisfaction": data.get("satisfaction") if kind == "FollowUpCompleted" else None}
+        record = {
+            "_id": event["event_id"],
+            "kind": "call",
+            "agent": agent,
+            "outcome": data["outcome"],
+            "date": local_date(recorded, tz),
+            "followup_id": data.get("followup_id"),
+            "on_time": bool(data.get("due_at")) and _ts(recorded) <= _ts(data["due_at"]),
+            "satisfaction": data.get("satisfaction") if kind == "FollowUpCompleted" else None,
+        }
     elif kind == "ComplaintResolved":
         if not data.get("actor") or not data.get("resolve_due_at"):
             return None
         resolved = event["occurred_at"]
-        record = {"_id": event["event_id"], "kind": "resolution", "agent": data["actor"],
-                  "date": local_date(resolved, tz), "complaint_id": data.get("complaint_id"),
-                  "in_sla": _ts(resolved) <= _ts(data["resolve_due_at"])}
+        record = {
+            "_id": event["event_id"],
+            "kind": "resolution",
+            "agent": data["actor"],
+            "date": local_date(resolved, tz),
+            "complaint_id": data.get("complaint_id"),
+            "in_sla": _ts(resolved) <= _ts(data["resolve_due_at"]),
+        }
     else:
         return None
     record["day"] = day_number(record["date"])
@@ -61,8 +95,20 @@ def work_of(event, tz):
 
 
 def _blank(agent):
-    return {"calls": 0, "reached": 0, "unreachable": 0, "declined": 0, "on_time": 0, "sat_sum": 0, "sat_n": 0,
-            "resolved": 0, "resolved_in_sla": 0, "consultations": 0, "conversions": 0, "agent": agent}
+    return {
+        "calls": 0,
+        "reached": 0,
+        "unreachable": 0,
+        "declined": 0,
+        "on_time": 0,
+        "sat_sum": 0,
+        "sat_n": 0,
+        "resolved": 0,
+        "resolved_in_sla": 0,
+        "consultations": 0,
+        "conversions": 0,
+        "agent": agent,
+    }
 
 
 def _add(into, work):
@@ -79,14 +125,20 @@ def _add(into, work):
 
 
 def _finish(sums):
-    return {"agent": sums["agent"], "calls": sums["calls"], "reached": sums["reached"],
-            "unreachable": sums["unreachable"], "declined": sums["declined"],
-            "reach_rate": rate(sums["reached"], sums["calls"]),
-            "on_time_rate": rate(sums["on_time"], sums["calls"]),
-            "avg_satisfaction": rate(sums["sat_sum"], sums["sat_n"]),
-            "complaints_resolved": sums["resolved"],
-            "complaints_resolved_in_sla_rate": rate(sums["resolved_in_sla"], sums["resolved"]),
-            "consultations": sums["consultations"], "conversions": sums["conversions"]}
+    return {
+        "agent": sums["agent"],
+        "calls": sums["calls"],
+        "reached": sums["reached"],
+        "unreachable": sums["unreachable"],
+        "declined": sums["declined"],
+        "reach_rate": rate(sums["reached"], sums["calls"]),
+        "on_time_rate": rate(sums["on_time"], sums["calls"]),
+        "avg_satisfaction": rate(sums["sat_sum"], sums["sat_n"]),
+        "complaints_resolved": sums["resolved"],
+        "complaints_resolved_in_sla_rate": rate(sums["resolved_in_sla"], sums["resolved"]),
+        "consultations": sums["consultations"],
+        "conversions": sums["conversions"],
+    }
 
 
 def figures(work, conversion_by_agent=(), only=None):

@@ -6,6 +6,7 @@ the monthly report in report.py).
 Pure functions: the service gathers the figures (agents.figures with the assessment, the
 definitions of docs/RULES.md § Agents) and these only arrange them.
 """
+
 import csv
 import datetime
 import html
@@ -31,7 +32,9 @@ FIGURES = (
     ("conversions", "咨询转化", "Conversions", "count"),
     ("conversion_rate", "咨询转化率", "Conversion rate", "rate"),
 )
-TEAM_FIGURES = FIGURES + (("followup_completion_rate", "回访完成率", "Follow-up completion", "rate"),)
+TEAM_FIGURES = FIGURES + (
+    ("followup_completion_rate", "回访完成率", "Follow-up completion", "rate"),
+)
 CHARTED = ("reach_rate", "on_time_rate", "avg_satisfaction", "complaints_resolved_in_sla_rate")
 QUARTER = re.compile(r"^([0-9]{4})-Q([1-4])$")
 
@@ -67,11 +70,20 @@ def _change(now, before):
 
 def _rows(line, before, targets, figures):
     verdicts = line.get("assessment") or {}
-    return [{"figure": key, "label_zh": zh, "label_en": en, "kind": kind,
-             "value": _value(line, key), "previous": _value(before, key),
-             "change": _change(_value(line, key), _value(before, key)),
-             "target": targets.get(key) if key in verdicts else None, "assessment": verdicts.get(key)}
-            for key, zh, en, kind in figures]
+    return [
+        {
+            "figure": key,
+            "label_zh": zh,
+            "label_en": en,
+            "kind": kind,
+            "value": _value(line, key),
+            "previous": _value(before, key),
+            "change": _change(_value(line, key), _value(before, key)),
+            "target": targets.get(key) if key in verdicts else None,
+            "assessment": verdicts.get(key),
+        }
+        for key, zh, en, kind in figures
+    ]
 
 
 def build(quarter, current, previous, targets):
@@ -84,28 +96,68 @@ def build(quarter, current, previous, targets):
     for item in current["items"]:
         was = earlier.get(item["agent"]) or agents.figures([], only=item["agent"])["items"][0]
         verdicts = list((item.get("assessment") or {}).values())
-        people.append({"agent": item["agent"], "figures": _rows(item, was, targets, FIGURES),
-                       "met": verdicts.count("met"), "missed": verdicts.count("missed")})
+        people.append(
+            {
+                "agent": item["agent"],
+                "figures": _rows(item, was, targets, FIGURES),
+                "met": verdicts.count("met"),
+                "missed": verdicts.count("missed"),
+            }
+        )
     team_verdicts = list((current["team"].get("assessment") or {}).values())
-    return {"quarter": quarter, "from": first.isoformat(), "to": last.isoformat(),
-            "previous": {"quarter": before, "from": before_first.isoformat(), "to": before_last.isoformat()},
-            "targets": targets,
-            "team": {"figures": _rows(current["team"], previous["team"], targets, TEAM_FIGURES),
-                     "met": team_verdicts.count("met"), "missed": team_verdicts.count("missed")},
-            "agents": people}
+    return {
+        "quarter": quarter,
+        "from": first.isoformat(),
+        "to": last.isoformat(),
+        "previous": {
+            "quarter": before,
+            "from": before_first.isoformat(),
+            "to": before_last.isoformat(),
+        },
+        "targets": targets,
+        "team": {
+            "figures": _rows(current["team"], previous["team"], targets, TEAM_FIGURES),
+            "met": team_verdicts.count("met"),
+            "missed": team_verdicts.count("missed"),
+        },
+        "agents": people,
+    }
 
 
 def to_csv(report):
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["section", "agent", "figure", "label", "quarter", "value", "previous_quarter",
-                     "change", "target", "assessment"])
+    writer.writerow(
+        [
+            "section",
+            "agent",
+            "figure",
+            "label",
+            "quarter",
+            "value",
+            "previous_quarter",
+            "change",
+            "target",
+            "assessment",
+        ]
+    )
     lines = [("team", "", report["team"])] + [("agent", p["agent"], p) for p in report["agents"]]
     for section, name, line in lines:
         for row in line["figures"]:
-            writer.writerow([section, name, row["figure"], row["label_zh"], report["quarter"], _plain(row["value"]),
-                             _plain(row["previous"]), _plain(row["change"]), _plain(row["target"]),
-                             _plain(row["assessment"])])
+            writer.writerow(
+                [
+                    section,
+                    name,
+                    row["figure"],
+                    row["label_zh"],
+                    report["quarter"],
+                    _plain(row["value"]),
+                    _plain(row["previous"]),
+                    _plain(row["change"]),
+                    _plain(row["target"]),
+                    _plain(row["assessment"]),
+                ]
+            )
     return out.getvalue()
 
 
@@ -122,22 +174,36 @@ def comparison_chart(title, bars, target, kind, width=420, bar_h=22):
 
     def x(value):
         return left + span * value / top
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-             f'aria-label="{html.escape(title)}">',
-             f'<text x="4" y="14" font-size="12" font-weight="bold">{html.escape(title)}</text>']
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+        f'aria-label="{html.escape(title)}">',
+        f'<text x="4" y="14" font-size="12" font-weight="bold">{html.escape(title)}</text>',
+    ]
     for i, (label, now, before) in enumerate(bars):
         y = 24 + i * bar_h
-        parts.append(f'<text x="4" y="{y + 12}" font-size="10">{html.escape(str(label))[:16]}</text>')
+        parts.append(
+            f'<text x="4" y="{y + 12}" font-size="10">{html.escape(str(label))[:16]}</text>'
+        )
         if now is not None:
-            parts += [f'<rect x="{left}" y="{y + 2}" width="{x(now) - left:.1f}" height="9" fill="#1f6feb"/>',
-                      f'<text x="{x(now) + 3:.1f}" y="{y + 10}" font-size="9">{html.escape(_shown(now, kind))}</text>']
+            parts += [
+                f'<rect x="{left}" y="{y + 2}" width="{x(now) - left:.1f}" '
+                'height="9" fill="#1f6feb"/>',
+                f'<text x="{x(now) + 3:.1f}" y="{y + 10}" font-size="9">'
+                f"{html.escape(_shown(now, kind))}</text>",
+            ]
         if before is not None:
-            parts.append(f'<rect x="{left}" y="{y + 12}" width="{x(before) - left:.1f}" height="5" fill="#8c959f"/>')
+            parts.append(
+                f'<rect x="{left}" y="{y + 12}" width="{x(before) - left:.1f}" '
+                'height="5" fill="#8c959f"/>'
+            )
     if target is not None:
-        parts += [f'<line x1="{x(target):.1f}" y1="20" x2="{x(target):.1f}" y2="{height - 4}" stroke="#cf222e" '
-                  f'stroke-dasharray="4 3"/>',
-                  f'<text x="{x(target) + 2:.1f}" y="{height - 4}" font-size="9" fill="#cf222e">'
-                  f'{html.escape(_shown(target, kind))}</text>']
+        parts += [
+            f'<line x1="{x(target):.1f}" y1="20" x2="{x(target):.1f}" y2="{height - 4}" '
+            'stroke="#cf222e" stroke-dasharray="4 3"/>',
+            f'<text x="{x(target) + 2:.1f}" y="{height - 4}" font-size="9" fill="#cf222e">'
+            f"{html.escape(_shown(target, kind))}</text>",
+        ]
     parts.append("</svg>")
     return "".join(parts)
 
@@ -145,12 +211,17 @@ def comparison_chart(title, bars, target, kind, width=420, bar_h=22):
 def _table(line):
     rows = "".join(
         f"<tr><td>{html.escape(r['label_zh'])}<br><small>{html.escape(r['label_en'])}</small></td>"
-        f"<td class=n>{_shown(r['value'], r['kind'])}</td><td class=n>{_shown(r['previous'], r['kind'])}</td>"
+        f"<td class=n>{_shown(r['value'], r['kind'])}</td>"
+        f"<td class=n>{_shown(r['previous'], r['kind'])}</td>"
         f"<td class=n>{_shown(r['target'], r['kind'])}</td>"
-        f"<td class=\"v {r['assessment'] or 'none'}\">{VERDICT_TEXT[r['assessment']]}</td></tr>"
-        for r in line["figures"])
-    return ("<table><tr><th>指标 Figure</th><th>本季度 This quarter</th><th>上季度 Previous quarter</th>"
-            f"<th>目标 Target</th><th>考核 Assessment</th></tr>{rows}</table>")
+        f'<td class="v {r["assessment"] or "none"}">{VERDICT_TEXT[r["assessment"]]}</td></tr>'
+        for r in line["figures"]
+    )
+    return (
+        "<table><tr><th>指标 Figure</th><th>本季度 This quarter</th>"
+        "<th>上季度 Previous quarter</th>"
+        f"<th>目标 Target</th><th>考核 Assessment</th></tr>{rows}</table>"
+    )
 
 
 def to_html(report):
@@ -165,11 +236,22 @@ def to_html(report):
         charts += comparison_chart(labels[key], bars, report["targets"].get(key), kinds[key])
     people = "".join(
         f"<h3>{html.escape(p['agent'])} <small>达标 {p['met']} · 未达标 {p['missed']} "
-        f"(met {p['met']}, missed {p['missed']})</small></h3>{_table(p)}" for p in report["agents"])
+        f"(met {p['met']}, missed {p['missed']})</small></h3>{_table(p)}"
+        for p in report["agents"]
+    )
     team = report["team"]
+    previous = report["previous"]
+    period = (
+        f"{report['quarter']} ({report['from']} – {report['to']}) · 对比上季度 compared with "
+        f"{previous['quarter']}\n({previous['from']} – {previous['to']})"
+    )
+    footnote = (
+        "<p><small>口径见 docs/RULES.md（客服考核）。"
+        "Figures as defined in docs/RULES.md (Agents).</small></p>"
+    )
     return f"""<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8">
-<title>客服中心季度考核 {report['quarter']}</title>
+<title>客服中心季度考核 {report["quarter"]}</title>
 <style>
 body{{font-family:"Noto Sans CJK SC","PingFang SC",sans-serif;margin:24px;color:#1f2328}}
 table{{border-collapse:collapse;margin:12px 0}}td,th{{border:1px solid #d0d7de;padding:4px 8px}}
@@ -178,14 +260,14 @@ td.met{{color:#1a7f37;font-weight:bold}}td.missed{{color:#cf222e;font-weight:bol
 .charts svg{{margin:6px;border:1px solid #eee}}small{{color:#57606a}}
 </style></head><body>
 <h1>客服中心季度考核 <small>Quarterly assessment of the agents</small></h1>
-<p>{report['quarter']} ({report['from']} – {report['to']}) · 对比上季度 compared with {report['previous']['quarter']}
-({report['previous']['from']} – {report['previous']['to']})</p>
-<h2>团队 Team <small>达标 {team['met']} · 未达标 {team['missed']}</small></h2>
+<p>{period}</p>
+<h2>团队 Team <small>达标 {team["met"]} · 未达标 {team["missed"]}</small></h2>
 {_table(team)}
-<h2>对比图 Charts <small>蓝：本季度 · 灰：上季度 · 红线：目标 (blue: this quarter, grey: previous, red: target)</small></h2>
+<h2>对比图 Charts <small>蓝：本季度 · 灰：上季度 · 红线：目标
+(blue: this quarter, grey: previous, red: target)</small></h2>
 <div class=charts>{charts}</div>
 <h2>客服专员 Agents</h2>
 {people or "<p>本季度无记录。No work recorded this quarter.</p>"}
-<p><small>口径见 docs/RULES.md（客服考核）。Figures as defined in docs/RULES.md (Agents).</small></p>
+{footnote}
 </body></html>
 """

@@ -1,5 +1,6 @@
 """Analytics configuration: the shared settings (time zone above all) and the refresh of the
 per-day partial figures."""
+
 from marshmallow import fields, validate
 
 from services.analytics.agents import TARGET_FIGURES
@@ -19,6 +20,8 @@ class AnalyticsConfig(BaseConfig):
     stream_outbox_keep_hours = fields.Float(load_default=24.0, validate=validate.Range(min=0.0001))
     # The agents' targets (docs/RULES.md § Agents), each "at least", over the defaults of
     # agents.DEFAULT_TARGETS; null removes one. E.g. agent_targets: {reach_rate: 0.85}
-    agent_targets = fields.Dict(keys=fields.String(validate=validate.OneOf(TARGET_FIGURES)),
-                                values=fields.Float(allow_none=True, validate=validate.Range(min=0, max=5)),
-                                load_default=dict)
+    agent_targets = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(TARGET_FIGURES)),
+        values=fields.Float(allow_none=True, validate=validate.Range(min=0, max=5)),
+        load_default=dict,
+    )

@@ -9,13 +9,19 @@ it holds visits, admissions or discharges. The rare fix-ups cost what they need.
 
 Every function returns the ISO days whose partials changed (store.touch_days marks them).
 """
+
 import logging
 
 from services.analytics import domain
 
 log = logging.getLogger(__name__)
-WINDOW_S = domain.CONVERSION_DAYS * 86400  # a visit converts the consultations of the 30 days before it
-PERSON_SECTIONS = ("v", "c")  # what a visit's other days are read from (not the other facts' entries)
+WINDOW_S = (
+    domain.CONVERSION_DAYS * 86400
+)  # a visit converts the consultations of the 30 days before it
+PERSON_SECTIONS = (
+    "v",
+    "c",
+)  # what a visit's other days are read from (not the other facts' entries)
 
 
 def record_facts(store, facts):
@@ -28,8 +34,11 @@ def record_facts(store, facts):
     keys = {key for fact in facts for key in domain.void_keys(fact)}
     rule = domain.void_rule(store.voids(keys)) if keys else None
     aliases = people.aliases()
-    moves = [(fact, fact["patient_id"], people.person(fact["patient_id"])) for fact in facts
-             if fact.get("patient_id") in aliases]
+    moves = [
+        (fact, fact["patient_id"], people.person(fact["patient_id"]))
+        for fact in facts
+        if fact.get("patient_id") in aliases
+    ]
     for fact, _, person in moves:
         fact["patient_id"] = person  # a merge came first: the fact is the survivor's
     voided = [fact for fact in facts if domain.is_void(fact, rule)]
@@ -48,8 +57,11 @@ def visit_days(store, people, visit):
     """The other days a visit's arrival or voiding changes: the consultations it may convert
     (same phone or MRN, or the same person) and the person's next visits, whose previous
     visit it is (unique patients)."""
-    return (store.consultation_days(visit, WINDOW_S) | people.consultation_days(visit, WINDOW_S)
-            | people.following_visit_days(visit))
+    return (
+        store.consultation_days(visit, WINDOW_S)
+        | people.consultation_days(visit, WINDOW_S)
+        | people.following_visit_days(visit)
+    )
 
 
 def apply_voids(store, voids):
@@ -63,18 +75,24 @@ def apply_voids(store, voids):
         facts.update((fact["_id"], fact) for fact in store.facts_of_ref(ref))
     keys = {key for fact in facts.values() for key in domain.void_keys(fact)}
     rule = domain.void_rule(store.voids(keys))
-    voided = [fact for fact in facts.values() if not fact.get("void") and domain.is_void(fact, rule)]
+    voided = [
+        fact for fact in facts.values() if not fact.get("void") and domain.is_void(fact, rule)
+    ]
     if not voided:
         return set()  # a duplicate correction, or one whose facts have not come yet
     store.mark_void(voided)
     touched = {fact["date"] for fact in voided}
     visits = [fact for fact in voided if fact["type"] == "PatientVisited"]
     if visits:
-        people = store.people({visit.get("patient_id") for visit in visits}, sections=PERSON_SECTIONS)
+        people = store.people(
+            {visit.get("patient_id") for visit in visits}, sections=PERSON_SECTIONS
+        )
         for visit in visits:
             touched |= visit_days(store, people, visit)
-    log.info("facts voided by a correction", extra={"facts": len(voided), "types": sorted(
-        {fact["type"] for fact in voided})})
+    log.info(
+        "facts voided by a correction",
+        extra={"facts": len(voided), "types": sorted({fact["type"] for fact in voided})},
+    )
     return touched
 
 
@@ -85,17 +103,24 @@ def apply_merge(store, retired, survivor):
     is touched: their unique-patient counts and conversions change."""
     people = store.people({retired, survivor})
     if people.person(survivor) == retired:
-        log.warning("a merge into a record merged into the retired one: ignored",
-                    extra={"retired": retired, "survivor": survivor})
+        log.warning(
+            "a merge into a record merged into the retired one: ignored",
+            extra={"retired": retired, "survivor": survivor},
+        )
         return set()
     store.alias(retired, survivor)
     people = store.people({retired, survivor})  # read after the alias: a batch writing under
-    person = people.person(survivor)             # the retired id now either shows here or sees it
+    person = people.person(survivor)  # the retired id now either shows here or sees it
     retired_doc = people.docs.get(retired) or {}
-    entries = [entry for section in ("v", "c", "o") for entry in (retired_doc.get(section) or {}).values()]
+    entries = [
+        entry for section in ("v", "c", "o") for entry in (retired_doc.get(section) or {}).values()
+    ]
     facts = store.facts_by_id({entry["id"] for entry in entries})
     store.move_entries([(fact, retired, person) for fact in facts])
-    touched = people.days(person) | {domain.day_text(entry["day"]) for section in ("v", "c")
-                                     for entry in (retired_doc.get(section) or {}).values()}
+    touched = people.days(person) | {
+        domain.day_text(entry["day"])
+        for section in ("v", "c")
+        for entry in (retired_doc.get(section) or {}).values()
+    }
     log.info("patients merged", extra={"retired": retired, "survivor": person, "facts": len(facts)})
     return touched

@@ -12,16 +12,19 @@ AnalyticsService:
   own consultations still convert to their own visits and every figure stays as it was;
 - retention: published stream copies are deleted after `stream_outbox_keep_hours`.
 """
+
 import logging
 
 from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError
 
 from shared import erasures
-from shared.messaging import rpc, utcnow
+from shared.clock import utcnow
+from shared.messaging import rpc
 from shared.minimise import minimal_copy
-from shared.outbox import PUBLISHED, Outbox, configured_timer
+from shared.outbox import PUBLISHED, Outbox
 from shared.privacy import ERASED_EVENT, cutoff, jsonable
+from shared.timers import configured_timer
 from shared.topology import STREAM_EXCHANGE
 
 log = logging.getLogger(__name__)
@@ -56,8 +59,13 @@ class AnalyticsPrivacyMixin:
         """Called last for a recorded batch: the minimal copies, one outbox document each."""
         now = utcnow()
         copies = [copy for copy in (minimal_copy(event, self._tz) for event in events) if copy]
-        docs = [{"_id": copy["event_id"], **Outbox.fields(STREAM_EXCHANGE, copy["event_type"], copy, now)}
-                for copy in {copy["event_id"]: copy for copy in copies}.values()]
+        docs = [
+            {
+                "_id": copy["event_id"],
+                **Outbox.fields(STREAM_EXCHANGE, copy["event_type"], copy, now),
+            }
+            for copy in {copy["event_id"]: copy for copy in copies}.values()
+        ]
         for doc in insert_new(self.store.db.stream_outbox, docs):
             self.store.stream_outbox.publish_or_leave(doc)
 
@@ -78,16 +86,27 @@ class AnalyticsPrivacyMixin:
     def _person_fact_ids(self, ids):
         people = self.store.people(set(ids))
         persons = set(ids) | {people.person(pid) for pid in ids}
-        return {entry["id"] for pid in persons for section in ("v", "c", "o")
-                for entry in ((people.docs.get(pid) or {}).get(section) or {}).values()}
+        return {
+            entry["id"]
+            for pid in persons
+            for section in ("v", "c", "o")
+            for entry in ((people.docs.get(pid) or {}).get(section) or {}).values()
+        }
 
     def _erase_facts(self, ids, erasure_id):
         token = ERASED_KEY + erasure_id
         facts = self.store.facts_by_id(self._person_fact_ids(ids))
-        updates = [UpdateOne({"_id": fact["_id"]}, {"$set": {key: token for key in ("phone_key", "mrn")
-                                                             if fact.get(key)}})
-                   for fact in facts
-                   if any(fact.get(key) and not str(fact[key]).startswith(ERASED_KEY) for key in ("phone_key", "mrn"))]
+        updates = [
+            UpdateOne(
+                {"_id": fact["_id"]},
+                {"$set": {key: token for key in ("phone_key", "mrn") if fact.get(key)}},
+            )
+            for fact in facts
+            if any(
+                fact.get(key) and not str(fact[key]).startswith(ERASED_KEY)
+                for key in ("phone_key", "mrn")
+            )
+        ]
         if updates:
             self.store.db.facts.bulk_write(updates, ordered=False)
         log.info("patient erased", extra={"erasure_id": erasure_id, "facts": len(updates)})
@@ -97,19 +116,25 @@ class AnalyticsPrivacyMixin:
     def export_patient(self, patient_id, patient_ids=None):
         ids = {patient_id, *(patient_ids or ())} - {None}
         facts = self.store.facts_by_id(self._person_fact_ids(ids))
-        return jsonable({"service": "analytics", "patient_ids": sorted(ids),
-                         "facts": sorted(facts, key=lambda fact: (fact.get("ts") or 0, str(fact["_id"])))})
+        return jsonable(
+            {
+                "service": "analytics",
+                "patient_ids": sorted(ids),
+                "facts": sorted(facts, key=lambda fact: (fact.get("ts") or 0, str(fact["_id"]))),
+            }
+        )
 
     # -- retention --------------------------------------------------------------------------
     @configured_timer("retention_interval_s")
     def enforce_retention(self):
         now = utcnow()
-        # A published copy is on the stream; kept a while so a redelivered event is not appended again.
+        # A published copy is on the stream; kept a while so a redelivered event is not
+        # appended again.
         old = cutoff(now, self.config["stream_outbox_keep_hours"] / 24).timestamp()
         deleted = self.store.db.stream_outbox.delete_many(
-            {"outbox_state": PUBLISHED, "outbox_published_ts": {"$lt": old}}).deleted_count
+            {"outbox_state": PUBLISHED, "outbox_published_ts": {"$lt": old}}
+        ).deleted_count
         for erasure in erasures.recent(self.store.db, now, self.config["erasure_sweep_days"]):
             self._erase_facts(erasure["patient_ids"], erasure["_id"])
         if deleted:
             log.info("published stream copies deleted", extra={"count": deleted})
-

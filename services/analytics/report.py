@@ -6,6 +6,7 @@ printed as it is).
 Pure functions: the service gathers the figures (the same `summary` definitions as every
 other figure, docs/RULES.md § Figures) and these only arrange them.
 """
+
 import csv
 import datetime
 import html
@@ -28,8 +29,14 @@ KEY_FIGURES = (
 )
 TREND_MONTHS = 12
 # The trend charts drawn in the HTML page: one per figure, twelve months each.
-CHARTED = ("visits", "conversion_rate", "followup_completion_rate", "avg_satisfaction",
-           "complaints_opened", "resolve_sla_rate")
+CHARTED = (
+    "visits",
+    "conversion_rate",
+    "followup_completion_rate",
+    "avg_satisfaction",
+    "complaints_opened",
+    "resolve_sla_rate",
+)
 
 
 def parse_month(text):
@@ -71,18 +78,29 @@ def build(month_first, department, figures, previous_month, previous_year, trend
     month's service-quality figures (quality.figures), if any."""
     rows = []
     for key, zh, en, kind in KEY_FIGURES:
-        rows.append({"figure": key, "label_zh": zh, "label_en": en, "kind": kind,
-                     "value": figures.get(key),
-                     "previous_month": previous_month.get(key),
-                     "previous_year": previous_year.get(key),
-                     "month_on_month": change(figures.get(key), previous_month.get(key)),
-                     "year_on_year": change(figures.get(key), previous_year.get(key))})
+        rows.append(
+            {
+                "figure": key,
+                "label_zh": zh,
+                "label_en": en,
+                "kind": kind,
+                "value": figures.get(key),
+                "previous_month": previous_month.get(key),
+                "previous_year": previous_year.get(key),
+                "month_on_month": change(figures.get(key), previous_month.get(key)),
+                "year_on_year": change(figures.get(key), previous_year.get(key)),
+            }
+        )
     return {
-        "month": month_first.strftime("%Y-%m"), "department": department,
-        "from": month_first.isoformat(), "to": month_end(month_first).isoformat(),
+        "month": month_first.strftime("%Y-%m"),
+        "department": department,
+        "from": month_first.isoformat(),
+        "to": month_end(month_first).isoformat(),
         "figures": rows,
-        "trend": [{"month": first.strftime("%Y-%m"), **{k: s.get(k) for k, *_ in KEY_FIGURES}}
-                  for first, s in trend],
+        "trend": [
+            {"month": first.strftime("%Y-%m"), **{k: s.get(k) for k, *_ in KEY_FIGURES}}
+            for first, s in trend
+        ],
         "by_department": figures.get("by_department", []),
         "by_source": figures.get("by_source", []),
         "top_complaint_categories": figures.get("top_complaint_categories", []),
@@ -94,35 +112,99 @@ def to_csv(report):
     """One table a spreadsheet opens: the key figures with both comparisons, then the trend."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["section", "figure", "label", "month", "value", "previous_month",
-                     "month_on_month", "previous_year", "year_on_year"])
+    writer.writerow(
+        [
+            "section",
+            "figure",
+            "label",
+            "month",
+            "value",
+            "previous_month",
+            "month_on_month",
+            "previous_year",
+            "year_on_year",
+        ]
+    )
     for row in report["figures"]:
-        writer.writerow(["figures", row["figure"], row["label_zh"], report["month"], _plain(row["value"]),
-                         _plain(row["previous_month"]), _plain(row["month_on_month"]["delta"]),
-                         _plain(row["previous_year"]), _plain(row["year_on_year"]["delta"])])
+        writer.writerow(
+            [
+                "figures",
+                row["figure"],
+                row["label_zh"],
+                report["month"],
+                _plain(row["value"]),
+                _plain(row["previous_month"]),
+                _plain(row["month_on_month"]["delta"]),
+                _plain(row["previous_year"]),
+                _plain(row["year_on_year"]["delta"]),
+            ]
+        )
     for point in report["trend"]:
         for key, zh, *_ in KEY_FIGURES:
             writer.writerow(["trend", key, zh, point["month"], _plain(point[key]), "", "", "", ""])
     for dept in report["by_department"]:
-        for key in ("visits", "first_visits", "discharges", "complaints_opened", "avg_satisfaction"):
-            writer.writerow([f"department:{dept['department']}", key, "", report["month"],
-                             _plain(dept.get(key)), "", "", "", ""])
+        for key in (
+            "visits",
+            "first_visits",
+            "discharges",
+            "complaints_opened",
+            "avg_satisfaction",
+        ):
+            writer.writerow(
+                [
+                    f"department:{dept['department']}",
+                    key,
+                    "",
+                    report["month"],
+                    _plain(dept.get(key)),
+                    "",
+                    "",
+                    "",
+                    "",
+                ]
+            )
     quality = report.get("quality") or {}
     for scope, name, line in _quality_lines(quality):
         for row in [{"item": "overall", **line["overall"]}] + line["items"]:
-            writer.writerow([f"quality:{scope}{name}", row["item"], "count", report["month"], row["count"],
-                             "", "", "", ""])
-            writer.writerow([f"quality:{scope}{name}", row["item"], "average", report["month"],
-                             _plain(row["average"]), "", "", "", ""])
+            writer.writerow(
+                [
+                    f"quality:{scope}{name}",
+                    row["item"],
+                    "count",
+                    report["month"],
+                    row["count"],
+                    "",
+                    "",
+                    "",
+                    "",
+                ]
+            )
+            writer.writerow(
+                [
+                    f"quality:{scope}{name}",
+                    row["item"],
+                    "average",
+                    report["month"],
+                    _plain(row["average"]),
+                    "",
+                    "",
+                    "",
+                    "",
+                ]
+            )
     return out.getvalue()
 
 
 def _quality_lines(quality):
-    """("", "", totals), ("department:", name, line), ("doctor:", id, line) of the quality figures."""
+    """("", "", totals), ("department:", name, line), ("doctor:", id, line) of the quality
+    figures."""
     if not quality:
         return []
-    return ([("all", "", quality)] + [("department:", d["department"], d) for d in quality["by_department"]]
-            + [("doctor:", d["doctor_id"], d) for d in quality["by_doctor"]])
+    return (
+        [("all", "", quality)]
+        + [("department:", d["department"], d) for d in quality["by_department"]]
+        + [("doctor:", d["doctor_id"], d) for d in quality["by_doctor"]]
+    )
 
 
 def _plain(value):
@@ -159,16 +241,21 @@ def line_chart(title, points, kind, width=320, height=140):
     top = max(values) if values else 1
     top = top or 1
     step = (width - pad_l - 8) / max(len(points) - 1, 1)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-             f'aria-label="{html.escape(title)}">',
-             f'<text x="4" y="14" font-size="12" font-weight="bold">{html.escape(title)}</text>',
-             f'<line x1="{pad_l}" y1="{height - pad_b}" x2="{width - 4}" y2="{height - pad_b}" stroke="#999"/>',
-             f'<text x="2" y="{pad_t + 8}" font-size="9">{html.escape(_shown(top, kind))}</text>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+        f'aria-label="{html.escape(title)}">',
+        f'<text x="4" y="14" font-size="12" font-weight="bold">{html.escape(title)}</text>',
+        f'<line x1="{pad_l}" y1="{height - pad_b}" x2="{width - 4}" y2="{height - pad_b}" '
+        'stroke="#999"/>',
+        f'<text x="2" y="{pad_t + 8}" font-size="9">{html.escape(_shown(top, kind))}</text>',
+    ]
     path, coords = [], []
     for i, (label, value) in enumerate(points):
         x = pad_l + i * step
         if i in (0, len(points) - 1):
-            parts.append(f'<text x="{x - 14:.1f}" y="{height - 6}" font-size="9">{html.escape(label)}</text>')
+            parts.append(
+                f'<text x="{x - 14:.1f}" y="{height - 6}" font-size="9">{html.escape(label)}</text>'
+            )
         if value is None:
             path.append(None)
             continue
@@ -179,7 +266,10 @@ def line_chart(title, points, kind, width=320, height=140):
     for point in path + [None]:
         if point is None:
             if len(segment) > 1:
-                parts.append(f'<polyline fill="none" stroke="#1f6feb" stroke-width="2" points="{" ".join(segment)}"/>')
+                parts.append(
+                    '<polyline fill="none" stroke="#1f6feb" stroke-width="2" '
+                    f'points="{" ".join(segment)}"/>'
+                )
             segment = []
         else:
             segment.append(point)
@@ -192,21 +282,30 @@ def bar_chart(title, items, width=320, bar_h=16):
     """A horizontal SVG bar chart of (label, count)."""
     height = 24 + bar_h * max(len(items), 1) + 4
     top = max((n for _, n in items), default=1) or 1
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-             f'aria-label="{html.escape(title)}">',
-             f'<text x="4" y="14" font-size="12" font-weight="bold">{html.escape(title)}</text>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+        f'aria-label="{html.escape(title)}">',
+        f'<text x="4" y="14" font-size="12" font-weight="bold">{html.escape(title)}</text>',
+    ]
     for i, (label, n) in enumerate(items):
         y = 22 + i * bar_h
         length = (width - 140) * n / top
-        parts += [f'<text x="4" y="{y + 11}" font-size="10">{html.escape(str(label))[:14]}</text>',
-                  f'<rect x="96" y="{y + 2}" width="{length:.1f}" height="{bar_h - 5}" fill="#2da44e"/>',
-                  f'<text x="{100 + length:.1f}" y="{y + 11}" font-size="10">{n:,}</text>']
+        parts += [
+            f'<text x="4" y="{y + 11}" font-size="10">{html.escape(str(label))[:14]}</text>',
+            f'<rect x="96" y="{y + 2}" width="{length:.1f}" height="{bar_h - 5}" fill="#2da44e"/>',
+            f'<text x="{100 + length:.1f}" y="{y + 11}" font-size="10">{n:,}</text>',
+        ]
     parts.append("</svg>")
     return "".join(parts)
 
 
-QUALITY_ITEMS = {"doctor": "医生 Doctor", "nurse": "护士 Nurse", "environment": "就诊环境 Environment",
-                 "waiting": "候诊时间 Waiting", "process": "就诊流程 Process"}
+QUALITY_ITEMS = {
+    "doctor": "医生 Doctor",
+    "nurse": "护士 Nurse",
+    "environment": "就诊环境 Environment",
+    "waiting": "候诊时间 Waiting",
+    "process": "就诊流程 Process",
+}
 
 
 def _quality_html(quality):
@@ -215,21 +314,35 @@ def _quality_html(quality):
     if quality is None:
         return ""
     if not quality["answers"]:
-        return "<h2>服务质量 Service quality</h2><p>本月无满意度调查答卷。No survey answers this month.</p>"
+        return (
+            "<h2>服务质量 Service quality</h2>"
+            "<p>本月无满意度调查答卷。No survey answers this month.</p>"
+        )
     rows = "".join(
-        f"<tr><td>{html.escape(QUALITY_ITEMS.get(row['item'], row['item']))}</td><td class=n>{row['count']:,}</td>"
+        f"<tr><td>{html.escape(QUALITY_ITEMS.get(row['item'], row['item']))}</td>"
+        f"<td class=n>{row['count']:,}</td>"
         f"<td class=n>{_shown(row['average'], 'score')}</td></tr>"
-        for row in [{"item": "总体 Overall", **quality["overall"]}] + quality["items"])
-    charts = "".join([
-        bar_chart("科室平均分 Mean by department",
-                  [(d["department"], d["overall"]["average"]) for d in quality["by_department"]][:12]),
-        bar_chart("医生平均分 Mean by doctor",
-                  [(d["doctor_id"], d["overall"]["average"]) for d in quality["by_doctor"]][:12]),
-    ])
-    return (f"<h2>服务质量 Service quality</h2><p>答卷 {quality['answers']:,} 份 answers · "
-            f"低分 {quality['low_answers']:,} (≤ 2, service recovery)</p>"
-            f"<table><tr><th>项目 Item</th><th>评分数 Scores</th><th>平均分 Mean (1–5)</th></tr>{rows}</table>"
-            f"<div class=charts>{charts}</div>")
+        for row in [{"item": "总体 Overall", **quality["overall"]}] + quality["items"]
+    )
+    charts = "".join(
+        [
+            bar_chart(
+                "科室平均分 Mean by department",
+                [(d["department"], d["overall"]["average"]) for d in quality["by_department"]][:12],
+            ),
+            bar_chart(
+                "医生平均分 Mean by doctor",
+                [(d["doctor_id"], d["overall"]["average"]) for d in quality["by_doctor"]][:12],
+            ),
+        ]
+    )
+    return (
+        f"<h2>服务质量 Service quality</h2><p>答卷 {quality['answers']:,} 份 answers · "
+        f"低分 {quality['low_answers']:,} (≤ 2, service recovery)</p>"
+        "<table><tr><th>项目 Item</th><th>评分数 Scores</th><th>平均分 Mean (1–5)</th></tr>"
+        f"{rows}</table>"
+        f"<div class=charts>{charts}</div>"
+    )
 
 
 def to_html(report):
@@ -243,22 +356,36 @@ def to_html(report):
         f"<td class=n>{_shown_change(r['month_on_month'], r['kind'])}</td>"
         f"<td class=n>{_shown(r['previous_year'], r['kind'])}</td>"
         f"<td class=n>{_shown_change(r['year_on_year'], r['kind'])}</td></tr>"
-        for r in report["figures"])
+        for r in report["figures"]
+    )
     charts = "".join(
         line_chart(labels[key], [(p["month"][2:], p[key]) for p in report["trend"]], kinds[key])
-        for key in CHARTED)
-    breakdowns = "".join([
-        bar_chart("科室门诊人次 Visits by department",
-                  [(d["department"], d["visits"]) for d in report["by_department"]][:12]),
-        bar_chart("初诊来源 First visits by source",
-                  [(s["source_channel"], s["first_visits"]) for s in report["by_source"]][:12]),
-        bar_chart("投诉类别 Complaints by category",
-                  [(c["category"], c["complaints"]) for c in report["top_complaint_categories"]][:12]),
-    ])
+        for key in CHARTED
+    )
+    breakdowns = "".join(
+        [
+            bar_chart(
+                "科室门诊人次 Visits by department",
+                [(d["department"], d["visits"]) for d in report["by_department"]][:12],
+            ),
+            bar_chart(
+                "初诊来源 First visits by source",
+                [(s["source_channel"], s["first_visits"]) for s in report["by_source"]][:12],
+            ),
+            bar_chart(
+                "投诉类别 Complaints by category",
+                [(c["category"], c["complaints"]) for c in report["top_complaint_categories"]][:12],
+            ),
+        ]
+    )
     quality = _quality_html(report.get("quality"))
+    footnote = (
+        "<p><small>口径见 docs/RULES.md（指标）；数据直接来自事件流。"
+        "Figures as defined in docs/RULES.md (Figures),\ncomputed from the events.</small></p>"
+    )
     return f"""<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8">
-<title>客户服务中心月度报告 {report['month']}</title>
+<title>客户服务中心月度报告 {report["month"]}</title>
 <style>
 body{{font-family:"Noto Sans CJK SC","PingFang SC",sans-serif;margin:24px;color:#1f2328}}
 table{{border-collapse:collapse;margin:12px 0}}td,th{{border:1px solid #d0d7de;padding:4px 8px}}
@@ -266,13 +393,12 @@ th{{background:#f6f8fa}}td.n{{text-align:right;font-variant-numeric:tabular-nums
 .charts svg{{margin:6px;border:1px solid #eee}}small{{color:#57606a}}
 </style></head><body>
 <h1>客户服务中心月度报告 <small>Customer-service monthly report</small></h1>
-<p>{report['month']} ({report['from']} – {report['to']}) · {scope}</p>
+<p>{report["month"]} ({report["from"]} – {report["to"]}) · {scope}</p>
 <h2>关键指标 Key figures</h2>
 <table><tr><th>指标 Figure</th><th>本月 This month</th><th>上月 Previous month</th><th>环比 MoM</th>
 <th>去年同月 Same month last year</th><th>同比 YoY</th></tr>{rows}</table>
 <h2>近十二个月趋势 Twelve-month trend</h2><div class=charts>{charts}</div>
 <h2>构成 Breakdown</h2><div class=charts>{breakdowns}</div>
-{quality}<p><small>口径见 docs/RULES.md（指标）；数据直接来自事件流。Figures as defined in docs/RULES.md (Figures),
-computed from the events.</small></p>
+{quality}{footnote}
 </body></html>
 """

@@ -1,5 +1,6 @@
 """AnalyticsService: every canonical event in, once; the manager's figures out
 (docs/RULES.md § Figures), for any range of days and any department."""
+
 import datetime
 import functools
 import time
@@ -14,8 +15,8 @@ from services.analytics.store import AnalyticsStore
 from shared.errors import BadRequest, InvalidMessage
 from shared.messaging import reliable_batch_consumer, rpc
 from shared.metrics import MetricsServer
-from shared.outbox import configured_timer
 from shared.service import HealthMixin
+from shared.timers import configured_timer
 
 MAX_DAYS = domain.MAX_RANGE_DAYS
 RUN_DAYS = 7  # the most days a cold range reads at once (a week of a big hospital: ~60k facts)
@@ -38,27 +39,49 @@ class AnalyticsService(AnalyticsPrivacyMixin, HealthMixin):
         whole batch instead of about five per event."""
         events = [message.body for message in messages]
         for event in events:
-            if not isinstance(event, dict) or not event.get("event_id") or not event.get("event_type"):
-                raise InvalidMessage({"_schema": ["A canonical event with event_id and event_type."]})
+            if (
+                not isinstance(event, dict)
+                or not event.get("event_id")
+                or not event.get("event_type")
+            ):
+                raise InvalidMessage(
+                    {"_schema": ["A canonical event with event_id and event_type."]}
+                )
         # Writes below are idempotent upserts: a redelivery after a crash completes them. The
         # days they touch are marked changed last, so a partial computed meanwhile goes stale.
         facts = [fact for fact in (domain.fact_of(event, self._tz) for event in events) if fact]
         self.store.add_facts(facts)
-        touched = ingest.record_facts(self.store, facts)  # people, and corrections / merges that came first
-        updates = [update for update in (domain.entity_update(event, self._tz) for event in events) if update]
-        for (collection, _, fields), before in zip(updates, self.store.fold_all(updates)):
+        touched = ingest.record_facts(
+            self.store, facts
+        )  # people, and corrections / merges that came first
+        updates = [
+            update
+            for update in (domain.entity_update(event, self._tz) for event in events)
+            if update
+        ]
+        for (collection, _, fields), before in zip(
+            updates, self.store.fold_all(updates), strict=True
+        ):
             touched |= domain.entity_days(collection, before, fields)
-        touched |= ingest.apply_voids(self.store, [void for void in map(domain.void_of, events) if void])
+        touched |= ingest.apply_voids(
+            self.store, [void for void in map(domain.void_of, events) if void]
+        )
         for merge in filter(None, map(domain.merge_of, events)):
             touched |= ingest.apply_merge(self.store, *merge)
         self.store.touch_days(touched)
         # The agents' work and the survey answers: their own collections, read by range.
-        self.store.add_records("agent_work", list(filter(None, (agent_figures.work_of(e, self._tz)
-                                                                for e in events))))
-        self.store.add_records("survey_answers", list(filter(None, (quality_figures.answer_of(e, self._tz)
-                                                                    for e in events))))
-        self.erase_from_batch(events)  # PatientErased: the person's MRN and phone key go (privacy.py)
-        # Last: the batch's minimal copies for the analytics stream (privacy.py), through the outbox.
+        self.store.add_records(
+            "agent_work", list(filter(None, (agent_figures.work_of(e, self._tz) for e in events)))
+        )
+        self.store.add_records(
+            "survey_answers",
+            list(filter(None, (quality_figures.answer_of(e, self._tz) for e in events))),
+        )
+        self.erase_from_batch(
+            events
+        )  # PatientErased: the person's MRN and phone key go (privacy.py)
+        # Last: the batch's minimal copies for the analytics stream (privacy.py),
+        # through the outbox.
         self.append_to_stream(events)
 
     @configured_timer("figures_refresh_interval_s")
@@ -90,16 +113,22 @@ class AnalyticsService(AnalyticsPrivacyMixin, HealthMixin):
         figures.update({"from": start.isoformat(), "to": end.isoformat(), "department": department})
         if compare:
             if compare not in ("previous_period", "previous_year"):
-                raise BadRequest("invalid compare", {"compare": ["previous_period or previous_year."]})
+                raise BadRequest(
+                    "invalid compare", {"compare": ["previous_period or previous_year."]}
+                )
             if compare == "previous_period":
                 length = end - start + datetime.timedelta(days=1)
                 other = (start - length, end - length)
             else:
                 other = (_year_before(start), _year_before(end))
             previous = self._figures(*other, department)
-            figures["comparison"] = {"kind": compare, "from": other[0].isoformat(), "to": other[1].isoformat(),
-                                     "figures": _scalars(previous),
-                                     "change": {k: _change(v, previous[k]) for k, v in _scalars(figures).items()}}
+            figures["comparison"] = {
+                "kind": compare,
+                "from": other[0].isoformat(),
+                "to": other[1].isoformat(),
+                "figures": _scalars(previous),
+                "change": {k: _change(v, previous[k]) for k, v in _scalars(figures).items()},
+            }
         return figures
 
     @rpc
@@ -117,8 +146,13 @@ class AnalyticsService(AnalyticsPrivacyMixin, HealthMixin):
                 following = (cursor.replace(day=28) + datetime.timedelta(days=4)).replace(day=1)
                 last = following - datetime.timedelta(days=1)
             last = min(last, end)
-            points.append({"from": cursor.isoformat(), "to": last.isoformat(),
-                           **_scalars(self._figures(cursor, last, department))})
+            points.append(
+                {
+                    "from": cursor.isoformat(),
+                    "to": last.isoformat(),
+                    **_scalars(self._figures(cursor, last, department)),
+                }
+            )
             cursor = last + datetime.timedelta(days=1)
         return {"granularity": granularity, "department": department, "points": points}
 
@@ -134,13 +168,29 @@ class AnalyticsService(AnalyticsPrivacyMixin, HealthMixin):
         figures = self._figures(first, last, department)
         before = report.shift_month(first, -1)
         year_before = report.shift_month(first, -12)
-        trend = [(m, figures if m == first else _scalars(self._figures(m, report.month_end(m), department)))
-                 for m in report.trend_months(first)]
+        trend = [
+            (
+                m,
+                figures
+                if m == first
+                else _scalars(self._figures(m, report.month_end(m), department)),
+            )
+            for m in report.trend_months(first)
+        ]
         previous_month = dict(trend)[before]
-        built = report.build(first, department, figures, previous_month,
-                             self._figures(year_before, report.month_end(year_before), department), trend,
-                             quality_figures.figures(self.store.records("survey_answers", first.isoformat(),
-                                                                last.isoformat(), department)))
+        built = report.build(
+            first,
+            department,
+            figures,
+            previous_month,
+            self._figures(year_before, report.month_end(year_before), department),
+            trend,
+            quality_figures.figures(
+                self.store.records(
+                    "survey_answers", first.isoformat(), last.isoformat(), department
+                )
+            ),
+        )
         if format == "csv":
             return report.to_csv(built)
         if format == "html":
@@ -160,9 +210,15 @@ class AnalyticsService(AnalyticsPrivacyMixin, HealthMixin):
     @rpc
     def quality(self, date_from, date_to, department=None):
         start, end = self._range(date_from, date_to)
-        answers = self.store.records("survey_answers", start.isoformat(), end.isoformat(), department)
-        return {"from": start.isoformat(), "to": end.isoformat(), "department": department,
-                **quality_figures.figures(answers)}
+        answers = self.store.records(
+            "survey_answers", start.isoformat(), end.isoformat(), department
+        )
+        return {
+            "from": start.isoformat(),
+            "to": end.isoformat(),
+            "department": department,
+            **quality_figures.figures(answers),
+        }
 
     @rpc
     def agents_report(self, quarter, format="json"):
@@ -171,11 +227,17 @@ class AnalyticsService(AnalyticsPrivacyMixin, HealthMixin):
             raise BadRequest("invalid format", {"format": ["json, csv or html."]})
         try:  # the quarter before must exist too (0001-Q1 has none)
             first, last = agents_report.parse_quarter(quarter)
-            before_first, before_last = agents_report.parse_quarter(agents_report.previous_quarter(quarter))
+            before_first, before_last = agents_report.parse_quarter(
+                agents_report.previous_quarter(quarter)
+            )
         except ValueError as exc:
             raise BadRequest("invalid quarter", {"quarter": [str(exc)]}) from None
-        built = agents_report.build(quarter, self._agents(first, last), self._agents(before_first, before_last),
-                                    agent_figures.targets_of(self.config["agent_targets"]))
+        built = agents_report.build(
+            quarter,
+            self._agents(first, last),
+            self._agents(before_first, before_last),
+            agent_figures.targets_of(self.config["agent_targets"]),
+        )
         if format == "csv":
             return agents_report.to_csv(built)
         if format == "html":
@@ -189,8 +251,9 @@ class AnalyticsService(AnalyticsPrivacyMixin, HealthMixin):
         if agent is not None:
             del result["team"]  # an agent sees their own line, not the team's
         targets = agent_figures.targets_of(self.config["agent_targets"])
-        return agent_figures.with_assessment(result, targets,
-                                             {"followup_completion_rate": summary["followup_completion_rate"]})
+        return agent_figures.with_assessment(
+            result, targets, {"followup_completion_rate": summary["followup_completion_rate"]}
+        )
 
     def _figures(self, start, end, department):
         """The figures over the days start..end: the merge of each day's partial, recomputed
@@ -210,7 +273,9 @@ class AnalyticsService(AnalyticsPrivacyMixin, HealthMixin):
             day += datetime.timedelta(days=1)
         for run_start, run_end in _runs(stale):
             fresh = self._partials(run_start, run_end, department)
-            self.store.cache_days(scope, [(d, changes.get(d, 0), part) for d, part in fresh.items()])
+            self.store.cache_days(
+                scope, [(d, changes.get(d, 0), part) for d, part in fresh.items()]
+            )
             parts.extend(fresh.values())
         return domain.finish(domain.merge(parts), a)
 
@@ -224,8 +289,17 @@ class AnalyticsService(AnalyticsPrivacyMixin, HealthMixin):
             for item in items:
                 grouped.setdefault(item.get(field), []).append(item)
             return grouped
-        facts = {kind: [] for kind in (
-            "PatientVisited", "PatientAdmitted", "PatientDischarged", "SatisfactionRecorded", "ConsultationLogged")}
+
+        facts = {
+            kind: []
+            for kind in (
+                "PatientVisited",
+                "PatientAdmitted",
+                "PatientDischarged",
+                "SatisfactionRecorded",
+                "ConsultationLogged",
+            )
+        }
         for fact in self.store.facts(a, b, department):
             facts.setdefault(fact["type"], []).append(fact)
         consultations, visits = facts["ConsultationLogged"], facts["PatientVisited"]
@@ -234,31 +308,60 @@ class AnalyticsService(AnalyticsPrivacyMixin, HealthMixin):
         keys = {(key, c[key]) for c in consultations for key in ("phone_key", "mrn") if c.get(key)}
         # The persons of the range's visits and consultations, in one read by _id: their
         # previous visits (unique patients) and their own visits (conversions after a merge).
-        people = self.store.people({f.get("patient_id") for f in visits + consultations}, sections=("v",))
+        people = self.store.people(
+            {f.get("patient_id") for f in visits + consultations}, sections=("v",)
+        )
         index = domain.VisitIndex(self.store.visits_of(keys), people)
         # A department's own count follows the person's previous visit in that department.
         wanted = {bool(department) or scope != ALL for scope in (scopes or [department or ALL])}
-        previous = {in_department: {v["_id"]: people.previous_visit_day(v, same_department=in_department)
-                                    for v in visits} for in_department in wanted}
+        previous = {
+            in_department: {
+                v["_id"]: people.previous_visit_day(v, same_department=in_department)
+                for v in visits
+            }
+            for in_department in wanted
+        }
         facts = {kind: by_day(items) for kind, items in facts.items()}
-        followups = by_day(self.store.entities("followups", "due_date", a, b, department), "due_date")
-        received = by_day(self.store.entities("complaints", "received_date", a, b, department), "received_date")
-        resolved = by_day(self.store.entities("complaints", "resolved_date", a, b, department), "resolved_date")
+        followups = by_day(
+            self.store.entities("followups", "due_date", a, b, department), "due_date"
+        )
+        received = by_day(
+            self.store.entities("complaints", "received_date", a, b, department), "received_date"
+        )
+        resolved = by_day(
+            self.store.entities("complaints", "resolved_date", a, b, department), "resolved_date"
+        )
 
         def partial_of(d, scope):
             def of(items):
                 items = items.get(d, [])
-                return items if scope in (None, ALL) else [i for i in items if i.get("department") == scope]
+                return (
+                    items
+                    if scope in (None, ALL)
+                    else [i for i in items if i.get("department") == scope]
+                )
+
             return domain.partial(
-                visits=of(facts["PatientVisited"]), admissions=of(facts["PatientAdmitted"]),
-                discharges=of(facts["PatientDischarged"]), consultations=of(facts["ConsultationLogged"]),
-                candidate_visits=index, followups=of(followups), satisfactions=of(facts["SatisfactionRecorded"]),
-                complaints=of(received), complaints_resolved_in_range=len(of(resolved)),
-                previous_days=previous[bool(department) or scope not in (None, ALL)])
+                visits=of(facts["PatientVisited"]),
+                admissions=of(facts["PatientAdmitted"]),
+                discharges=of(facts["PatientDischarged"]),
+                consultations=of(facts["ConsultationLogged"]),
+                candidate_visits=index,
+                followups=of(followups),
+                satisfactions=of(facts["SatisfactionRecorded"]),
+                complaints=of(received),
+                complaints_resolved_in_range=len(of(resolved)),
+                previous_days=previous[bool(department) or scope not in (None, ALL)],
+            )
+
         partials, day = {}, start
         while day <= end:
             d = day.isoformat()
-            partials[d] = partial_of(d, None) if scopes is None else {scope: partial_of(d, scope) for scope in scopes}
+            partials[d] = (
+                partial_of(d, None)
+                if scopes is None
+                else {scope: partial_of(d, scope) for scope in scopes}
+            )
             day += datetime.timedelta(days=1)
         return partials
 
@@ -289,7 +392,11 @@ def _runs(days, longest=RUN_DAYS):
     store per run, and a run's facts are all the memory a cold range takes."""
     runs = []
     for day in days:
-        if runs and day - runs[-1][1] == datetime.timedelta(days=1) and (day - runs[-1][0]).days < longest:
+        if (
+            runs
+            and day - runs[-1][1] == datetime.timedelta(days=1)
+            and (day - runs[-1][0]).days < longest
+        ):
             runs[-1][1] = day
         else:
             runs.append([day, day])
@@ -304,8 +411,11 @@ def _year_before(day):
 
 
 def _scalars(figures):
-    return {k: v for k, v in figures.items()
-            if (isinstance(v, (int, float)) or v is None) and k not in ("from", "to", "department")}
+    return {
+        k: v
+        for k, v in figures.items()
+        if (isinstance(v, (int, float)) or v is None) and k not in ("from", "to", "department")
+    }
 
 
 def _change(now, before):

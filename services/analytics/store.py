@@ -8,15 +8,19 @@ day's partial is stale. Since v1.1: `voids` (the corrections, by the key of what
 Queries select by one indexed field and check the rest here: NX-27017 picks the first
 matching index, so an added `type` (four values) or a date-like text (never indexed there)
 made every day's read a scan of the whole collection (bench/README.md)."""
+
 import json
 import logging
+from collections.abc import Iterable
+from typing import Any
 
 from pymongo import UpdateOne
 from pymongo.errors import OperationFailure
 
 from services.analytics import privacy
 from services.analytics.domain import DAY_FIELDS, People, day_number, person_entry
-from shared.store import Index, Store
+from shared.indexes import Index
+from shared.store import Store
 
 log = logging.getLogger(__name__)
 # 2: the day-number twins of every day field (domain.DAY_FIELDS); 3: `people` built from the
@@ -26,9 +30,14 @@ SCHEMA_VERSION = 3
 # unique patients' previous-visit days).
 PARTIAL_FORMAT = 3
 # Indexes of version 1 that NX-27017 preferred to the selective ones: dropped at start.
-RETIRED_INDEXES = (("facts", "date_1"), ("facts", "type_1"), ("followups", "due_date_1"),
-                   ("complaints", "received_date_1"), ("complaints", "resolved_date_1"),
-                   ("day_figures", "date_1"))
+RETIRED_INDEXES = (
+    ("facts", "date_1"),
+    ("facts", "type_1"),
+    ("followups", "due_date_1"),
+    ("complaints", "received_date_1"),
+    ("complaints", "resolved_date_1"),
+    ("day_figures", "date_1"),
+)
 
 
 class AnalyticsStore(Store):
@@ -47,13 +56,15 @@ class AnalyticsStore(Store):
         *privacy.INDEXES,  # the minimal stream's outbox
     )
 
-    def setup(self):
+    def setup(self) -> None:
         super().setup()
         self.migrate()
         # The minimal copies for the analytics stream (services/analytics/privacy.py).
-        self.stream_outbox = privacy.stream_outbox(self.db, self.container.config["HCRM"]["amqp_uri"])
+        self.stream_outbox = privacy.stream_outbox(
+            self.db, self.container.config["HCRM"]["amqp_uri"]
+        )
 
-    def migrate(self, batch=2000):
+    def migrate(self, batch: int = 2000) -> None:
         """Bring a database written by an older version up to SCHEMA_VERSION, once."""
         meta = self.db.meta.find_one({"_id": "schema"}) or {"version": 1}
         if meta["version"] >= SCHEMA_VERSION:
@@ -62,9 +73,11 @@ class AnalyticsStore(Store):
             self._add_day_numbers(batch)
         if meta["version"] < 3:
             self._build_people(batch)
-        self.db.meta.update_one({"_id": "schema"}, {"$set": {"version": SCHEMA_VERSION}}, upsert=True)
+        self.db.meta.update_one(
+            {"_id": "schema"}, {"$set": {"version": SCHEMA_VERSION}}, upsert=True
+        )
 
-    def _add_day_numbers(self, batch):
+    def _add_day_numbers(self, batch: int) -> None:
         for collection, index in RETIRED_INDEXES:
             try:
                 self.db[collection].drop_index(index)
@@ -73,25 +86,48 @@ class AnalyticsStore(Store):
         for collection in ("facts", "followups", "complaints"):
             done = 0
             while True:  # a missing `day` twin marks an older document
-                docs = list(self.db[collection].find(
-                    {"$or": [{text: {"$exists": True}, number: {"$exists": False}}
-                             for text, number in DAY_FIELDS.items()]}).limit(batch))
-                updates = [UpdateOne({"_id": doc["_id"]}, {"$set": {
-                    number: day_number(doc[text]) if doc[text] else None
-                    for text, number in DAY_FIELDS.items() if text in doc}}) for doc in docs]
+                docs = list(
+                    self.db[collection]
+                    .find(
+                        {
+                            "$or": [
+                                {text: {"$exists": True}, number: {"$exists": False}}
+                                for text, number in DAY_FIELDS.items()
+                            ]
+                        }
+                    )
+                    .limit(batch)
+                )
+                updates = [
+                    UpdateOne(
+                        {"_id": doc["_id"]},
+                        {
+                            "$set": {
+                                number: day_number(doc[text]) if doc[text] else None
+                                for text, number in DAY_FIELDS.items()
+                                if text in doc
+                            }
+                        },
+                    )
+                    for doc in docs
+                ]
                 if not updates:
                     break
                 self.db[collection].bulk_write(updates, ordered=False)
                 done += len(updates)
             if done:
-                log.info("migrated documents to day numbers", extra={"collection": collection, "count": done})
+                log.info(
+                    "migrated documents to day numbers",
+                    extra={"collection": collection, "count": done},
+                )
 
-    def _build_people(self, batch):
+    def _build_people(self, batch: int) -> None:
         """Every recorded fact's entry in its person's document (idempotent: a restart
         mid-way writes the same again); then every day's partial is recomputed by the refresh."""
         chunk, done = [], 0
-        for fact in self.db.facts.find({}, {"type": 1, "patient_id": 1, "day": 1, "ts": 1, "department": 1,
-                                            "void": 1}):
+        for fact in self.db.facts.find(
+            {}, {"type": 1, "patient_id": 1, "day": 1, "ts": 1, "department": 1, "void": 1}
+        ):
             chunk.append(fact)
             if len(chunk) >= batch:
                 done += self.add_person_entries(chunk)
@@ -101,27 +137,39 @@ class AnalyticsStore(Store):
         if done:
             log.info("built people from facts", extra={"count": done})
 
-    def add_facts(self, facts):
+    def add_facts(self, facts: list[dict[str, Any]]) -> None:
         """Insert the facts not recorded yet (a duplicate event's fact is already there)."""
         if facts:
-            self.db.facts.bulk_write([UpdateOne({"_id": fact["_id"]}, {"$setOnInsert": fact}, upsert=True)
-                                      for fact in facts], ordered=False)
+            self.db.facts.bulk_write(
+                [
+                    UpdateOne({"_id": fact["_id"]}, {"$setOnInsert": fact}, upsert=True)
+                    for fact in facts
+                ],
+                ordered=False,
+            )
 
-    def add_person_entries(self, facts):
+    def add_person_entries(self, facts: Iterable[dict[str, Any]]) -> int:
         """Each fact's entry in its patient id's `people` document: one upsert per person,
         setting its own fields only, so concurrent batches never undo each other."""
-        by_person = {}
+        by_person: dict[str, dict[str, Any]] = {}
         for fact in facts:
             entry = person_entry(fact)
             if entry:
                 section, key, value = entry
                 by_person.setdefault(fact["patient_id"], {})[f"{section}.{key}"] = value
         if by_person:
-            self.db.people.bulk_write([UpdateOne({"_id": pid}, {"$set": fields}, upsert=True)
-                                       for pid, fields in by_person.items()], ordered=False)
+            self.db.people.bulk_write(
+                [
+                    UpdateOne({"_id": pid}, {"$set": fields}, upsert=True)
+                    for pid, fields in by_person.items()
+                ],
+                ordered=False,
+            )
         return len(by_person)
 
-    def people(self, patient_ids, sections=None):
+    def people(
+        self, patient_ids: Iterable[str | None], sections: Iterable[str] | None = None
+    ) -> People:
         """domain.People of these ids and of the ids they were merged into: one read by _id
         for the lot, another only where an alias leads to an id not read yet."""
         found, asked = {}, set()
@@ -134,57 +182,86 @@ class AnalyticsStore(Store):
             wanted = {doc["alias_of"] for doc in found.values() if doc.get("alias_of")} - asked
         return People(found.values())
 
-    def move_entries(self, moves):
+    def move_entries(self, moves: list[tuple[dict[str, Any], str, str]]) -> None:
         """[(fact, from_id, to_id)]: the fact re-pointed to the person it belongs to now, and its
         entry moved from the retired id's document to that person's."""
         if not moves:
             return
-        self.db.facts.bulk_write([UpdateOne({"_id": fact["_id"]}, {"$set": {"patient_id": to}})
-                                  for fact, _, to in moves], ordered=False)
-        sets, unsets = {}, {}
+        self.db.facts.bulk_write(
+            [
+                UpdateOne({"_id": fact["_id"]}, {"$set": {"patient_id": to}})
+                for fact, _, to in moves
+            ],
+            ordered=False,
+        )
+        sets: dict[str, dict[str, Any]] = {}
+        unsets: dict[str, dict[str, str]] = {}
         for fact, retired, to in moves:
-            section, key, value = person_entry(dict(fact, patient_id=to))
+            entry = person_entry(dict(fact, patient_id=to))
+            assert entry is not None  # it has a patient id: `to`
+            section, key, value = entry
             sets.setdefault(to, {})[f"{section}.{key}"] = value
             unsets.setdefault(retired, {})[f"{section}.{key}"] = ""
         self.db.people.bulk_write(
             [UpdateOne({"_id": pid}, {"$set": fields}, upsert=True) for pid, fields in sets.items()]
-            + [UpdateOne({"_id": pid}, {"$unset": fields}) for pid, fields in unsets.items()], ordered=False)
+            + [UpdateOne({"_id": pid}, {"$unset": fields}) for pid, fields in unsets.items()],
+            ordered=False,
+        )
 
-    def alias(self, retired, survivor):
+    def alias(self, retired: str, survivor: str) -> None:
         self.db.people.update_one({"_id": retired}, {"$set": {"alias_of": survivor}}, upsert=True)
 
-    def facts_by_id(self, ids):
+    def facts_by_id(self, ids: Iterable[str]) -> list[dict[str, Any]]:
         return list(self.db.facts.find({"_id": {"$in": sorted(ids)}})) if ids else []
 
     # -- corrections -----------------------------------------------------------------------------
-    def add_voids(self, voids):
+    def add_voids(self, voids: list[tuple[str, float | None]]) -> None:
         """[(key, until_ts)]: a DischargeCancelled keeps the latest time (`$max`: any order)."""
         if voids:
-            self.db.voids.bulk_write([
-                UpdateOne({"_id": key}, {"$max": {"until_ts": until}} if until is not None
-                          else {"$setOnInsert": {"voided": 1}}, upsert=True) for key, until in voids],
-                ordered=False)
+            self.db.voids.bulk_write(
+                [
+                    UpdateOne(
+                        {"_id": key},
+                        {"$max": {"until_ts": until}}
+                        if until is not None
+                        else {"$setOnInsert": {"voided": 1}},
+                        upsert=True,
+                    )
+                    for key, until in voids
+                ],
+                ordered=False,
+            )
 
-    def voids(self, keys):
+    def voids(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         """{key: doc} of the stored voids among these keys: one read by _id."""
-        return {doc["_id"]: doc for doc in self.db.voids.find({"_id": {"$in": sorted(keys)}})} if keys else {}
+        return (
+            {doc["_id"]: doc for doc in self.db.voids.find({"_id": {"$in": sorted(keys)}})}
+            if keys
+            else {}
+        )
 
-    def facts_of_ref(self, ref):
+    def facts_of_ref(self, ref: str) -> list[dict[str, Any]]:
         return list(self.db.facts.find({"ref": ref}))
 
-    def mark_void(self, facts):
+    def mark_void(self, facts: list[dict[str, Any]]) -> None:
         """Flag the facts void, and their visits' entries (a person's earlier visit skips them)."""
         if not facts:
             return
-        self.db.facts.bulk_write([UpdateOne({"_id": fact["_id"]}, {"$set": {"void": 1}}) for fact in facts],
-                                 ordered=False)
-        self.add_person_entries([dict(fact, void=1) for fact in facts if fact["type"] == "PatientVisited"])
+        self.db.facts.bulk_write(
+            [UpdateOne({"_id": fact["_id"]}, {"$set": {"void": 1}}) for fact in facts],
+            ordered=False,
+        )
+        self.add_person_entries(
+            [dict(fact, void=1) for fact in facts if fact["type"] == "PatientVisited"]
+        )
 
-    def fold_all(self, updates):
+    def fold_all(
+        self, updates: list[tuple[str, str, dict[str, Any]]]
+    ) -> list[dict[str, Any] | None]:
         """Apply entity updates [(collection, id, fields)] in order; returns, for each, the
         entity as stored before this batch (None if new), whose dates the change may move
         away from. One read and one bulk write per collection."""
-        by_collection = {}
+        by_collection: dict[str, dict[str, dict[str, Any]]] = {}
         for collection, entity_id, fields in updates:
             merged = by_collection.setdefault(collection, {})
             merged.setdefault(entity_id, {}).update(fields)  # later events' fields win, as in order
@@ -192,93 +269,154 @@ class AnalyticsStore(Store):
         for collection, merged in by_collection.items():
             found = self.db[collection].find({"_id": {"$in": list(merged)}})
             before.update({(collection, doc["_id"]): doc for doc in found})
-            self.db[collection].bulk_write([UpdateOne({"_id": entity_id}, {"$set": fields}, upsert=True)
-                                            for entity_id, fields in merged.items()], ordered=False)
+            self.db[collection].bulk_write(
+                [
+                    UpdateOne({"_id": entity_id}, {"$set": fields}, upsert=True)
+                    for entity_id, fields in merged.items()
+                ],
+                ordered=False,
+            )
         return [before.get((collection, entity_id)) for collection, entity_id, _ in updates]
 
-    def person_facts(self, keys):
+    def person_facts(self, keys: Iterable[tuple[str, Any]]) -> list[dict[str, Any]]:
         """The facts of the people with these keys {("phone_key" | "mrn", value)}, once each:
         one indexed lookup per key, the type and time left to the caller. NX-27017 scans for
         `$or`, for `$in` on any field but _id, and may take a low-selectivity index when a
         query names a second field (bench/README.md); a person has few facts."""
         found = {}
         for key, value in keys:
-            for fact in self.db.facts.find({key: value}, {"date": 1, "type": 1, "ts": 1, "phone_key": 1, "mrn": 1,
-                                                          "void": 1}):
+            for fact in self.db.facts.find(
+                {key: value}, {"date": 1, "type": 1, "ts": 1, "phone_key": 1, "mrn": 1, "void": 1}
+            ):
                 found[fact["_id"]] = fact
         return list(found.values())
 
-    def consultation_days(self, visit, window_s):
+    def consultation_days(self, visit: dict[str, Any], window_s: float) -> set[str]:
         """The days of the consultations this visit may convert (same phone or MRN, within the
         window before it): their partials change with it."""
         keys = {(key, visit[key]) for key in ("phone_key", "mrn") if visit.get(key)}
-        return {fact["date"] for fact in self.person_facts(keys) if fact.get("type") == "ConsultationLogged"
-                and visit["ts"] - window_s <= fact.get("ts", -1) <= visit["ts"]}
+        return {
+            fact["date"]
+            for fact in self.person_facts(keys)
+            if fact.get("type") == "ConsultationLogged"
+            and visit["ts"] - window_s <= fact.get("ts", -1) <= visit["ts"]
+        }
 
     # -- per-day partial figures ---------------------------------------------------------------
-    def touch_days(self, days):
+    def touch_days(self, days: Iterable[str | None]) -> None:
         """Record that these days' figures changed (after the change is written)."""
         days = sorted({d for d in days if d})
         if days:
-            self.db.day_changes.bulk_write([UpdateOne({"_id": day}, {"$inc": {"n": 1}, "$set": {"dirty": 1}},
-                                                      upsert=True) for day in days])
+            self.db.day_changes.bulk_write(
+                [
+                    UpdateOne({"_id": day}, {"$inc": {"n": 1}, "$set": {"dirty": 1}}, upsert=True)
+                    for day in days
+                ]
+            )
 
-    def day_changes(self, start, end):
-        return {doc["_id"]: doc["n"] for doc in self.db.day_changes.find({"_id": {"$gte": start, "$lte": end}})}
+    def day_changes(self, start: str, end: str) -> dict[str, int]:
+        return {
+            doc["_id"]: doc["n"]
+            for doc in self.db.day_changes.find({"_id": {"$gte": start, "$lte": end}})
+        }
 
-    def dirty_days(self, limit):
-        return [(doc["_id"], doc["n"]) for doc in self.db.day_changes.find({"dirty": 1}).limit(limit)]
+    def dirty_days(self, limit: int) -> list[tuple[str, int]]:
+        return [
+            (doc["_id"], doc["n"]) for doc in self.db.day_changes.find({"dirty": 1}).limit(limit)
+        ]
 
-    def mark_clean(self, day, n):
+    def mark_clean(self, day: str, n: int) -> None:
         self.db.day_changes.update_one({"_id": day, "n": n}, {"$set": {"dirty": 0}})
 
-    def cached_days(self, start, end, scope):
+    def cached_days(
+        self, start: str, end: str, scope: str
+    ) -> dict[str, tuple[int, dict[str, Any]]]:
         # By _id ("scope|day", the primary key): one index range per scope.
-        return {doc["date"]: (doc["n"], json.loads(doc["partial"])) for doc in self.db.day_figures.find(
-            {"_id": {"$gte": f"{scope}|{start}", "$lte": f"{scope}|{end}"}})
-            if doc["scope"] == scope and doc.get("format") == PARTIAL_FORMAT}
+        return {
+            doc["date"]: (doc["n"], json.loads(doc["partial"]))
+            for doc in self.db.day_figures.find(
+                {"_id": {"$gte": f"{scope}|{start}", "$lte": f"{scope}|{end}"}}
+            )
+            if doc["scope"] == scope and doc.get("format") == PARTIAL_FORMAT
+        }
 
-    def cached_scopes(self):
+    def cached_scopes(self) -> set[str]:
         """The departments that have stored partials (a department queried or refreshed once)."""
         return set(self.db.day_figures.distinct("scope"))
 
-    def cache_days(self, scope, days):
+    def cache_days(self, scope: str, days: list[tuple[str, int, dict[str, Any]]]) -> None:
         """Store partials [(day, n, partial)]: one bulk write. JSON text, since department and
         region names are free text, not safe as field names. The id starts with the scope:
         NX-27017 mismatches a string id that starts with an ISO date."""
         if days:
-            self.db.day_figures.bulk_write([UpdateOne(
-                {"_id": f"{scope}|{day}"},
-                {"$set": {"date": day, "scope": scope, "n": n, "format": PARTIAL_FORMAT,
-                          "partial": json.dumps(part, ensure_ascii=False)}},
-                upsert=True) for day, n, part in days], ordered=False)
+            self.db.day_figures.bulk_write(
+                [
+                    UpdateOne(
+                        {"_id": f"{scope}|{day}"},
+                        {
+                            "$set": {
+                                "date": day,
+                                "scope": scope,
+                                "n": n,
+                                "format": PARTIAL_FORMAT,
+                                "partial": json.dumps(part, ensure_ascii=False),
+                            }
+                        },
+                        upsert=True,
+                    )
+                    for day, n, part in days
+                ],
+                ordered=False,
+            )
 
-    def facts(self, start, end, department=None):
+    def facts(self, start: str, end: str, department: str | None = None) -> list[dict[str, Any]]:
         """Every fact that counts of the days start..end (ISO dates), of every type: one read."""
-        return [fact for fact in self.db.facts.find({"day": {"$gte": day_number(start), "$lte": day_number(end)}})
-                if not fact.get("void") and (not department or fact.get("department") == department)]
+        return [
+            fact
+            for fact in self.db.facts.find(
+                {"day": {"$gte": day_number(start), "$lte": day_number(end)}}
+            )
+            if not fact.get("void") and (not department or fact.get("department") == department)
+        ]
 
-    def visits_of(self, keys):
+    def visits_of(self, keys: Iterable[tuple[str, Any]]) -> list[dict[str, Any]]:
         """The visits that count of the people with these keys (the conversions a consultation
         may have)."""
-        return [fact for fact in self.person_facts(keys)
-                if fact.get("type") == "PatientVisited" and not fact.get("void")]
+        return [
+            fact
+            for fact in self.person_facts(keys)
+            if fact.get("type") == "PatientVisited" and not fact.get("void")
+        ]
 
     # -- agents' work and survey answers (their own collections: a range reads only them) ------
-    def add_records(self, collection, records):
+    def add_records(self, collection: str, records: list[dict[str, Any]]) -> None:
         """Insert the records not kept yet (a duplicated event's record is already there)."""
         if records:
-            self.db[collection].bulk_write([UpdateOne({"_id": r["_id"]}, {"$setOnInsert": r}, upsert=True)
-                                            for r in records], ordered=False)
+            self.db[collection].bulk_write(
+                [UpdateOne({"_id": r["_id"]}, {"$setOnInsert": r}, upsert=True) for r in records],
+                ordered=False,
+            )
 
-    def records(self, collection, start, end, department=None):
+    def records(
+        self, collection: str, start: str, end: str, department: str | None = None
+    ) -> list[dict[str, Any]]:
         """The records of the days start..end (ISO dates), of one department if given."""
-        return [record for record in self.db[collection].find(
-                {"day": {"$gte": day_number(start), "$lte": day_number(end)}})
-                if not department or record.get("department") == department]
+        return [
+            record
+            for record in self.db[collection].find(
+                {"day": {"$gte": day_number(start), "$lte": day_number(end)}}
+            )
+            if not department or record.get("department") == department
+        ]
 
-    def entities(self, collection, date_field, start, end, department=None):
+    def entities(
+        self, collection: str, date_field: str, start: str, end: str, department: str | None = None
+    ) -> list[dict[str, Any]]:
         number = DAY_FIELDS[date_field]
-        return [entity for entity in self.db[collection].find(
-                {number: {"$gte": day_number(start), "$lte": day_number(end)}})
-                if not department or entity.get("department") == department]
+        return [
+            entity
+            for entity in self.db[collection].find(
+                {number: {"$gte": day_number(start), "$lte": day_number(end)}}
+            )
+            if not department or entity.get("department") == department
+        ]

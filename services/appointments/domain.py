@@ -11,24 +11,31 @@ and claim NO slot units, so they never make a staff booking fail with a 409 abou
 appointment staff cannot move. Staff cannot reschedule or cancel them here either (the
 change is made in the hospital's system and comes back as an event).
 """
+
 import datetime
 import string
 import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from shared import aliases
 
 NAMESPACE = uuid.UUID("8d2c4e6f-1a3b-4c5d-9e7f-0a1b2c3d4e5f")
 SLOT_MINUTES = 5
-ACTIVE = ("booked", "confirmed")
+# An appointment's statuses.
+BOOKED, CONFIRMED, CHECKED_IN, ATTENDED = "booked", "confirmed", "checked_in", "attended"
+CANCELLED, NO_SHOW = "cancelled", "no_show"
+STATUSES = (BOOKED, CONFIRMED, CHECKED_IN, ATTENDED, CANCELLED, NO_SHOW)
+ACTIVE = (BOOKED, CONFIRMED)
 # action -> statuses it may start from -> status it leads to
 TRANSITIONS = {
-    "confirm": ({"booked"}, "confirmed"),
-    "cancel": ({"booked", "confirmed"}, "cancelled"),
-    "check_in": ({"booked", "confirmed"}, "checked_in"),
-    "no_show": ({"booked", "confirmed"}, "no_show"),
+    "confirm": ({BOOKED}, CONFIRMED),
+    "cancel": ({BOOKED, CONFIRMED}, CANCELLED),
+    "check_in": ({BOOKED, CONFIRMED}, CHECKED_IN),
+    "no_show": ({BOOKED, CONFIRMED}, NO_SHOW),
     # A visit that day proves attendance, also after a no-show was declared too early.
-    "attend": ({"booked", "confirmed", "checked_in", "no_show"}, "attended"),
-    "reschedule": ({"booked", "confirmed"}, None),
+    "attend": ({BOOKED, CONFIRMED, CHECKED_IN, NO_SHOW}, ATTENDED),
+    "reschedule": ({BOOKED, CONFIRMED}, None),
 }
 MIRROR_CHANNEL = "his"
 # What only the hospital's scheduling system may do to the appointments it sent.
@@ -38,7 +45,7 @@ OWNED_BY_SOURCE = ("reschedule", "cancel")
 class Refused(Exception):
     """A booking the rules refuse (outside working hours...): the gateway answers 400."""
 
-    def __init__(self, field, message):
+    def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
 
@@ -47,21 +54,25 @@ class IllegalTransition(Exception):
     pass
 
 
-def next_status(action, status):
+def next_status(action: str, status: str) -> str:
     allowed, target = TRANSITIONS[action]
     if status not in allowed:
-        raise IllegalTransition(f"cannot {action.replace('_', '-')} an appointment that is {status}")
+        raise IllegalTransition(
+            f"cannot {action.replace('_', '-')} an appointment that is {status}"
+        )
     return target or status
 
 
-def staff_may(action, appointment):
+def staff_may(action: str, appointment: Mapping[str, Any]) -> None:
     """IllegalTransition when staff try what only the appointment's source system may do."""
     if action in OWNED_BY_SOURCE and appointment.get("external_id"):
-        raise IllegalTransition(f"cannot {action} an appointment of the hospital's scheduling system "
-                                f"({appointment.get('source')}): change it there")
+        raise IllegalTransition(
+            f"cannot {action} an appointment of the hospital's scheduling system "
+            f"({appointment.get('source')}): change it there"
+        )
 
 
-def slot_units(starts_at, minutes):
+def slot_units(starts_at: datetime.datetime, minutes: int) -> list[int]:
     """The SLOT_MINUTES units [start, end) covers, as epoch minutes, ascending."""
     start = int(starts_at.timestamp() // 60)
     end = start + minutes
@@ -69,25 +80,36 @@ def slot_units(starts_at, minutes):
     return list(range(first, end, SLOT_MINUTES))
 
 
-def parse_hours(text):
+def parse_hours(text: str) -> datetime.time:
     hours, minutes = text.split(":")
     return datetime.time(int(hours), int(minutes))
 
 
-def within_hours(starts_at, minutes, tz, periods):
+def within_hours(
+    starts_at: datetime.datetime,
+    minutes: int,
+    tz: datetime.tzinfo,
+    periods: Iterable[Mapping[str, Any]],
+) -> bool:
     """periods: [{"days": [0..6], "start": "08:00", "end": "12:00"}, ...] (Monday = 0)."""
     local = starts_at.astimezone(tz)
     end = local + datetime.timedelta(minutes=minutes)
     if end.date() != local.date() and end.time() != datetime.time(0, 0):
         return False
     for period in periods:
-        if local.weekday() in period["days"] and parse_hours(period["start"]) <= local.time() \
-                and (end.time() if end.date() == local.date() else datetime.time(23, 59, 59)) <= parse_hours(period["end"]):
+        if (
+            local.weekday() in period["days"]
+            and parse_hours(period["start"]) <= local.time()
+            and (end.time() if end.date() == local.date() else datetime.time(23, 59, 59))
+            <= parse_hours(period["end"])
+        ):
             return True
     return False
 
 
-def hours_for(working_hours, department, doctor_id):
+def hours_for(
+    working_hours: Mapping[str, Any], department: str | None, doctor_id: str | None
+) -> list[dict[str, Any]]:
     doctors = working_hours.get("doctors") or {}
     departments = working_hours.get("departments") or {}
     if doctor_id and doctor_id in doctors:
@@ -97,40 +119,58 @@ def hours_for(working_hours, department, doctor_id):
     return working_hours["default"]
 
 
-def check_booking(starts_at, minutes, now, tz, working_hours, department, doctor_id):
+def check_booking(
+    starts_at: datetime.datetime,
+    minutes: int,
+    now: datetime.datetime,
+    tz: datetime.tzinfo,
+    working_hours: Mapping[str, Any],
+    department: str | None,
+    doctor_id: str | None,
+) -> None:
     if starts_at <= now:
         raise Refused("starts_at", "An appointment must start in the future.")
     if not within_hours(starts_at, minutes, tz, hours_for(working_hours, department, doctor_id)):
         raise Refused("starts_at", f"Outside the working hours of {doctor_id or department}.")
 
 
-def local_day(moment, tz):
+def local_day(moment: str, tz: datetime.tzinfo) -> str:
     """The hospital's calendar day (ISO text) of an ISO date-time."""
     return datetime.datetime.fromisoformat(moment).astimezone(tz).date().isoformat()
 
 
-def reminder_due(starts_at, hours_before):
+def reminder_due(starts_at: datetime.datetime, hours_before: float) -> datetime.datetime:
     return starts_at - datetime.timedelta(hours=hours_before)
 
 
-def no_show_due(starts_at, grace_minutes=30):
+def no_show_due(starts_at: datetime.datetime, grace_minutes: float = 30) -> datetime.datetime:
     return starts_at + datetime.timedelta(minutes=grace_minutes)
 
 
-def event_id(appointment_id, event_type, discriminator=""):
+def event_id(appointment_id: str, event_type: str, discriminator: str = "") -> str:
     return str(uuid.uuid5(NAMESPACE, f"{appointment_id}\x1f{event_type}\x1f{discriminator}"))
 
 
 DEFAULT_TEMPLATES = {
-    "sms": {"zh": "$name您好，提醒您于$time在$department就诊。如需改约请致电客服中心。回复T退订。",
-            "en": "Dear $name, a reminder of your appointment at $time in $department. Call us to reschedule."},
-    "call": {"zh": "您好，这里是医院客服中心，提醒您明天$time在$department的预约，请问能按时到院吗？",
-             "en": "Hello, this is the hospital's service center: your appointment is tomorrow at $time in $department. Will you be able to come?"},
+    "sms": {
+        "zh": "$name您好，提醒您于$time在$department就诊。如需改约请致电客服中心。回复T退订。",
+        "en": "Dear $name, a reminder of your appointment at $time in $department. "
+        "Call us to reschedule.",
+    },
+    "call": {
+        "zh": "您好，这里是医院客服中心，提醒您明天$time在$department的预约，请问能按时到院吗？",
+        "en": "Hello, this is the hospital's service center: your appointment is tomorrow "
+        "at $time in $department. Will you be able to come?",
+    },
 }
 
 
-def render(templates, kind, language, **values):
-    text = templates.get(kind, DEFAULT_TEMPLATES[kind]).get(language) or DEFAULT_TEMPLATES[kind]["zh"]
+def render(
+    templates: Mapping[str, Mapping[str, str]], kind: str, language: str, **values: Any
+) -> str:
+    text = (
+        templates.get(kind, DEFAULT_TEMPLATES[kind]).get(language) or DEFAULT_TEMPLATES[kind]["zh"]
+    )
     return string.Template(text).safe_substitute(**values)
 
 
@@ -142,24 +182,33 @@ def render(templates, kind, language, **values):
 MIRRORED_FIELDS = ("starts_ts", "department", "doctor_id", "duration_minutes")
 
 
-def mirror_appointment_id(source, external_id):
+def mirror_appointment_id(source: str, external_id: str) -> str:
     return str(uuid.uuid5(NAMESPACE, f"mirror\x1f{source}\x1f{external_id}"))
 
 
-def order_of(event):
+def order_of(event: Mapping[str, Any]) -> tuple[float, str]:
     occurred = datetime.datetime.fromisoformat(event["occurred_at"])
     return (occurred.timestamp(), str(event["event_id"]))
 
 
-def scheduled_values(data, default_minutes=15):
+def scheduled_values(data: Mapping[str, Any], default_minutes: int = 15) -> dict[str, Any]:
     """The appointment as an AppointmentScheduled states it."""
     starts = datetime.datetime.fromisoformat(data["starts_at"])
-    return {"starts_at": starts, "starts_ts": starts.timestamp(), "department": data["department"],
-            "doctor_id": data.get("doctor_id") or None,
-            "duration_minutes": int(data.get("duration_minutes") or default_minutes)}
+    return {
+        "starts_at": starts,
+        "starts_ts": starts.timestamp(),
+        "department": data["department"],
+        "doctor_id": data.get("doctor_id") or None,
+        "duration_minutes": int(data.get("duration_minutes") or default_minutes),
+    }
 
 
-def plan_scheduled(current, withdrawn, order, values):
+def plan_scheduled(
+    current: Mapping[str, Any] | None,
+    withdrawn: bool,
+    order: tuple[float, str],
+    values: Mapping[str, Any],
+) -> tuple[str, tuple[str, ...]]:
     """What an AppointmentScheduled of `order` stating `values` does to the mirrored
     appointment `current` (None: not created yet). Returns (action, changed field names):
 
@@ -184,7 +233,7 @@ def plan_scheduled(current, withdrawn, order, values):
     return ("update", changed) if changed else ("same", ())
 
 
-def mark_action(status, marks):
+def mark_action(status: str, marks: Mapping[str, Any] | None) -> str | None:
     """The transition the hospital's Withdrawn / Missed marks call for now, or None. A
     withdrawal wins over a missed mark; an appointment already attended or checked in keeps
     its status (the visit is the stronger fact)."""
@@ -196,12 +245,12 @@ def mark_action(status, marks):
 
 
 # -- corrections ---------------------------------------------------------------------------
-def status_before_attendance(appointment):
+def status_before_attendance(appointment: Mapping[str, Any]) -> str:
     """The status an attended appointment returns to when the visit that marked it is
     cancelled: the one it had (booked / confirmed / checked_in / no_show). A booked or
     confirmed one whose time has passed is then the no-show timer's to decide, as usual."""
     previous = appointment.get("status_before_attended")
-    return previous if previous in TRANSITIONS["attend"][0] else "booked"
+    return previous if previous in TRANSITIONS["attend"][0] else BOOKED
 
 
 # -- merged patients -----------------------------------------------------------------------

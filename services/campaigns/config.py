@@ -1,5 +1,6 @@
 """Campaigns configuration (docs/RULES.md § Campaigns): quiet hours, the per-day limit, the
 holiday calendar, the opt-out keywords, the notifier."""
+
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from shared.config import BaseConfig, EnvList
@@ -30,8 +31,10 @@ class CampaignsConfig(BaseConfig):
     default_language = fields.String(load_default="zh", validate=validate.OneOf(["zh", "en"]))
     # An SMS reply that is one of these (case, spaces and punctuation ignored) withdraws the
     # sender's marketing consent: TD and 退订 are what Chinese SMS senders print ("回TD退订").
-    opt_out_keywords = EnvList(fields.String(validate=validate.Length(min=1, max=20)),
-                               load_default=["TD", "退订", "T", "STOP", "UNSUBSCRIBE"])
+    opt_out_keywords = EnvList(
+        fields.String(validate=validate.Length(min=1, max=20)),
+        load_default=["TD", "退订", "T", "STOP", "UNSUBSCRIBE"],
+    )
     # "outbox": recorded in the notifications collection and the log; "webhook": POST to an SMS
     # gateway (shared/notifier.py, as appointments' reminders).
     notifier = fields.String(load_default="outbox", validate=validate.OneOf(["outbox", "webhook"]))
@@ -46,6 +49,7 @@ class CampaignsConfig(BaseConfig):
     @validates_schema
     def _holiday_country_known(self, data, **kwargs):
         import holidays
+
         country = data.get("holiday_country", "CN")
         if country not in holidays.list_supported_countries():
             raise ValidationError(f"No holiday calendar for {country!r}.", "holiday_country")

@@ -12,15 +12,18 @@ holiday calendar are parameters, so no test waits for a clock.
 - holiday greetings: `holiday_date` from the `holidays` calendar.
 - the report: `report(deliveries, visits_of, window_days)`.
 """
+
 import datetime
 import json
 import re
 import uuid
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from shared.contact import contact_of, parse_time
 from shared.corrections import effective
-from shared.events import phone_digits
 from shared.minimise import AGE_BANDS, age_band
+from shared.phones import phone_digits
 from shared.segments import SEGMENTS, segment
 
 CHANNELS = ("sms", "call")
@@ -52,17 +55,17 @@ HOLIDAYS = {
 }
 
 
-def delivery_id(campaign_id, patient_id):
+def delivery_id(campaign_id: str, patient_id: str) -> str:
     """One delivery per (campaign, person): the unique _id is what sends each once."""
     return f"{campaign_id}|{patient_id}"
 
 
-def event_id(subject_id, event_type, discriminator=""):
+def event_id(subject_id: str, event_type: str, discriminator: str = "") -> str:
     return str(uuid.uuid5(NAMESPACE, f"{subject_id}\x1f{event_type}\x1f{discriminator}"))
 
 
 # -- the person -------------------------------------------------------------------------------
-def person_view(events):
+def person_view(events: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """What campaigns needs of a person, from their canonical events (event_id, event_type,
     occurred_at, data): per profile field the latest statement (by occurred_at, then
     event_id: shared/contact.py's order), and the facts that still count."""
@@ -81,44 +84,62 @@ def person_view(events):
         if kind == "PatientRegistered":
             registered = True
         elif kind == "PatientVisited":
-            visits[data["visit_id"]] = [parse_time(data["visited_at"]).timestamp(), data.get("department")]
+            visits[data["visit_id"]] = [
+                parse_time(data["visited_at"]).timestamp(),
+                data.get("department"),
+            ]
         elif kind == "PatientAdmitted":
-            admissions[data["admission_id"]] = [parse_time(data["admitted_at"]).timestamp(), data.get("department")]
+            admissions[data["admission_id"]] = [
+                parse_time(data["admitted_at"]).timestamp(),
+                data.get("department"),
+            ]
         elif kind == "PatientDischarged":
-            admissions.setdefault(data["admission_id"], [parse_time(data["discharged_at"]).timestamp(),
-                                                         data.get("department")])
+            admissions.setdefault(
+                data["admission_id"],
+                [parse_time(data["discharged_at"]).timestamp(), data.get("department")],
+            )
             if data.get("disposition") != "deceased":
-                discharges.append([parse_time(data["discharged_at"]).timestamp(), data.get("department")])
+                discharges.append(
+                    [parse_time(data["discharged_at"]).timestamp(), data.get("department")]
+                )
     return {
-        "phone": contact.phone, "name": contact.name,
-        "contact_consent": contact.consent is not False, "deceased": contact.deceased,
+        "phone": contact.phone,
+        "name": contact.name,
+        "contact_consent": contact.consent is not False,
+        "deceased": contact.deceased,
         "marketing_consent": latest.get("marketing_consent") is True,
-        "region": latest.get("region"), "birth_date": latest.get("birth_date"),
+        "region": latest.get("region"),
+        "birth_date": latest.get("birth_date"),
         "visits": sorted(visits.values(), key=lambda v: v[0]),
         "admissions": sorted(admissions.values(), key=lambda a: a[0]),
         "discharges": sorted(discharges, key=lambda d: d[0]),
-        "segment": segment({"visit_count": len(visits), "admission_count": len(admissions),
-                            "registered": registered}),
+        "segment": segment(
+            {
+                "visit_count": len(visits),
+                "admission_count": len(admissions),
+                "registered": registered,
+            }
+        ),
     }
 
 
-def dump_view(view):
+def dump_view(view: Mapping[str, Any]) -> str:
     # Kept as JSON text: both stores give back exactly what was written (docs/DEVELOPING.md).
     return json.dumps(view, ensure_ascii=False, sort_keys=True)
 
 
-def load_view(text):
+def load_view(text: str | None) -> dict[str, Any] | None:
     return json.loads(text) if text else None
 
 
 # -- the segment ------------------------------------------------------------------------------
-def _as_set(value):
+def _as_set(value: str | Iterable[str] | None) -> set[str] | None:
     if value is None:
         return None
     return {value} if isinstance(value, str) else set(value)
 
 
-def _within(value, bounds):
+def _within(value: float | None, bounds: Mapping[str, Any] | None) -> bool:
     if not bounds:
         return True
     if value is None:
@@ -127,11 +148,16 @@ def _within(value, bounds):
     return (low is None or value >= low) and (high is None or value <= high)
 
 
-def _local_day(ts, tz):
+def _local_day(ts: float, tz: datetime.tzinfo) -> datetime.date:
     return datetime.datetime.fromtimestamp(ts, tz).date()
 
 
-def matches(view, segment_spec, day, tz):
+def matches(
+    view: Mapping[str, Any] | None,
+    segment_spec: Mapping[str, Any] | None,
+    day: datetime.date,
+    tz: datetime.tzinfo,
+) -> bool:
     """Whether a person (not deceased) is in the segment on `day` (the campaign's local day).
     Every criterion given must hold. With `department`, only that department's visits,
     admissions and discharges count, for every criterion that reads them."""
@@ -156,15 +182,18 @@ def matches(view, segment_spec, day, tz):
             return False
     if not _within(len(visits), spec.get("visit_count")):
         return False
-    for field, value in (("segment", view["segment"]), ("region", view.get("region")),
-                         ("age_band", age_band(view.get("birth_date"), day))):
+    for field, value in (
+        ("segment", view["segment"]),
+        ("region", view.get("region")),
+        ("age_band", age_band(view.get("birth_date"), day)),
+    ):
         wanted = _as_set(spec.get(field))
         if wanted is not None and value not in wanted:
             return False
     return True
 
 
-def exclusion(view, opted_out):
+def exclusion(view: Mapping[str, Any], opted_out: bool) -> str | None:
     """Why a person in the segment is not reached, or None: consent first (marketing consent
     not given, an opt-out, or no contact at all), then a phone to reach; a person reported
     deceased since the targeting is skipped."""
@@ -177,12 +206,16 @@ def exclusion(view, opted_out):
     return None
 
 
-def segment_errors(spec):
+def segment_errors(spec: Mapping[str, Any] | None) -> dict[str, list[str]]:
     """Field -> messages for a segment whose ranges are upside down (the gateway checks types)."""
     errors = {}
     for field in ("days_since_visit", "days_since_discharge", "visit_count"):
         bounds = (spec or {}).get(field) or {}
-        if bounds.get("min") is not None and bounds.get("max") is not None and bounds["min"] > bounds["max"]:
+        if (
+            bounds.get("min") is not None
+            and bounds.get("max") is not None
+            and bounds["min"] > bounds["max"]
+        ):
             errors[f"segment.{field}"] = ["min must not be greater than max."]
     for field, allowed in (("segment", SEGMENTS), ("age_band", AGE_BAND_LABELS)):
         unknown = (_as_set((spec or {}).get(field)) or set()) - set(allowed)
@@ -192,12 +225,12 @@ def segment_errors(spec):
 
 
 # -- when a message may go ---------------------------------------------------------------------
-def _minutes(hhmm):
+def _minutes(hhmm: str) -> int:
     hours, minutes = hhmm.split(":")
     return int(hours) * 60 + int(minutes)
 
 
-def in_quiet_hours(moment, tz, start, end):
+def in_quiet_hours(moment: datetime.datetime, tz: datetime.tzinfo, start: str, end: str) -> bool:
     """Whether `moment` falls in the local quiet window [start, end) (HH:MM; it may wrap
     midnight: 21:00-08:00). start == end: no quiet hours."""
     first, last = _minutes(start), _minutes(end)
@@ -208,7 +241,9 @@ def in_quiet_hours(moment, tz, start, end):
     return first <= now < last if first < last else (now >= first or now < last)
 
 
-def next_allowed(moment, tz, start, end):
+def next_allowed(
+    moment: datetime.datetime, tz: datetime.tzinfo, start: str, end: str
+) -> datetime.datetime:
     """`moment` when it is outside quiet hours, else the end of its quiet window."""
     if not in_quiet_hours(moment, tz, start, end):
         return moment
@@ -216,19 +251,26 @@ def next_allowed(moment, tz, start, end):
     hours, minutes = map(int, end.split(":"))
     opening = datetime.datetime.combine(local.date(), datetime.time(hours, minutes), tz)
     if opening <= local:  # the window started this evening: it ends tomorrow morning
-        opening = datetime.datetime.combine(local.date() + datetime.timedelta(days=1),
-                                            datetime.time(hours, minutes), tz)
+        opening = datetime.datetime.combine(
+            local.date() + datetime.timedelta(days=1), datetime.time(hours, minutes), tz
+        )
     return opening
 
 
-def next_day(moment, tz, start, end):
+def next_day(
+    moment: datetime.datetime, tz: datetime.tzinfo, start: str, end: str
+) -> datetime.datetime:
     """When a person who reached the per-day limit may get the next message: the first moment
     of the next local day outside quiet hours (08:00 with the default quiet hours)."""
     tomorrow = moment.astimezone(tz).date() + datetime.timedelta(days=1)
-    return next_allowed(datetime.datetime.combine(tomorrow, datetime.time(0, 0), tz), tz, start, end)
+    return next_allowed(
+        datetime.datetime.combine(tomorrow, datetime.time(0, 0), tz), tz, start, end
+    )
 
 
-def daily_slot_ids(patient_id, moment, tz, limit):
+def daily_slot_ids(
+    patient_id: str, moment: datetime.datetime, tz: datetime.tzinfo, limit: int
+) -> list[str]:
     """The per-day limit as `limit` slots per person and local day; a message takes one (its
     unique _id is what holds the limit across replicas). The day goes last in the id
     (docs/DEVELOPING.md: an _id starting with a date is matched wrongly by NX-27017)."""
@@ -237,23 +279,30 @@ def daily_slot_ids(patient_id, moment, tz, limit):
 
 
 # -- holiday greetings --------------------------------------------------------------------------
-def holiday_date(calendar_of, holiday, today):
+def holiday_date(
+    calendar_of: Callable[[list[int]], Mapping[datetime.date, str]],
+    holiday: str,
+    today: datetime.date,
+) -> datetime.date | None:
     """The first day of the next `holiday` (a key of HOLIDAYS) on or after `today`, from
     `calendar_of(years)` (a {date: name} mapping, the `holidays` package's), or None."""
     name = HOLIDAYS[holiday]
-    days = {day for day, names in calendar_of([today.year, today.year + 1]).items()
-            if name in [part.strip() for part in names.split(";")]}
+    days = {
+        day
+        for day, names in calendar_of([today.year, today.year + 1]).items()
+        if name in [part.strip() for part in names.split(";")]
+    }
     first_days = sorted(day for day in days if day - datetime.timedelta(days=1) not in days)
     return next((day for day in first_days if day >= today), None)
 
 
-def send_time(day, hhmm, tz):
+def send_time(day: datetime.date, hhmm: str, tz: datetime.tzinfo) -> datetime.datetime:
     hours, minutes = map(int, hhmm.split(":"))
     return datetime.datetime.combine(day, datetime.time(hours, minutes), tz)
 
 
 # -- the message ----------------------------------------------------------------------------------
-def render(template, language, name):
+def render(template: Mapping[str, str], language: str, name: str | None) -> str:
     """The text in `language`; `{name}` becomes the person's name (nothing else is replaced)."""
     return template[language].replace("{name}", name or "")
 
@@ -261,19 +310,32 @@ def render(template, language, name):
 _NOT_A_WORD = re.compile(r"[\s\W_]+", re.UNICODE)
 
 
-def is_opt_out(text, keywords):
-    """A reply that is one of the keywords, ignoring case, spaces and punctuation ("td", "退订。")."""
+def is_opt_out(text: str | None, keywords: Iterable[str]) -> bool:
+    """A reply that is one of the keywords, ignoring case, spaces and punctuation
+    ("td", "退订。")."""
     said = _NOT_A_WORD.sub("", text or "").upper()
     return bool(said) and said in {_NOT_A_WORD.sub("", word).upper() for word in keywords}
 
 
 # -- the report ------------------------------------------------------------------------------------
-def report(deliveries, visits_of, window_days=30):
+def report(
+    deliveries: Iterable[Mapping[str, Any]],
+    visits_of: Callable[[str], Iterable[float]],
+    window_days: float = 30,
+) -> dict[str, int]:
     """The campaign's figures from its deliveries ({status, patient_id, reached_ts}) and
     `visits_of(patient_id)` (the visit times, epoch seconds, of the person now holding that
     id): docs/RULES.md § Campaigns defines each."""
-    counts = {"targeted": 0, "excluded_no_consent": 0, "excluded_no_phone": 0, "sent": 0, "calls_created": 0,
-              "waiting": 0, "not_reached_other": 0, "returned_within_30d": 0}
+    counts = {
+        "targeted": 0,
+        "excluded_no_consent": 0,
+        "excluded_no_phone": 0,
+        "sent": 0,
+        "calls_created": 0,
+        "waiting": 0,
+        "not_reached_other": 0,
+        "returned_within_30d": 0,
+    }
     window = window_days * 86400
     for delivery in deliveries:
         status = delivery["status"]

@@ -17,22 +17,34 @@ Collections
   erasures       the erasures applied (shared/erasures.py)
 Times compared in queries are epoch seconds; times shown are ISO text.
 """
+
+import datetime
+from collections.abc import Callable, Iterable
+from typing import Any
+
 from pymongo import ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.campaigns import domain
 from shared import outbox
 from shared.aliases import AliasesMixin
+from shared.clock import utcnow
 from shared.errors import NotFound
-from shared.events import phone_digits
-from shared.messaging import utcnow
-from shared.store import Index, Store
+from shared.indexes import Index
+from shared.phones import phone_digits
+from shared.store import Store
 
 EXCHANGE = "campaigns.events"
 DUPLICATE_KEY = 11000
 # A new delivery has an empty outbox: its one event is appended when it is sent.
-EMPTY_OUTBOX = {"outbox_queue": [], "outbox_seq": 0, "outbox_sent": 0, "outbox_state": outbox.PUBLISHED,
-                "outbox_lock_ts": 0, "outbox_claim_ts": 0}
+EMPTY_OUTBOX = {
+    "outbox_queue": [],
+    "outbox_seq": 0,
+    "outbox_sent": 0,
+    "outbox_state": outbox.PUBLISHED,
+    "outbox_lock_ts": 0,
+    "outbox_claim_ts": 0,
+}
 WITHDRAWN, RESTORED = "withdrawn", "restored"
 
 
@@ -52,44 +64,62 @@ class CampaignsStore(AliasesMixin, Store):
         *outbox.Outbox.indexes("opt_outs"),
     )
 
-    def setup(self):
+    def setup(self) -> None:
         super().setup()
         amqp_uri = self.container.config["HCRM"]["amqp_uri"]
         self.outbox = outbox.Outbox(self.db.deliveries, amqp_uri, "campaigns")
         self.opt_out_outbox = outbox.Outbox(self.db.opt_outs, amqp_uri, "campaigns")
 
     # -- people ---------------------------------------------------------------------------------
-    def record_event(self, event, patient_id):
+    def record_event(self, event: dict[str, Any], patient_id: str | None) -> None:
         try:
-            self.db.events.insert_one({"_id": event["event_id"], "patient_id": patient_id,
-                                       "event_type": event["event_type"], "occurred_at": event["occurred_at"],
-                                       "data": event.get("data") or {}})
+            self.db.events.insert_one(
+                {
+                    "_id": event["event_id"],
+                    "patient_id": patient_id,
+                    "event_type": event["event_type"],
+                    "occurred_at": event["occurred_at"],
+                    "data": event.get("data") or {},
+                }
+            )
         except DuplicateKeyError:
             pass
 
-    def events_of(self, patient_id):
+    def events_of(self, patient_id: str | None) -> list[dict[str, Any]]:
         events = list(self.db.events.find({"patient_id": patient_id}))
         for event in events:
             event["event_id"] = event.pop("_id")
         return events
 
-    def save_view(self, patient_id, view):
-        self.db.people.update_one({"_id": patient_id}, {"$set": {
-            "view": domain.dump_view(view), "phone_digits": phone_digits(view.get("phone")) or ""}}, upsert=True)
+    def save_view(self, patient_id: str | None, view: dict[str, Any]) -> None:
+        self.db.people.update_one(
+            {"_id": patient_id},
+            {
+                "$set": {
+                    "view": domain.dump_view(view),
+                    "phone_digits": phone_digits(view.get("phone")) or "",
+                }
+            },
+            upsert=True,
+        )
 
-    def view_of(self, patient_id):
+    def view_of(self, patient_id: str | None) -> dict[str, Any] | None:
         doc = self.db.people.find_one({"_id": patient_id})
         return domain.load_view(doc.get("view")) if doc else None
 
-    def views(self, patient_ids=None):
+    def views(self, patient_ids: Iterable[str] | None = None) -> dict[str, dict[str, Any] | None]:
         """{patient_id: view} of the given people (by _id), or of everyone."""
         query = {"_id": {"$in": list(patient_ids)}} if patient_ids is not None else {}
         return {doc["_id"]: domain.load_view(doc.get("view")) for doc in self.db.people.find(query)}
 
-    def people_with_phone(self, digits):
-        return [doc["_id"] for doc in self.db.people.find({"phone_digits": digits}, {"_id": 1})] if digits else []
+    def people_with_phone(self, digits: str | None) -> list[str]:
+        return (
+            [doc["_id"] for doc in self.db.people.find({"phone_digits": digits}, {"_id": 1})]
+            if digits
+            else []
+        )
 
-    def merge(self, retired, survivor):
+    def merge(self, retired: str, survivor: str) -> str | None:
         """PatientsMerged: record the alias (the first merge of a retired id stands), file the
         retired record's events under the survivor's live id, carry an opt-out over, and drop
         the retired person's view. Returns the live id."""
@@ -98,10 +128,10 @@ class CampaignsStore(AliasesMixin, Store):
         self.repoint(retired, live)
         return live
 
-    def retired_ids(self):
+    def retired_ids(self) -> set[str]:
         return {doc["_id"] for doc in self.db.aliases.find({}, {"_id": 1})}
 
-    def repoint(self, old, new):
+    def repoint(self, old: str | None, new: str | None) -> None:
         if old == new:
             return
         self.db.events.update_many({"patient_id": old}, {"$set": {"patient_id": new}})
@@ -110,12 +140,29 @@ class CampaignsStore(AliasesMixin, Store):
         if retired and retired.get("state") == WITHDRAWN:
             # The person withdrew under the retired record: the one person stays withdrawn.
             # (The stream has the withdrawal under the retired id already: no second event.)
-            self.db.opt_outs.update_one({"_id": new}, {"$setOnInsert": {
-                "state": WITHDRAWN, "via": "merge", "at": retired.get("at"), "withdrawals": 1,
-                "restorals": 0, **EMPTY_OUTBOX}}, upsert=True)
+            self.db.opt_outs.update_one(
+                {"_id": new},
+                {
+                    "$setOnInsert": {
+                        "state": WITHDRAWN,
+                        "via": "merge",
+                        "at": retired.get("at"),
+                        "withdrawals": 1,
+                        "restorals": 0,
+                        **EMPTY_OUTBOX,
+                    }
+                },
+                upsert=True,
+            )
 
     # -- opt-outs ---------------------------------------------------------------------------------
-    def withdraw(self, patient_id, fields, message_for, now):
+    def withdraw(
+        self,
+        patient_id: str,
+        fields: dict[str, Any],
+        message_for: Callable[[int], dict[str, Any]],
+        now: datetime.datetime,
+    ) -> dict[str, Any] | None:
         """The person withdraws marketing consent: a new opt-out, or a restored one withdrawn
         again, with its event (MarketingConsentWithdrawn) in the same write. None when it is
         withdrawn already (nothing changes, nothing is published)."""
@@ -130,71 +177,106 @@ class CampaignsStore(AliasesMixin, Store):
         if current is None or current.get("state") != RESTORED:
             return None
         count = current.get("withdrawals", 0) + 1
-        update = outbox.append({"$set": {"state": WITHDRAWN, "withdrawals": count, **fields}},
-                               [(EXCHANGE, "MarketingConsentWithdrawn", message_for(count))], now)
-        return self.db.opt_outs.find_one_and_update({"_id": patient_id, "state": RESTORED,
-                                                     "withdrawals": current.get("withdrawals", 0)},
-                                                    update, return_document=ReturnDocument.AFTER)
+        update = outbox.append(
+            {"$set": {"state": WITHDRAWN, "withdrawals": count, **fields}},
+            [(EXCHANGE, "MarketingConsentWithdrawn", message_for(count))],
+            now,
+        )
+        return self.db.opt_outs.find_one_and_update(
+            {"_id": patient_id, "state": RESTORED, "withdrawals": current.get("withdrawals", 0)},
+            update,
+            return_document=ReturnDocument.AFTER,
+        )
 
-    def restore(self, patient_id, fields, message_for, now):
+    def restore(
+        self,
+        patient_id: str,
+        fields: dict[str, Any],
+        message_for: Callable[[int], dict[str, Any]],
+        now: datetime.datetime,
+    ) -> dict[str, Any] | None:
         """A renewed consent lifts the opt-out (with MarketingConsentRestored). None when the
         person has no opt-out in force."""
         current = self.db.opt_outs.find_one({"_id": patient_id})
         if current is None or current.get("state") != WITHDRAWN:
             return None
         count = current.get("restorals", 0) + 1
-        update = outbox.append({"$set": {"state": RESTORED, "restorals": count, **fields}},
-                               [(EXCHANGE, "MarketingConsentRestored", message_for(count))], now)
-        return self.db.opt_outs.find_one_and_update({"_id": patient_id, "state": WITHDRAWN,
-                                                     "restorals": current.get("restorals", 0)},
-                                                    update, return_document=ReturnDocument.AFTER)
+        update = outbox.append(
+            {"$set": {"state": RESTORED, "restorals": count, **fields}},
+            [(EXCHANGE, "MarketingConsentRestored", message_for(count))],
+            now,
+        )
+        return self.db.opt_outs.find_one_and_update(
+            {"_id": patient_id, "state": WITHDRAWN, "restorals": current.get("restorals", 0)},
+            update,
+            return_document=ReturnDocument.AFTER,
+        )
 
-    def opt_out_of(self, patient_id):
+    def opt_out_of(self, patient_id: str | None) -> dict[str, Any] | None:
         return self.db.opt_outs.find_one({"_id": patient_id}, {"outbox_queue": 0})
 
-    def opted_out(self):
+    def opted_out(self) -> set[str]:
         """Every person whose opt-out is in force."""
         return {doc["_id"] for doc in self.db.opt_outs.find({"state": WITHDRAWN}, {"_id": 1})}
 
-    def is_opted_out(self, patient_id):
+    def is_opted_out(self, patient_id: str | None) -> bool:
         doc = self.db.opt_outs.find_one({"_id": patient_id}, {"state": 1})
         return bool(doc and doc.get("state") == WITHDRAWN)
 
     # -- campaigns ---------------------------------------------------------------------------------
-    def insert_campaign(self, doc):
+    def insert_campaign(self, doc: dict[str, Any]) -> dict[str, Any]:
         self.db.campaigns.insert_one(doc)
         return doc
 
-    def campaign(self, campaign_id):
+    def campaign(self, campaign_id: str) -> dict[str, Any]:
         doc = self.db.campaigns.find_one({"_id": campaign_id})
         if doc is None:
             raise NotFound(f"no campaign {campaign_id}")
         return doc
 
-    def campaigns(self, limit, offset, status=None):
+    def campaigns(
+        self, limit: int, offset: int, status: str | None = None
+    ) -> tuple[list[dict[str, Any]], int]:
         query = {"status": status} if status else {}
-        docs = list(self.db.campaigns.find(query).sort([("send_ts", -1), ("_id", 1)]).skip(offset).limit(limit))
+        docs = list(
+            self.db.campaigns.find(query)
+            .sort([("send_ts", -1), ("_id", 1)])
+            .skip(offset)
+            .limit(limit)
+        )
         total = len(list(self.db.campaigns.find(query, {"_id": 1}).limit(100_000)))
         return docs, total
 
-    def with_status(self, status):
+    def with_status(self, status: str) -> list[dict[str, Any]]:
         return list(self.db.campaigns.find({"status": status}))
 
-    def claim_campaign(self, campaign, to_status, now_ts, claim_s):
+    def claim_campaign(
+        self, campaign: dict[str, Any], to_status: str, now_ts: float, claim_s: float
+    ) -> dict[str, Any] | None:
         """Take a campaign to target (atomically: its status and claim as read are in the
         filter), so one replica targets it; a claim that ran out (its holder died) may be
         taken over. None when someone else has it."""
         return self.db.campaigns.find_one_and_update(
-            {"_id": campaign["_id"], "status": campaign["status"], "claim_until_ts": campaign.get("claim_until_ts", 0)},
+            {
+                "_id": campaign["_id"],
+                "status": campaign["status"],
+                "claim_until_ts": campaign.get("claim_until_ts", 0),
+            },
             {"$set": {"status": to_status, "claim_until_ts": now_ts + claim_s}},
-            return_document=ReturnDocument.AFTER)
+            return_document=ReturnDocument.AFTER,
+        )
 
-    def set_campaign(self, campaign_id, from_status, fields):
-        return self.db.campaigns.find_one_and_update({"_id": campaign_id, "status": from_status}, {"$set": fields},
-                                                     return_document=ReturnDocument.AFTER)
+    def set_campaign(
+        self, campaign_id: str, from_status: str, fields: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        return self.db.campaigns.find_one_and_update(
+            {"_id": campaign_id, "status": from_status},
+            {"$set": fields},
+            return_document=ReturnDocument.AFTER,
+        )
 
-    # -- deliveries ---------------------------------------------------------------------------------
-    def add_deliveries(self, docs):
+    # -- deliveries --------------------------------------------------------------------------------
+    def add_deliveries(self, docs: Iterable[dict[str, Any]]) -> int:
         """Insert the deliveries that do not exist yet (a re-run of a targeting that was cut
         short inserts only what is missing). Returns how many are new."""
         docs = [{**doc, **EMPTY_OUTBOX} for doc in docs]
@@ -209,20 +291,37 @@ class CampaignsStore(AliasesMixin, Store):
                 raise
             return len(docs) - len(errors)
 
-    def due_deliveries(self, now_ts, limit):
+    def due_deliveries(self, now_ts: float, limit: int) -> list[dict[str, Any]]:
         """Waiting deliveries whose time has come (by queue_ts alone: one indexed field)."""
-        return list(self.db.deliveries.find({"queue_ts": {"$lte": now_ts}}, {"outbox_queue": 0})
-                    .sort([("queue_ts", 1), ("_id", 1)]).limit(limit))
+        return list(
+            self.db.deliveries.find({"queue_ts": {"$lte": now_ts}}, {"outbox_queue": 0})
+            .sort([("queue_ts", 1), ("_id", 1)])
+            .limit(limit)
+        )
 
-    def claim_delivery(self, delivery, now_ts, claim_s):
+    def claim_delivery(
+        self, delivery: dict[str, Any], now_ts: float, claim_s: float
+    ) -> dict[str, Any] | None:
         """pending (or sending, its claim run out) -> sending until now + claim_s, atomically:
         the status and queue_ts as read are in the filter, so one sender has it."""
         return self.db.deliveries.find_one_and_update(
-            {"_id": delivery["_id"], "status": delivery["status"], "queue_ts": delivery["queue_ts"]},
+            {
+                "_id": delivery["_id"],
+                "status": delivery["status"],
+                "queue_ts": delivery["queue_ts"],
+            },
             {"$set": {"status": domain.SENDING, "queue_ts": now_ts + claim_s}},
-            projection={"outbox_queue": 0}, return_document=ReturnDocument.AFTER)
+            projection={"outbox_queue": 0},
+            return_document=ReturnDocument.AFTER,
+        )
 
-    def finish_delivery(self, claimed, fields, messages, now):
+    def finish_delivery(
+        self,
+        claimed: dict[str, Any],
+        fields: dict[str, Any],
+        messages: Iterable[tuple[str, dict[str, Any]]],
+        now: datetime.datetime,
+    ) -> dict[str, Any] | None:
         """The claimed delivery's final state, with its events in the same write; None when
         the claim was lost meanwhile (another sender took over: it finishes)."""
         update = {"$set": {**fields, "queue_ts": domain.DONE_TS}}
@@ -230,31 +329,49 @@ class CampaignsStore(AliasesMixin, Store):
             update = outbox.append(update, [(EXCHANGE, kind, body) for kind, body in messages], now)
         return self.db.deliveries.find_one_and_update(
             {"_id": claimed["_id"], "status": domain.SENDING, "queue_ts": claimed["queue_ts"]},
-            update, return_document=ReturnDocument.AFTER)
+            update,
+            return_document=ReturnDocument.AFTER,
+        )
 
-    def defer_delivery(self, claimed, until_ts, reason):
+    def defer_delivery(
+        self, claimed: dict[str, Any], until_ts: float, reason: str
+    ) -> dict[str, Any] | None:
         """Back to pending until `until_ts` (the per-day limit was reached)."""
         return self.db.deliveries.find_one_and_update(
             {"_id": claimed["_id"], "status": domain.SENDING, "queue_ts": claimed["queue_ts"]},
             {"$set": {"status": domain.PENDING, "queue_ts": until_ts, "deferred": reason}},
-            projection={"outbox_queue": 0}, return_document=ReturnDocument.AFTER)
+            projection={"outbox_queue": 0},
+            return_document=ReturnDocument.AFTER,
+        )
 
-    def deliveries_of(self, campaign_id, projection=None):
-        return list(self.db.deliveries.find({"campaign_id": campaign_id},
-                                            projection or {"status": 1, "patient_id": 1, "reached_ts": 1}))
+    def deliveries_of(
+        self, campaign_id: str, projection: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        return list(
+            self.db.deliveries.find(
+                {"campaign_id": campaign_id},
+                projection or {"status": 1, "patient_id": 1, "reached_ts": 1},
+            )
+        )
 
-    def waiting_of(self, campaign_id):
+    def waiting_of(self, campaign_id: str) -> bool:
         """Whether any delivery of the campaign still waits (by campaign_id alone)."""
-        return any(doc["queue_ts"] < domain.DONE_TS for doc in self.db.deliveries.find(
-            {"campaign_id": campaign_id}, {"queue_ts": 1}))
+        return any(
+            doc["queue_ts"] < domain.DONE_TS
+            for doc in self.db.deliveries.find({"campaign_id": campaign_id}, {"queue_ts": 1})
+        )
 
-    def take_daily_slot(self, slot_ids, delivery_id, patient_id):
+    def take_daily_slot(
+        self, slot_ids: Iterable[str], delivery_id: str, patient_id: str | None
+    ) -> str | None:
         """One of the person's message slots of the day (domain.daily_slot_ids), or None when
         every one is taken by another message. A slot this delivery took before a crash is
         its own again."""
         for slot_id in slot_ids:
             try:
-                self.db.daily_slots.insert_one({"_id": slot_id, "delivery_id": delivery_id, "patient_id": patient_id})
+                self.db.daily_slots.insert_one(
+                    {"_id": slot_id, "delivery_id": delivery_id, "patient_id": patient_id}
+                )
                 return slot_id
             except DuplicateKeyError:
                 holder = self.db.daily_slots.find_one({"_id": slot_id})
@@ -262,6 +379,6 @@ class CampaignsStore(AliasesMixin, Store):
                     return slot_id
         return None
 
-    def relay(self):
+    def relay(self) -> int:
         now = utcnow()
         return self.outbox.relay(now=now) + self.opt_out_outbox.relay(now=now)

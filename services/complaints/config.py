@@ -1,4 +1,5 @@
 """Complaints configuration: categories, deadlines per severity, the SLA timer."""
+
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from services.complaints.domain import DEFAULT_CATEGORIES, DEFAULT_DEADLINES, SEVERITIES
@@ -16,10 +17,15 @@ class DeadlineSchema(Schema):
 
 
 class ComplaintsConfig(BaseConfig):
-    categories = EnvList(fields.String(validate=validate.Length(min=1, max=50)),
-                         load_default=list(DEFAULT_CATEGORIES), validate=validate.Length(min=1))
-    deadlines = fields.Dict(keys=fields.String(validate=validate.OneOf(SEVERITIES)),
-                            values=fields.Nested(DeadlineSchema))
+    categories = EnvList(
+        fields.String(validate=validate.Length(min=1, max=50)),
+        load_default=list(DEFAULT_CATEGORIES),
+        validate=validate.Length(min=1),
+    )
+    deadlines = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(SEVERITIES)),
+        values=fields.Nested(DeadlineSchema),
+    )
     sla_check_interval_s = fields.Float(load_default=10.0, validate=validate.Range(min=0.1))
     # How often to check whether last week's service-opinion report is due (sent once a week).
     report_check_interval_s = fields.Float(load_default=3600.0, validate=validate.Range(min=0.1))

@@ -9,15 +9,24 @@ ComplaintsService.
   "(erased)" stands in), the resolution text and the notes of its history, also in the copies
   of its events in the outbox. Category, department, severity, times and SLA results stay.
 """
+
 import json
 import logging
 
 from services.complaints import domain
 from services.complaints.store import history_entry
 from shared import aliases, erasures
-from shared.messaging import rpc, utcnow
-from shared.outbox import configured_timer
-from shared.privacy import ERASED_REASON, ERASED_TEXT, erased_data, jsonable, reduce_queue, without_outbox
+from shared.clock import utcnow
+from shared.messaging import rpc
+from shared.privacy import (
+    ERASED_REASON,
+    ERASED_TEXT,
+    erased_data,
+    jsonable,
+    reduce_queue,
+    without_outbox,
+)
+from shared.timers import configured_timer
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +46,9 @@ def cleared_history(history):
 
 class ComplaintsPrivacyMixin(erasures.ErasesPatients):
     def _person_ids(self, patient_id, patient_ids=()):
-        return aliases.person_ids(self.store.db.aliases, self._current_patient, patient_id, patient_ids,
-                                  to_field="to")
+        return aliases.person_ids(
+            self.store.db.aliases, self._current_patient, patient_id, patient_ids, to_field="to"
+        )
 
     @rpc
     def export_patient(self, patient_id, patient_ids=None):
@@ -47,10 +57,19 @@ class ComplaintsPrivacyMixin(erasures.ErasesPatients):
         for pid in ids:
             for doc in self.store.db.complaints.find({"patient_id": pid}):
                 doc = without_outbox(doc)
-                doc["history"] = [json.loads(h) if isinstance(h, str) else h for h in doc.get("history") or []]
+                doc["history"] = [
+                    json.loads(h) if isinstance(h, str) else h for h in doc.get("history") or []
+                ]
                 complaints.append(doc)
-        return jsonable({"service": "complaints", "patient_ids": ids,
-                         "complaints": sorted(complaints, key=lambda c: (c.get("received_ts") or 0, c["_id"]))})
+        return jsonable(
+            {
+                "service": "complaints",
+                "patient_ids": ids,
+                "complaints": sorted(
+                    complaints, key=lambda c: (c.get("received_ts") or 0, c["_id"])
+                ),
+            }
+        )
 
     def _erase(self, ids):
         now = utcnow()
@@ -62,20 +81,47 @@ class ComplaintsPrivacyMixin(erasures.ErasesPatients):
             for complaint in db.complaints.find({"patient_id": pid}):
                 queue, changed = reduce_queue(complaint.get("outbox_queue"), erased_data)
                 history = cleared_history(complaint.get("history"))
-                if not changed and history == (complaint.get("history") or []) \
-                        and complaint.get("description") == ERASED_TEXT and not complaint.get("resolution"):
+                if (
+                    not changed
+                    and history == (complaint.get("history") or [])
+                    and complaint.get("description") == ERASED_TEXT
+                    and not complaint.get("resolution")
+                ):
                     continue
-                db.complaints.update_one({"_id": complaint["_id"], "outbox_seq": complaint.get("outbox_seq")},
-                                         {"$set": {"outbox_queue": queue, "history": history,
-                                                   "description": ERASED_TEXT, "resolution": None}})
+                db.complaints.update_one(
+                    {"_id": complaint["_id"], "outbox_seq": complaint.get("outbox_seq")},
+                    {
+                        "$set": {
+                            "outbox_queue": queue,
+                            "history": history,
+                            "description": ERASED_TEXT,
+                            "resolution": None,
+                        }
+                    },
+                )
 
     def _cancel_erased(self, complaint, now):
-        fields = {"status": "cancelled", "cancelled_at": now.isoformat(), "cancel_reason": ERASED_REASON}
-        message = self._message("ComplaintCancelled", {**complaint, **fields}, now,
-                                {"actor": SYSTEM, "reason": ERASED_REASON}, discriminator="cancel")
-        done = self.store.change(complaint, fields, history_entry(now, SYSTEM, "cancel", ERASED_REASON,
-                                                                  complaint["status"], "cancelled"),
-                                 [("ComplaintCancelled", message)], now)
+        fields = {
+            "status": domain.CANCELLED,
+            "cancelled_at": now.isoformat(),
+            "cancel_reason": ERASED_REASON,
+        }
+        message = self._message(
+            "ComplaintCancelled",
+            {**complaint, **fields},
+            now,
+            {"actor": SYSTEM, "reason": ERASED_REASON},
+            discriminator="cancel",
+        )
+        done = self.store.change(
+            complaint,
+            fields,
+            history_entry(
+                now, SYSTEM, "cancel", ERASED_REASON, complaint["status"], domain.CANCELLED
+            ),
+            [("ComplaintCancelled", message)],
+            now,
+        )
         if done is not None:
             self.store.outbox.publish_or_leave(done)
 

@@ -1,6 +1,7 @@
 """ComplaintsService: complaints from the gateway and from follow-up service recovery, their
 deadlines, history, automatic escalation and the weekly service-opinion report; merged
 patients (PatientsMerged from intake) are followed to their survivor."""
+
 import datetime
 import functools
 import json
@@ -14,26 +15,51 @@ from services.complaints import domain
 from services.complaints.config import ComplaintsConfig, deadline_table
 from services.complaints.privacy import ComplaintsPrivacyMixin
 from services.complaints.store import ComplaintsStore, history_entry
+from shared import outbound
+from shared.clock import utcnow
 from shared.errors import BadRequest, Conflict, InvalidMessage
-from shared.messaging import reliable_consumer, rpc, utcnow
+from shared.messaging import reliable_consumer, rpc
 from shared.metrics import MetricsServer
-from shared.outbox import configured_timer
+from shared.paging import page
 from shared.privacy import ERASED_EVENT
 from shared.service import HealthMixin
+from shared.timers import configured_timer
 
 log = logging.getLogger(__name__)
 
 OPEN_GAUGE = Gauge("hcrm_complaints_open", "Unresolved complaints")
 BREACHED_GAUGE = Gauge("hcrm_complaints_breached", "Unresolved complaints with a deadline breached")
-ACK_SECONDS = Histogram("hcrm_complaint_ack_seconds", "Time from receipt to acknowledgement",
-                        buckets=(600, 3600, 2 * 3600, 6 * 3600, 12 * 3600, 86400, 2 * 86400, 7 * 86400))
-RESOLVE_SECONDS = Histogram("hcrm_complaint_resolve_seconds", "Time from receipt to resolution",
-                            buckets=(3600, 6 * 3600, 86400, 2 * 86400, 4 * 86400, 7 * 86400, 30 * 86400))
-MAX_PAGE = 500
-PUBLIC = ("patient_id", "channel", "category", "department", "severity", "description", "status",
-          "received_at", "ack_due_at", "resolve_due_at", "acknowledged_at", "resolved_at",
-          "escalated_at", "assigned_to", "resolution", "followup_id", "ack_breach", "resolve_breach",
-          "opened_by")
+ACK_SECONDS = Histogram(
+    "hcrm_complaint_ack_seconds",
+    "Time from receipt to acknowledgement",
+    buckets=(600, 3600, 2 * 3600, 6 * 3600, 12 * 3600, 86400, 2 * 86400, 7 * 86400),
+)
+RESOLVE_SECONDS = Histogram(
+    "hcrm_complaint_resolve_seconds",
+    "Time from receipt to resolution",
+    buckets=(3600, 6 * 3600, 86400, 2 * 86400, 4 * 86400, 7 * 86400, 30 * 86400),
+)
+PUBLIC = (
+    "patient_id",
+    "channel",
+    "category",
+    "department",
+    "severity",
+    "description",
+    "status",
+    "received_at",
+    "ack_due_at",
+    "resolve_due_at",
+    "acknowledged_at",
+    "resolved_at",
+    "escalated_at",
+    "assigned_to",
+    "resolution",
+    "followup_id",
+    "ack_breach",
+    "resolve_breach",
+    "opened_by",
+)
 SYSTEM = "system"
 
 
@@ -46,8 +72,17 @@ class ComplaintsService(ComplaintsPrivacyMixin, HealthMixin):
 
     # -- opening --------------------------------------------------------------------------
     @rpc
-    def open_complaint(self, channel, category, severity, description, received_at=None,
-                       patient_id=None, department=None, opened_by=None):
+    def open_complaint(
+        self,
+        channel,
+        category,
+        severity,
+        description,
+        received_at=None,
+        patient_id=None,
+        department=None,
+        opened_by=None,
+    ):
         errors = {}
         if category not in self.config["categories"]:
             errors["category"] = [f"Must be one of: {', '.join(self.config['categories'])}."]
@@ -62,8 +97,18 @@ class ComplaintsService(ComplaintsPrivacyMixin, HealthMixin):
             errors["received_at"] = ["Cannot lie in the future."]
         if errors:
             raise BadRequest("invalid complaint", errors)
-        doc = self._new(str(uuid.uuid4()), channel, category, severity, description, received,
-                        patient_id, department, opened_by, now)
+        doc = self._new(
+            str(uuid.uuid4()),
+            channel,
+            category,
+            severity,
+            description,
+            received,
+            patient_id,
+            department,
+            opened_by,
+            now,
+        )
         saved, _ = self.store.open(doc, self._message("ComplaintOpened", doc, now), now)
         self.store.outbox.publish_or_leave(saved)
         self._follow_merge(patient_id, now)
@@ -88,15 +133,29 @@ class ComplaintsService(ComplaintsPrivacyMixin, HealthMixin):
 
     def _open_for_recovery(self, event):
         data = event.get("data")
-        if not isinstance(data, dict) or not data.get("followup_id") or not event.get("occurred_at"):
-            raise InvalidMessage({"data.followup_id": ["ServiceRecoveryRequested needs a followup_id."]})
+        if (
+            not isinstance(data, dict)
+            or not data.get("followup_id")
+            or not event.get("occurred_at")
+        ):
+            raise InvalidMessage(
+                {"data.followup_id": ["ServiceRecoveryRequested needs a followup_id."]}
+            )
         now = utcnow()
         patient_id = self._current_patient(event.get("patient_id"))
         description = domain.recovery_description(data)
-        doc = self._new(domain.complaint_id_for_followup(data["followup_id"]), "follow_up", "other",
-                        domain.severity_for_recovery(domain.recovery_score(data)), description[:4000],
-                        datetime.datetime.fromisoformat(event["occurred_at"]), patient_id,
-                        data.get("department"), data.get("agent") or SYSTEM, now)
+        doc = self._new(
+            domain.complaint_id_for_followup(data["followup_id"]),
+            "follow_up",
+            "other",
+            domain.severity_for_recovery(domain.recovery_score(data)),
+            description[:4000],
+            datetime.datetime.fromisoformat(event["occurred_at"]),
+            patient_id,
+            data.get("department"),
+            data.get("agent") or SYSTEM,
+            now,
+        )
         doc["followup_id"] = data["followup_id"]
         saved, new = self.store.open(doc, self._message("ComplaintOpened", doc, now), now)
         if new:
@@ -123,24 +182,55 @@ class ComplaintsService(ComplaintsPrivacyMixin, HealthMixin):
         opened under it), its complaints move to the survivor."""
         target = self._current_patient(patient_id)
         if target != patient_id:
-            moved = self.store.repoint(patient_id, target, history_entry(
-                now, SYSTEM, "patient_merged", f"{patient_id} -> {target}"))
+            moved = self.store.repoint(
+                patient_id,
+                target,
+                history_entry(now, SYSTEM, "patient_merged", f"{patient_id} -> {target}"),
+            )
             if moved:
-                log.info("complaints re-pointed to the surviving patient",
-                         extra={"retired": patient_id, "survivor": target, "complaints": moved})
+                log.info(
+                    "complaints re-pointed to the surviving patient",
+                    extra={"retired": patient_id, "survivor": target, "complaints": moved},
+                )
 
-    def _new(self, complaint_id, channel, category, severity, description, received, patient_id,
-             department, opened_by, now):
+    def _new(
+        self,
+        complaint_id,
+        channel,
+        category,
+        severity,
+        description,
+        received,
+        patient_id,
+        department,
+        opened_by,
+        now,
+    ):
         ack_due, resolve_due = domain.deadlines(received, severity, deadline_table(self.config))
-        return {"_id": complaint_id, "patient_id": patient_id, "channel": channel, "category": category,
-                "department": department, "severity": severity, "description": description,
-                "status": "open", "opened_by": opened_by,
-                "received_at": received.isoformat(), "received_ts": received.timestamp(),
-                "ack_due_at": ack_due.isoformat(), "ack_due_ts": ack_due.timestamp(),
-                "resolve_due_at": resolve_due.isoformat(), "resolve_due_ts": resolve_due.timestamp(),
-                "acknowledged_ts": 0.0, "resolved_ts": 0.0, "escalated_ts": 0.0,
-                "ack_breach": "no", "resolve_breach": "no", "assigned_to": None,
-                "history": [history_entry(now, opened_by, "open", None, None, "open")]}
+        return {
+            "_id": complaint_id,
+            "patient_id": patient_id,
+            "channel": channel,
+            "category": category,
+            "department": department,
+            "severity": severity,
+            "description": description,
+            "status": domain.OPEN,
+            "opened_by": opened_by,
+            "received_at": received.isoformat(),
+            "received_ts": received.timestamp(),
+            "ack_due_at": ack_due.isoformat(),
+            "ack_due_ts": ack_due.timestamp(),
+            "resolve_due_at": resolve_due.isoformat(),
+            "resolve_due_ts": resolve_due.timestamp(),
+            "acknowledged_ts": 0.0,
+            "resolved_ts": 0.0,
+            "escalated_ts": 0.0,
+            "ack_breach": "no",
+            "resolve_breach": "no",
+            "assigned_to": None,
+            "history": [history_entry(now, opened_by, "open", None, None, domain.OPEN)],
+        }
 
     # -- state ----------------------------------------------------------------------------
     @rpc
@@ -158,11 +248,12 @@ class ComplaintsService(ComplaintsPrivacyMixin, HealthMixin):
     @rpc
     def assign(self, complaint_id, actor, agent):
         complaint = self.store.get(complaint_id)
-        if complaint["status"] == "resolved":
+        if complaint["status"] == domain.RESOLVED:
             raise Conflict("a resolved complaint cannot be assigned")
         now = utcnow()
-        done = self.store.change(complaint, {"assigned_to": agent},
-                                 history_entry(now, actor, "assign", agent), [], now)
+        done = self.store.change(
+            complaint, {"assigned_to": agent}, history_entry(now, actor, "assign", agent), [], now
+        )
         if done is None:
             raise Conflict("the complaint changed meanwhile; reload it")
         return self._public(done)
@@ -175,20 +266,31 @@ class ComplaintsService(ComplaintsPrivacyMixin, HealthMixin):
             raise Conflict(str(exc)) from None
         now = utcnow()
         fields = {"status": target}
-        event_type = {"acknowledge": "ComplaintAcknowledged", "resolve": "ComplaintResolved",
-                      "escalate": "ComplaintEscalated"}[action]
+        event_type = {
+            "acknowledge": "ComplaintAcknowledged",
+            "resolve": "ComplaintResolved",
+            "escalate": "ComplaintEscalated",
+        }[action]
         extra = {"actor": actor, "note": note}
         if action == "acknowledge":
             fields.update(acknowledged_ts=now.timestamp(), acknowledged_at=now.isoformat())
         elif action == "resolve":
-            fields.update(resolved_ts=now.timestamp(), resolved_at=now.isoformat(), resolution=resolution)
+            fields.update(
+                resolved_ts=now.timestamp(), resolved_at=now.isoformat(), resolution=resolution
+            )
             extra["resolution"] = resolution
         else:
             fields.update(escalated_ts=now.timestamp(), escalated_at=now.isoformat())
-        message = self._message(event_type, {**complaint, **fields}, now, extra, discriminator=action)
-        done = self.store.change(complaint, fields,
-                                 history_entry(now, actor, action, note, complaint["status"], target),
-                                 [(event_type, message)], now)
+        message = self._message(
+            event_type, {**complaint, **fields}, now, extra, discriminator=action
+        )
+        done = self.store.change(
+            complaint,
+            fields,
+            history_entry(now, actor, action, note, complaint["status"], target),
+            [(event_type, message)],
+            now,
+        )
         if done is None:
             raise Conflict("the complaint changed meanwhile; reload it")
         if action == "acknowledge":
@@ -212,30 +314,66 @@ class ComplaintsService(ComplaintsPrivacyMixin, HealthMixin):
             for deadline in domain.breached_deadlines(complaint, now.timestamp()):
                 flag = "ack_breach" if deadline == "acknowledge" else "resolve_breach"
                 fields = {flag: "breached"}
-                messages = [("ComplaintSlaBreached", self._message(
-                    "ComplaintSlaBreached", complaint, now, {"deadline": deadline}, discriminator=deadline))]
-                escalating = complaint["status"] in ("open", "acknowledged")
+                messages = [
+                    (
+                        "ComplaintSlaBreached",
+                        self._message(
+                            "ComplaintSlaBreached",
+                            complaint,
+                            now,
+                            {"deadline": deadline},
+                            discriminator=deadline,
+                        ),
+                    )
+                ]
+                escalating = complaint["status"] in (domain.OPEN, domain.ACKNOWLEDGED)
                 if escalating:
-                    fields.update(status="escalated", escalated_ts=now.timestamp(), escalated_at=now.isoformat())
-                    messages.append(("ComplaintEscalated", self._message(
-                        "ComplaintEscalated", {**complaint, **fields}, now,
-                        {"actor": SYSTEM, "note": f"{deadline} deadline passed"}, discriminator="escalate")))
-                history = history_entry(now, SYSTEM, "sla_breach", f"{deadline} deadline passed",
-                                        complaint["status"], fields.get("status", complaint["status"]))
-                done = self.store.change(complaint, fields, history, messages, now, guard={flag: "no"})
+                    fields.update(
+                        status=domain.ESCALATED,
+                        escalated_ts=now.timestamp(),
+                        escalated_at=now.isoformat(),
+                    )
+                    messages.append(
+                        (
+                            "ComplaintEscalated",
+                            self._message(
+                                "ComplaintEscalated",
+                                {**complaint, **fields},
+                                now,
+                                {"actor": SYSTEM, "note": f"{deadline} deadline passed"},
+                                discriminator="escalate",
+                            ),
+                        )
+                    )
+                history = history_entry(
+                    now,
+                    SYSTEM,
+                    "sla_breach",
+                    f"{deadline} deadline passed",
+                    complaint["status"],
+                    fields.get("status", complaint["status"]),
+                )
+                done = self.store.change(
+                    complaint, fields, history, messages, now, guard={flag: "no"}
+                )
                 if done is not None:
                     count += 1
                     complaint = done
                     self.store.outbox.publish_or_leave(done)
-                    log.warning("complaint deadline breached", extra={"complaint_id": complaint["_id"],
-                                                                     "deadline": deadline})
+                    log.warning(
+                        "complaint deadline breached",
+                        extra={"complaint_id": complaint["_id"], "deadline": deadline},
+                    )
         return count
 
     def measure(self):
-        OPEN_GAUGE.set(self.store.count({"status": {"$in": ["open", "acknowledged", "escalated"]}}))
-        BREACHED_GAUGE.set(len({c["_id"] for c in self.store.db.complaints.find(
-            {"$or": [{"ack_breach": "breached"}, {"resolve_breach": "breached"}],
-             "status": {"$in": ["open", "acknowledged", "escalated"]}}, {"_id": 1}).limit(1_000_000)}))
+        unresolved = {"status": {"$in": list(domain.UNRESOLVED)}}
+        OPEN_GAUGE.set(self.store.count(unresolved))
+        BREACHED_GAUGE.set(
+            self.store.count(
+                {"$or": [{"ack_breach": "breached"}, {"resolve_breach": "breached"}], **unresolved}
+            )
+        )
 
     @configured_timer("outbox_relay_interval_s")
     def relay_outbox(self):
@@ -252,24 +390,46 @@ class ComplaintsService(ComplaintsPrivacyMixin, HealthMixin):
         today = now.astimezone(self._tz).date()
         week_start = today - datetime.timedelta(days=today.weekday() + 7)
         report = self.weekly_report(week_start.isoformat())
-        message = {"event_id": domain.event_id(f"report:{week_start}", "ServiceOpinionReportPublished"),
-                   "event_type": "ServiceOpinionReportPublished", "schema_version": 1,
-                   "occurred_at": now.isoformat(), "recorded_at": now.isoformat(), "service": "complaints",
-                   "patient_id": None, "data": report}
+        message = outbound.build(
+            "ServiceOpinionReportPublished",
+            report,
+            patient_id=None,
+            now=now,
+            event_id=domain.event_id(f"report:{week_start}", "ServiceOpinionReportPublished"),
+        )
         doc = self.store.publish_report(week_start.isoformat(), report, message, now)
         if doc:
             self.store.report_outbox.publish_or_leave(doc)
-            log.info("weekly service-opinion report published", extra={"week_start": week_start.isoformat()})
+            log.info(
+                "weekly service-opinion report published",
+                extra={"week_start": week_start.isoformat()},
+            )
         return doc is not None
 
     # -- reading --------------------------------------------------------------------------
     @rpc
-    def list_complaints(self, status=None, severity=None, patient_id=None, category=None,
-                        department=None, limit=50, offset=0):
-        query = {k: v for k, v in (("status", status), ("severity", severity),
-                                   ("patient_id", self._current_patient(patient_id)),
-                                   ("category", category), ("department", department)) if v}
-        items, total = self.store.find(query, min(int(limit), MAX_PAGE), max(int(offset), 0))
+    def list_complaints(
+        self,
+        status=None,
+        severity=None,
+        patient_id=None,
+        category=None,
+        department=None,
+        limit=50,
+        offset=0,
+    ):
+        query = {
+            k: v
+            for k, v in (
+                ("status", status),
+                ("severity", severity),
+                ("patient_id", self._current_patient(patient_id)),
+                ("category", category),
+                ("department", department),
+            )
+            if v
+        }
+        items, total = self.store.find(query, *page(limit, offset))
         return {"items": [self._public(c) for c in items], "total": total}
 
     @rpc
@@ -288,8 +448,9 @@ class ComplaintsService(ComplaintsPrivacyMixin, HealthMixin):
             today = now.astimezone(self._tz).date()
             day = today - datetime.timedelta(days=today.weekday() + 7)  # last full week
         start, end = domain.week_bounds(day, self._tz)
-        report = domain.weekly_report(self.store.received_between(start.timestamp(), end.timestamp()),
-                                      day, self._tz, now)
+        report = domain.weekly_report(
+            self.store.received_between(start.timestamp(), end.timestamp()), day, self._tz, now
+        )
         return domain.report_csv(report) if format == "csv" else report
 
     # -- helpers --------------------------------------------------------------------------
@@ -309,20 +470,31 @@ class ComplaintsService(ComplaintsPrivacyMixin, HealthMixin):
             return None
 
     def _message(self, event_type, complaint, now, extra=None, discriminator=""):
-        return {"event_id": domain.event_id(complaint["_id"], event_type, discriminator),
-                "event_type": event_type, "schema_version": 1, "occurred_at": now.isoformat(),
-                "recorded_at": now.isoformat(), "service": "complaints",
-                "patient_id": complaint.get("patient_id"),
-                "data": {"complaint_id": complaint["_id"], "category": complaint["category"],
-                         "department": complaint.get("department"), "severity": complaint["severity"],
-                         "channel": complaint["channel"], "status": complaint["status"],
-                         "received_at": complaint["received_at"], "ack_due_at": complaint["ack_due_at"],
-                         "resolve_due_at": complaint["resolve_due_at"],
-                         "followup_id": complaint.get("followup_id"), **(extra or {})}}
+        return outbound.build(
+            event_type,
+            {
+                "complaint_id": complaint["_id"],
+                "category": complaint["category"],
+                "department": complaint.get("department"),
+                "severity": complaint["severity"],
+                "channel": complaint["channel"],
+                "status": complaint["status"],
+                "received_at": complaint["received_at"],
+                "ack_due_at": complaint["ack_due_at"],
+                "resolve_due_at": complaint["resolve_due_at"],
+                "followup_id": complaint.get("followup_id"),
+                **(extra or {}),
+            },
+            event_id=domain.event_id(complaint["_id"], event_type, discriminator),
+            patient_id=complaint.get("patient_id"),
+            now=now,
+        )
 
     def _public(self, complaint, history=False):
         body = {field: complaint.get(field) for field in PUBLIC}
         body["complaint_id"] = complaint["_id"]
         if history:
-            body["history"] = [json.loads(h) if isinstance(h, str) else h for h in complaint.get("history") or []]
+            body["history"] = [
+                json.loads(h) if isinstance(h, str) else h for h in complaint.get("history") or []
+            ]
         return body

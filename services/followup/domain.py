@@ -21,18 +21,36 @@ admission, the consultation, the appointment; a person has one live task per slo
 - after a merge, two live tasks in one slot (planned under both records) become one: a done
   task wins, else the earliest anchored; the other pending ones are cancelled as "merged".
 """
+
 import dataclasses
 import datetime
 import uuid
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from shared.contact import Contact, contact_of, parse_time  # noqa: F401 (re-exported)
 from shared.corrections import Voids
 
-KINDS = ("post_visit_call", "post_discharge_call", "recovery_check", "return_visit_reminder",
-         "prospect_call", "no_show_call", "campaign_call")
-PER_DEPARTMENT = ("post_visit_call", "post_discharge_call", "recovery_check", "return_visit_reminder")
-OUTCOMES = ("reached", "unreachable", "declined")
-OPEN = "pending"
+# A task's kind: what the call is for.
+POST_VISIT_CALL, POST_DISCHARGE_CALL = "post_visit_call", "post_discharge_call"
+RECOVERY_CHECK, RETURN_VISIT_REMINDER = "recovery_check", "return_visit_reminder"
+PROSPECT_CALL, NO_SHOW_CALL, CAMPAIGN_CALL = "prospect_call", "no_show_call", "campaign_call"
+KINDS = (
+    POST_VISIT_CALL,
+    POST_DISCHARGE_CALL,
+    RECOVERY_CHECK,
+    RETURN_VISIT_REMINDER,
+    PROSPECT_CALL,
+    NO_SHOW_CALL,
+    CAMPAIGN_CALL,
+)
+PER_DEPARTMENT = (POST_VISIT_CALL, POST_DISCHARGE_CALL, RECOVERY_CHECK, RETURN_VISIT_REMINDER)
+# A call's outcome.
+REACHED, UNREACHABLE, DECLINED = "reached", "unreachable", "declined"
+OUTCOMES = (REACHED, UNREACHABLE, DECLINED)
+# A task's status: pending until done or cancelled.
+PENDING, DONE, CANCELLED = "pending", "done", "cancelled"
+STATUSES = (PENDING, DONE, CANCELLED)
 # Cancelled for these reasons, a task no longer holds its slot (see `reconcile`).
 VOID_REASONS = ("visit_cancelled", "admission_cancelled", "discharge_cancelled")
 REPLANNABLE = (*VOID_REASONS, "merged")
@@ -52,23 +70,25 @@ class Rule:
 
 DEFAULT_RULES = {
     # docs/DOMAIN.md: call every outpatient the next day.
-    "post_visit_call": Rule(1),
+    POST_VISIT_CALL: Rule(1),
     # US CMS TCM: interactive contact within 2 business days of discharge.
-    "post_discharge_call": Rule(2, business_days=True),
-    "recovery_check": Rule(7, end_of_day=False),
-    "return_visit_reminder": Rule(30, end_of_day=False),
-    "prospect_call": Rule(1),
-    "no_show_call": Rule(1),
+    POST_DISCHARGE_CALL: Rule(2, business_days=True),
+    RECOVERY_CHECK: Rule(7, end_of_day=False),
+    RETURN_VISIT_REMINDER: Rule(30, end_of_day=False),
+    PROSPECT_CALL: Rule(1),
+    NO_SHOW_CALL: Rule(1),
     # A call campaign's task (services/campaigns, CampaignCallRequested): by the next day's end.
-    "campaign_call": Rule(1),
+    CAMPAIGN_CALL: Rule(1),
 }
 
 
-def end_of_day(day, tz):
+def end_of_day(day: datetime.date, tz: datetime.tzinfo) -> datetime.datetime:
     return datetime.datetime.combine(day, datetime.time(23, 59, 59), tz)
 
 
-def add_business_days(day, count, is_holiday):
+def add_business_days(
+    day: datetime.date, count: int, is_holiday: Callable[[datetime.date], bool]
+) -> datetime.date:
     """`count` business days after `day`: weekends and public holidays do not count."""
     while count > 0:
         day += datetime.timedelta(days=1)
@@ -77,7 +97,12 @@ def add_business_days(day, count, is_holiday):
     return day
 
 
-def due_at(rule, anchor, tz, is_holiday):
+def due_at(
+    rule: Rule,
+    anchor: datetime.datetime,
+    tz: datetime.tzinfo,
+    is_holiday: Callable[[datetime.date], bool],
+) -> datetime.datetime:
     """The due time of a task whose rule is `rule`, anchored at the aware datetime `anchor`."""
     if not rule.end_of_day:
         return anchor + datetime.timedelta(days=rule.days)
@@ -89,11 +114,11 @@ def due_at(rule, anchor, tz, is_holiday):
     return end_of_day(day, tz)
 
 
-def task_id(patient_id, kind, key):
+def task_id(patient_id: str, kind: str, key: str) -> str:
     return str(uuid.uuid5(NAMESPACE, f"{patient_id}\x1f{kind}\x1f{key}"))
 
 
-def event_id(followup_id, event_type, discriminator=""):
+def event_id(followup_id: str, event_type: str, discriminator: str = "") -> str:
     return str(uuid.uuid5(NAMESPACE, f"{followup_id}\x1f{event_type}\x1f{discriminator}"))
 
 
@@ -103,21 +128,36 @@ class PlannedTask:
     kind: str
     due_at: datetime.datetime
     anchor_at: datetime.datetime
-    department: str
+    department: str | None
     reason: str
     cause_event_id: str
     key: str = ""  # the anchor key: with `kind`, the task's slot
-    doctor_id: str = None  # of the visit or discharge: service quality is figured per doctor
-    script: dict = None  # {zh, en}: a campaign call's own script (the campaign's template)
+    doctor_id: str | None = None  # of the visit or discharge: service quality is figured per doctor
+    script: dict[str, str] | None = (
+        None  # {zh, en}: a campaign call's own script (the campaign's template)
+    )
 
 
-def rule_for(rules, department_rules, kind, department):
-    if kind in PER_DEPARTMENT and department in department_rules:
+def rule_for(
+    rules: Mapping[str, Rule],
+    department_rules: Mapping[str, Mapping[str, Rule]],
+    kind: str,
+    department: str | None,
+) -> Rule:
+    if kind in PER_DEPARTMENT and department is not None and department in department_rules:
         return department_rules[department].get(kind, rules[kind])
     return rules[kind]
 
 
-def plan(patient_id, events, tz, is_holiday, rules=None, department_rules=None, void=None):
+def plan(
+    patient_id: str,
+    events: list[dict[str, Any]],
+    tz: datetime.tzinfo,
+    is_holiday: Callable[[datetime.date], bool],
+    rules: Mapping[str, Rule] | None = None,
+    department_rules: Mapping[str, Mapping[str, Rule]] | None = None,
+    void: Mapping[str, str] | None = None,
+) -> dict[str, PlannedTask]:
     """Every task the patient's events call for, keyed by followup_id (empty when the
     patient may not be called). Events a correction voids call for nothing (`void`:
     `void_reasons(events)`, computed when not given)."""
@@ -126,58 +166,119 @@ def plan(patient_id, events, tz, is_holiday, rules=None, department_rules=None, 
     if not contact_of(events).callable:
         return {}
     void = void_reasons(events) if void is None else void
-    planned = {}
+    planned: dict[str, PlannedTask] = {}
 
-    def add(kind, key, anchor, department, reason, cause, doctor_id=None, script=None):
+    def add(
+        kind: str,
+        key: str,
+        anchor: datetime.datetime,
+        department: str | None,
+        reason: str,
+        cause: str,
+        doctor_id: str | None = None,
+        script: dict[str, str] | None = None,
+    ) -> None:
         rule = rule_for(rules, department_rules, kind, department)
         if not rule.enabled:
             return
         followup_id = task_id(patient_id, kind, key)
-        candidate = PlannedTask(followup_id, kind, due_at(rule, anchor, tz, is_holiday), anchor,
-                                department, reason, cause, key, doctor_id, script)
+        candidate = PlannedTask(
+            followup_id,
+            kind,
+            due_at(rule, anchor, tz, is_holiday),
+            anchor,
+            department,
+            reason,
+            cause,
+            key,
+            doctor_id,
+            script,
+        )
         current = planned.get(followup_id)
         # Two visits the same day give one call: keep the earliest visit as its cause.
-        if current is None or (candidate.anchor_at, cause) < (current.anchor_at, current.cause_event_id):
+        if current is None or (candidate.anchor_at, cause) < (
+            current.anchor_at,
+            current.cause_event_id,
+        ):
             planned[followup_id] = candidate
 
     # A campaign call requested before the person's latest opt-out is not made (campaigns).
-    withdrawn = max((parse_time(e["occurred_at"]) for e in events
-                     if e["event_type"] == "MarketingConsentWithdrawn"), default=None)
+    withdrawn = max(
+        (
+            parse_time(e["occurred_at"])
+            for e in events
+            if e["event_type"] == "MarketingConsentWithdrawn"
+        ),
+        default=None,
+    )
     for event in events:
         if event["event_id"] in void:
             continue
         data, kind = event["data"], event["event_type"]
         if kind == "PatientVisited":
             visited = parse_time(data["visited_at"])
-            add("post_visit_call", visited.astimezone(tz).date().isoformat(), visited,
-                data.get("department"), f"visit {data['visit_id']}", event["event_id"], data.get("doctor_id"))
+            add(
+                POST_VISIT_CALL,
+                visited.astimezone(tz).date().isoformat(),
+                visited,
+                data.get("department"),
+                f"visit {data['visit_id']}",
+                event["event_id"],
+                data.get("doctor_id"),
+            )
         elif kind == "PatientDischarged" and data.get("disposition") != "deceased":
             discharged = parse_time(data["discharged_at"])
-            for follow in ("post_discharge_call", "recovery_check", "return_visit_reminder"):
-                add(follow, data["admission_id"], discharged, data.get("department"),
-                    f"discharge {data['admission_id']}", event["event_id"], data.get("doctor_id"))
+            for follow in (POST_DISCHARGE_CALL, RECOVERY_CHECK, RETURN_VISIT_REMINDER):
+                add(
+                    follow,
+                    data["admission_id"],
+                    discharged,
+                    data.get("department"),
+                    f"discharge {data['admission_id']}",
+                    event["event_id"],
+                    data.get("doctor_id"),
+                )
         elif kind == "ConsultationLogged":
-            add("prospect_call", data["consultation_id"], parse_time(event["occurred_at"]),
-                data.get("department"), f"consultation {data['consultation_id']}", event["event_id"])
+            add(
+                PROSPECT_CALL,
+                data["consultation_id"],
+                parse_time(event["occurred_at"]),
+                data.get("department"),
+                f"consultation {data['consultation_id']}",
+                event["event_id"],
+            )
         elif kind == "AppointmentNoShow":
             anchor = parse_time(data.get("starts_at") or event["occurred_at"])
-            add("no_show_call", data["appointment_id"], anchor, data.get("department"),
-                f"no-show {data['appointment_id']}", event["event_id"])
+            add(
+                NO_SHOW_CALL,
+                data["appointment_id"],
+                anchor,
+                data.get("department"),
+                f"no-show {data['appointment_id']}",
+                event["event_id"],
+            )
         elif kind == "CampaignCallRequested":  # one task per person and campaign
             requested = parse_time(data.get("requested_at") or event["occurred_at"])
             if withdrawn is None or requested > withdrawn:
-                add("campaign_call", data["campaign_id"], requested, data.get("department"),
-                    f"campaign {data['campaign_id']}", event["event_id"], script=data.get("script"))
+                add(
+                    CAMPAIGN_CALL,
+                    data["campaign_id"],
+                    requested,
+                    data.get("department"),
+                    f"campaign {data['campaign_id']}",
+                    event["event_id"],
+                    script=data.get("script"),
+                )
     return planned
 
 
-def void_reasons(events):
+def void_reasons(events: Iterable[dict[str, Any]]) -> dict[str, str]:
     """{event_id: why it no longer counts} for the events a correction voids."""
     events = list(events)
     voids = Voids(events)
     if not voids:
         return {}
-    reasons = {}
+    reasons: dict[str, str] = {}
     for event in events:
         if voids.voids(event):
             if event["event_type"] == "PatientVisited":
@@ -191,82 +292,105 @@ def void_reasons(events):
 
 @dataclasses.dataclass
 class Reconciliation:
-    cancel: list  # [(task, reason)]: pending tasks to cancel
-    insert: list  # [PlannedTask]: new tasks, followup_id final
+    cancel: list[tuple[dict[str, Any], str]]  # pending tasks to cancel, each with its reason
+    insert: list[PlannedTask]  # new tasks, followup_id final
 
 
-def history_matters(events, void):
+def history_matters(events: Iterable[Mapping[str, Any]], void: Mapping[str, str]) -> bool:
     """Whether `reconcile` needs the person's stored tasks. Without a voided event and without
     a merge, no task can have lost its slot and no slot can hold two: every planned task is
     inserted under its first id, and the store skips those that exist (one read saved)."""
     return bool(void) or any(event["event_type"] == "PatientsMerged" for event in events)
 
 
-def reconcile(patient_id, planned, tasks, void):
+def reconcile(
+    patient_id: str,
+    planned: Mapping[str, PlannedTask] | Iterable[PlannedTask],
+    tasks: list[dict[str, Any]],
+    void: Mapping[str, str],
+) -> Reconciliation:
     """What to cancel and what to insert so the person's tasks match `planned` (the module's
     docstring gives the rules). `tasks` are every task of the person as stored (any status);
     `void` is `void_reasons` of the person's events. Pure: the store applies the answer."""
     planned = list(planned.values() if isinstance(planned, dict) else planned)
     by_slot = {(p.kind, p.key): p for p in planned}
     first_ids = {p.followup_id: p.key for p in planned}
-    cancel = {}
+    cancel: dict[str, tuple[dict[str, Any], str]] = {}
     for task in tasks:
-        cause = task.get("cause_event_id")
-        if task["status"] == OPEN and cause in void:
+        cause = task.get("cause_event_id", "")  # "" is no event's id: in no `void`
+        if task["status"] == PENDING and cause in void:
             still = by_slot.get((task["kind"], _key_of(task, first_ids)))
-            if still is None or still.due_at.timestamp() != task.get("planned_due_ts", task["due_ts"]):
+            if still is None or still.due_at.timestamp() != task.get(
+                "planned_due_ts", task["due_ts"]
+            ):
                 cancel[task["_id"]] = (task, void[cause])
 
-    def status(task):
-        return "cancelled" if task["_id"] in cancel else task["status"]
+    def status(task: Mapping[str, Any]) -> str:
+        return CANCELLED if task["_id"] in cancel else task["status"]
 
-    def holds(task):
+    def holds(task: Mapping[str, Any]) -> bool:
         reason = cancel[task["_id"]][1] if task["_id"] in cancel else task.get("cancel_reason")
-        return status(task) != "cancelled" or reason not in REPLANNABLE
+        return status(task) != CANCELLED or reason not in REPLANNABLE
 
-    slots = {}
+    slots: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for task in tasks:
         key = _key_of(task, first_ids)
         if key is not None:
             slots.setdefault((task["kind"], key), []).append(task)
     for members in slots.values():  # two live tasks in a slot: a merge brought them together
-        done = [task for task in members if status(task) == "done"]
-        live = sorted((task for task in members if status(task) == OPEN),
-                      key=lambda task: (task["anchor_ts"], task["_id"]))
-        for task in live[0 if done else 1:]:
+        done = [task for task in members if status(task) == DONE]
+        live = sorted(
+            (task for task in members if status(task) == PENDING),
+            key=lambda task: (task["anchor_ts"], task["_id"]),
+        )
+        for task in live[0 if done else 1 :]:
             cancel[task["_id"]] = (task, "merged")
-    insert = []
+    insert: list[PlannedTask] = []
     for task in planned:
         members = slots.get((task.kind, task.key), [])
         if any(holds(member) for member in members):
             continue
         if members:  # every earlier task of the slot was voided: a new one, under a new id
-            task = dataclasses.replace(task, followup_id=task_id(patient_id, task.kind,
-                                                                 f"{task.key}#{len(members)}"))
+            task = dataclasses.replace(
+                task, followup_id=task_id(patient_id, task.kind, f"{task.key}#{len(members)}")
+            )
         insert.append(task)
     return Reconciliation(list(cancel.values()), insert)
 
 
-def _key_of(task, first_ids):
+def _key_of(task: Mapping[str, Any], first_ids: Mapping[str, str]) -> str | None:
     # Tasks stored before v1.1 have no anchor_key: their id is the first id of their slot.
     return task.get("anchor_key") or first_ids.get(task["_id"])
 
 
-def is_overdue(status, due_ts, now_ts):
-    return status == "pending" and due_ts < now_ts
+def is_overdue(status: str, due_ts: float, now_ts: float) -> bool:
+    return status == PENDING and due_ts < now_ts
 
 
-def needs_recovery(satisfaction, complaint, low_survey_items=None):
+def needs_recovery(
+    satisfaction: int | None,
+    complaint_text: str | None,
+    low_survey_items: Mapping[str, int] | None = None,
+) -> bool:
     """Seed 003: a low score must open a complaint (service recovery), not vanish; so does a
     survey item scored low (survey.low_items)."""
-    return ((satisfaction is not None and satisfaction <= 2) or bool((complaint or "").strip())
-            or bool(low_survey_items))
+    return (
+        (satisfaction is not None and satisfaction <= 2)
+        or bool((complaint_text or "").strip())
+        or bool(low_survey_items)
+    )
 
 
-def completion(task, outcome, now, max_attempts, tz):
+def completion(
+    task: Mapping[str, Any],
+    outcome: str,
+    now: datetime.datetime,
+    max_attempts: int,
+    tz: datetime.tzinfo,
+) -> tuple[str, datetime.datetime | None]:
     """What completing `task` with `outcome` does: ("retry", new due_at) while an unreachable
     patient has attempts left (tried again the next day), else ("done", None)."""
     attempts = task.get("attempts", 0) + 1
-    if outcome == "unreachable" and attempts < max_attempts:
+    if outcome == UNREACHABLE and attempts < max_attempts:
         return "retry", end_of_day(now.astimezone(tz).date() + datetime.timedelta(days=1), tz)
     return "done", None

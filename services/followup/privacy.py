@@ -11,13 +11,21 @@ FollowupService.
 - retention: a task due more than `task_notes_retention_days` ago loses its notes and
   complaint text, a page at a time in `due_ts` order (indexed; shared/retention.py).
 """
+
 import logging
 
 from shared import aliases, erasures, retention
-from shared.messaging import rpc, utcnow
-from shared.outbox import configured_timer
-from shared.privacy import (ERASED_REASON, cutoff, erased_data, jsonable, reduce_queue,
-                            without_outbox)
+from shared.clock import utcnow
+from shared.messaging import rpc
+from shared.privacy import (
+    ERASED_REASON,
+    cutoff,
+    erased_data,
+    jsonable,
+    reduce_queue,
+    without_outbox,
+)
+from shared.timers import configured_timer
 
 log = logging.getLogger(__name__)
 
@@ -31,18 +39,30 @@ def without_free_text(kind, data):
 
 class FollowupPrivacyMixin(erasures.ErasesPatients):
     def _person_ids(self, patient_id, patient_ids=()):
-        return aliases.person_ids(self.store.db.aliases, self.store.resolve, patient_id, patient_ids,
-                                  to_field="survivor")
+        return aliases.person_ids(
+            self.store.db.aliases, self.store.resolve, patient_id, patient_ids, to_field="survivor"
+        )
 
     # -- export -------------------------------------------------------------------------------
     @rpc
     def export_patient(self, patient_id, patient_ids=None):
         ids = self._person_ids(patient_id, patient_ids)
-        tasks = [without_outbox(task) for pid in ids for task in self.store.db.tasks.find({"patient_id": pid})]
+        tasks = [
+            without_outbox(task)
+            for pid in ids
+            for task in self.store.db.tasks.find({"patient_id": pid})
+        ]
         events = [event for pid in ids for event in self.store.db.events.find({"patient_id": pid})]
-        return jsonable({"service": "followup", "patient_ids": ids,
-                         "tasks": sorted(tasks, key=lambda task: (task.get("due_ts") or 0, task["_id"])),
-                         "events": sorted(events, key=lambda event: (str(event.get("occurred_at")), event["_id"]))})
+        return jsonable(
+            {
+                "service": "followup",
+                "patient_ids": ids,
+                "tasks": sorted(tasks, key=lambda task: (task.get("due_ts") or 0, task["_id"])),
+                "events": sorted(
+                    events, key=lambda event: (str(event.get("occurred_at")), event["_id"])
+                ),
+            }
+        )
 
     # -- erasure ------------------------------------------------------------------------------
     def _erase(self, ids):
@@ -55,15 +75,28 @@ class FollowupPrivacyMixin(erasures.ErasesPatients):
                     self.store.outbox.publish_or_leave(doc)
             for task in db.tasks.find({"patient_id": pid}):
                 queue, changed = reduce_queue(task.get("outbox_queue"), erased_data)
-                if not changed and not any(task.get(key) for key in ("patient_name", "phone_digits", *FREE_TEXT)):
+                if not changed and not any(
+                    task.get(key) for key in ("patient_name", "phone_digits", *FREE_TEXT)
+                ):
                     continue
-                db.tasks.update_one({"_id": task["_id"], "outbox_seq": task.get("outbox_seq")},
-                                    {"$set": {"outbox_queue": queue, "notes": None, "complaint": None,
-                                              "patient_name": None, "phone_digits": None}})
+                db.tasks.update_one(
+                    {"_id": task["_id"], "outbox_seq": task.get("outbox_seq")},
+                    {
+                        "$set": {
+                            "outbox_queue": queue,
+                            "notes": None,
+                            "complaint": None,
+                            "patient_name": None,
+                            "phone_digits": None,
+                        }
+                    },
+                )
             for kept in db.events.find({"patient_id": pid}):
                 cleared = erased_data(kept["event_type"], kept.get("data"))
                 if cleared != kept.get("data") or kept.get("phone_digits"):
-                    db.events.update_one({"_id": kept["_id"]}, {"$set": {"data": cleared, "phone_digits": None}})
+                    db.events.update_one(
+                        {"_id": kept["_id"]}, {"$set": {"data": cleared, "phone_digits": None}}
+                    )
 
     # -- retention ----------------------------------------------------------------------------
     @configured_timer("retention_interval_s")
@@ -84,13 +117,29 @@ class FollowupPrivacyMixin(erasures.ErasesPatients):
             if not changed and not any(task.get(key) for key in FREE_TEXT):
                 return True
             # Conditional on the outbox as read: a task written meanwhile is looked at again.
-            done = db.tasks.update_one({"_id": task["_id"], "outbox_seq": task.get("outbox_seq")},
-                                       {"$set": {"outbox_queue": queue, "notes": None, "complaint": None,
-                                                 "notes_expired_at": now.isoformat()}})
+            done = db.tasks.update_one(
+                {"_id": task["_id"], "outbox_seq": task.get("outbox_seq")},
+                {
+                    "$set": {
+                        "outbox_queue": queue,
+                        "notes": None,
+                        "complaint": None,
+                        "notes_expired_at": now.isoformat(),
+                    }
+                },
+            )
             if done.matched_count:
                 stripped.append(task["_id"])
             return bool(done.matched_count)
+
         upper = cutoff(now, self.config["task_notes_retention_days"]).timestamp()
-        retention.walk(db, "tasks", "due_ts", upper, "retention.notes", expire,
-                       {"due_ts": 1, "notes": 1, "complaint": 1, "outbox_queue": 1, "outbox_seq": 1})
+        retention.walk(
+            db,
+            "tasks",
+            "due_ts",
+            upper,
+            "retention.notes",
+            expire,
+            {"due_ts": 1, "notes": 1, "complaint": 1, "outbox_queue": 1, "outbox_seq": 1},
+        )
         return len(stripped)

@@ -4,6 +4,7 @@ docs/DOMAIN.md: call every outpatient the next day, every discharged patient wit
 two business days, check recovery, remind the return visit, call prospects back. A low
 satisfaction score opens a complaint by an event (service recovery).
 """
+
 import datetime
 import functools
 import json
@@ -13,34 +14,59 @@ import zoneinfo
 import holidays
 from prometheus_client import Counter, Gauge, Histogram
 
-from shared.notifier import notifier_for
 from services.followup import domain
 from services.followup import survey as surveys
-from services.followup.privacy import FollowupPrivacyMixin
 from services.followup.config import FollowupConfig, rules_of, scripts_of
-from services.followup.store import OPEN, FollowupStore, local_day_bounds
+from services.followup.privacy import FollowupPrivacyMixin
+from services.followup.store import FollowupStore, local_day_bounds
+from shared import outbound
+from shared.clock import utcnow
 from shared.errors import BadRequest, InvalidMessage
-from shared.events import phone_digits
-from shared.messaging import reliable_consumer, rpc, utcnow
+from shared.messaging import reliable_consumer, rpc
 from shared.metrics import MetricsServer
-from shared.outbox import configured_timer
+from shared.notifier import notifier_for
+from shared.paging import page
+from shared.phones import phone_digits
 from shared.privacy import ERASED_EVENT
 from shared.service import HealthMixin
+from shared.timers import configured_timer
 
 log = logging.getLogger(__name__)
 
 TASKS_CREATED = Counter("hcrm_followups_created_total", "Follow-up tasks scheduled", ["kind"])
-TASKS_COMPLETED = Counter("hcrm_followups_completed_total", "Follow-up tasks completed",
-                          ["kind", "outcome"])
+TASKS_COMPLETED = Counter(
+    "hcrm_followups_completed_total", "Follow-up tasks completed", ["kind", "outcome"]
+)
 TASKS_CANCELLED = Counter("hcrm_followups_cancelled_total", "Follow-up tasks cancelled", ["reason"])
 TASKS_DUE = Gauge("hcrm_followups_due", "Pending follow-ups due today (hospital time zone)")
 TASKS_OVERDUE = Gauge("hcrm_followups_overdue", "Pending follow-ups past their due time")
-CALL_LATENESS = Histogram("hcrm_followup_lateness_seconds", "How late after due_at a call was made",
-                          ["kind"], buckets=(0, 3600, 4 * 3600, 12 * 3600, 86400, 2 * 86400, 7 * 86400))
-MAX_PAGE = 500
-PUBLIC = ("patient_id", "kind", "department", "reason", "due_at", "status", "outcome",
-          "satisfaction", "notes", "attempts", "claimed_by", "completed_at", "completed_by",
-          "cancel_reason", "patient_name", "doctor_id", "survey", "survey_channel", "survey_state")
+CALL_LATENESS = Histogram(
+    "hcrm_followup_lateness_seconds",
+    "How late after due_at a call was made",
+    ["kind"],
+    buckets=(0, 3600, 4 * 3600, 12 * 3600, 86400, 2 * 86400, 7 * 86400),
+)
+PUBLIC = (
+    "patient_id",
+    "kind",
+    "department",
+    "reason",
+    "due_at",
+    "status",
+    "outcome",
+    "satisfaction",
+    "notes",
+    "attempts",
+    "claimed_by",
+    "completed_at",
+    "completed_by",
+    "cancel_reason",
+    "patient_name",
+    "doctor_id",
+    "survey",
+    "survey_channel",
+    "survey_state",
+)
 
 
 @functools.lru_cache(maxsize=8192)
@@ -72,13 +98,18 @@ class FollowupService(FollowupPrivacyMixin, HealthMixin):
             return self.erase_patient(event)  # the person's data goes (privacy.py)
         merged = event["event_type"] == "PatientsMerged"
         if merged and not (event.get("data") or {}).get("merged_patient_id"):
-            raise InvalidMessage({"data": {"merged_patient_id": ["The retired record's patient_id."]}})
+            raise InvalidMessage(
+                {"data": {"merged_patient_id": ["The retired record's patient_id."]}}
+            )
         now = utcnow()
-        patient_id = self.store.resolve(event["patient_id"])  # a retired id files under its survivor
+        patient_id = self.store.resolve(
+            event["patient_id"]
+        )  # a retired id files under its survivor
         self.store.record_event(event, patient_id)
         if merged:
-            patient_id = self.store.merge(event["data"]["merged_patient_id"], patient_id,
-                                          event["event_id"], now)
+            patient_id = self.store.merge(
+                event["data"]["merged_patient_id"], patient_id, event["event_id"], now
+            )
         self._replan(patient_id, event, now, merged)
         # A merge handled meanwhile by another worker may have retired this person: what was
         # just filed under the retired id follows it (FollowupStore.repoint).
@@ -93,52 +124,87 @@ class FollowupService(FollowupPrivacyMixin, HealthMixin):
         contact = domain.contact_of(events)
         void = domain.void_reasons(events)
         if event["event_type"] in ("PatientVisited", "VisitCancelled", "PatientsMerged"):
-            self.store.forget_visits([event_id for event_id, why in void.items() if why == "visit_cancelled"])
+            self.store.forget_visits(
+                [event_id for event_id, why in void.items() if why == "visit_cancelled"]
+            )
         rules, departments = rules_of(self.config)
-        planned = domain.plan(patient_id, events, self._tz, self._is_holiday, rules, departments, void)
+        planned = domain.plan(
+            patient_id, events, self._tz, self._is_holiday, rules, departments, void
+        )
         tasks = self.store.tasks_of(patient_id) if domain.history_matters(events, void) else []
         changes = domain.reconcile(patient_id, planned, tasks, void)
         touched = [self._cancel(task, reason, now) for task, reason in changes.cancel]
-        for doc in self.store.schedule(patient_id, changes.insert, contact,
-                                       self._message_maker(patient_id, now), now):
+        for doc in self.store.schedule(
+            patient_id, changes.insert, contact, self._message_maker(patient_id, now), now
+        ):
             TASKS_CREATED.labels(doc["kind"]).inc()
             touched.append(doc)
-            if doc["kind"] == "prospect_call" and self.store.visited_since(doc["phone_digits"], doc["anchor_ts"]):
+            if doc["kind"] == domain.PROSPECT_CALL and self.store.visited_since(
+                doc["phone_digits"], doc["anchor_ts"]
+            ):
                 touched.append(self._cancel(doc, "visited", now))
         if not contact.callable:  # deceased, consent withdrawn: never call again
-            touched += [self._cancel(task, contact.why_not, now) for task in self.store.pending_of(patient_id)]
-        elif event["event_type"] == "MarketingConsentWithdrawn":  # campaigns: no campaign call any more
-            touched += [self._cancel(task, "no_consent", now) for task in self.store.pending_of(patient_id)
-                        if task["kind"] == "campaign_call"]
+            touched += [
+                self._cancel(task, contact.why_not, now)
+                for task in self.store.pending_of(patient_id)
+            ]
+        elif (
+            event["event_type"] == "MarketingConsentWithdrawn"
+        ):  # campaigns: no campaign call any more
+            touched += [
+                self._cancel(task, "no_consent", now)
+                for task in self.store.pending_of(patient_id)
+                if task["kind"] == domain.CAMPAIGN_CALL
+            ]
         elif merged:  # the pending tasks of both records now show the one person
             self.store.restate_contact(patient_id, contact)
         if event["event_type"] == "PatientVisited" and event["event_id"] not in void:
             # The prospect came: no need to call.
             visited_ts = domain.parse_time(event["data"]["visited_at"]).timestamp()
             digits = phone_digits((event["data"].get("patient") or {}).get("phone"))
-            touched += [self._cancel(task, "visited", now)
-                        for task in self.store.pending_prospect_calls(digits, visited_ts)]
+            touched += [
+                self._cancel(task, "visited", now)
+                for task in self.store.pending_prospect_calls(digits, visited_ts)
+            ]
         for doc in filter(None, touched):
             self.store.outbox.publish_or_leave(doc)
 
     def _cancel(self, task, reason, now):
-        doc = self.store.cancel(task["_id"], reason, self._message(
-            "FollowUpCancelled", task, now, {"reason": reason}), now)
+        doc = self.store.cancel(
+            task["_id"],
+            reason,
+            self._message("FollowUpCancelled", task, now, {"reason": reason}),
+            now,
+        )
         if doc:
             TASKS_CANCELLED.labels(reason).inc()
         return doc
 
     # -- agents' work ---------------------------------------------------------------------
     @rpc
-    def list_followups(self, status=None, kind=None, patient_id=None, department=None,
-                       due_after=None, due_before=None, overdue=None, due_today=None,
-                       limit=50, offset=0):
+    def list_followups(
+        self,
+        status=None,
+        kind=None,
+        patient_id=None,
+        department=None,
+        due_after=None,
+        due_before=None,
+        overdue=None,
+        due_today=None,
+        limit=50,
+        offset=0,
+    ):
         now = utcnow()
         query = {}
         if patient_id:  # a retired record's id lists the person it was merged into
             patient_id = self.store.resolve(patient_id)
-        for field, value in (("status", status), ("kind", kind), ("patient_id", patient_id),
-                             ("department", department)):
+        for field, value in (
+            ("status", status),
+            ("kind", kind),
+            ("patient_id", patient_id),
+            ("department", department),
+        ):
             if value:
                 query[field] = value
         due = {}
@@ -147,15 +213,15 @@ class FollowupService(FollowupPrivacyMixin, HealthMixin):
         if due_before:
             due["$lte"] = self._time(due_before, "due_before").timestamp()
         if overdue:
-            query["status"] = OPEN
+            query["status"] = domain.PENDING
             due["$lt"] = now.timestamp()
         if due_today:
-            start, end = local_day_bounds(now.astimezone(self._tz).date(), self._tz)
-            query["status"] = OPEN
+            _start, end = local_day_bounds(now.astimezone(self._tz).date(), self._tz)
+            query["status"] = domain.PENDING
             due["$lt"] = min(due.get("$lt", end), end)
         if due:
             query["due_ts"] = due
-        items, total = self.store.find(query, min(int(limit), MAX_PAGE), max(int(offset), 0))
+        items, total = self.store.find(query, *page(limit, offset))
         return {"items": [self._public(task, now) for task in items], "total": total}
 
     @rpc
@@ -167,65 +233,139 @@ class FollowupService(FollowupPrivacyMixin, HealthMixin):
         """The number to dial; the gateway audits who asked."""
         task = self.store.get(followup_id)
         events = self.store.events_of(task["patient_id"])
-        return {"followup_id": followup_id, "patient_id": task["patient_id"],
-                "phone": domain.contact_of(events).phone}
+        return {
+            "followup_id": followup_id,
+            "patient_id": task["patient_id"],
+            "phone": domain.contact_of(events).phone,
+        }
 
     @rpc
     def claim(self, followup_id, agent):
-        return self._public(self.store.claim(followup_id, agent, utcnow(), self.config["claim_minutes"]),
-                            utcnow())
+        return self._public(
+            self.store.claim(followup_id, agent, utcnow(), self.config["claim_minutes"]), utcnow()
+        )
 
     @rpc
-    def complete(self, followup_id, outcome, agent=None, satisfaction=None, notes=None, complaint=None,
-                 survey=None):
+    def complete(
+        self,
+        followup_id,
+        outcome,
+        agent=None,
+        satisfaction=None,
+        notes=None,
+        complaint_text=None,
+        survey=None,
+    ):
         errors = {}
         if outcome not in domain.OUTCOMES:
             errors["outcome"] = [f"Must be one of: {', '.join(domain.OUTCOMES)}."]
-        if satisfaction is not None and (isinstance(satisfaction, bool) or not isinstance(satisfaction, int)
-                                         or not 1 <= satisfaction <= 5):
+        if satisfaction is not None and (
+            isinstance(satisfaction, bool)
+            or not isinstance(satisfaction, int)
+            or not 1 <= satisfaction <= 5
+        ):
             errors["satisfaction"] = ["An integer from 1 to 5."]
         if survey is not None:  # answered during the call: the patient was reached
-            errors.update(surveys.scores_errors(survey, self._survey_items)
-                          if outcome == "reached" else {"survey": ["Only with outcome reached."]})
+            reached = outcome == domain.REACHED
+            errors.update(
+                surveys.scores_errors(survey, self._survey_items)
+                if reached
+                else {"survey": ["Only with outcome reached."]}
+            )
         if errors:
             raise BadRequest("invalid completion", errors)
         now = utcnow()
         task = self.store.get(followup_id)
-        step, retry_due = domain.completion(task, outcome, now, self.config["max_attempts"], self._tz)
+        step, retry_due = domain.completion(
+            task, outcome, now, self.config["max_attempts"], self._tz
+        )
         attempts = task.get("attempts", 0) + 1
-        fields = {"attempts": attempts, "last_outcome": outcome, "notes": notes,
-                  "claimed_by": None, "claim_until_ts": 0.0}
+        fields = {
+            "attempts": attempts,
+            "last_outcome": outcome,
+            "notes": notes,
+            "claimed_by": None,
+            "claim_until_ts": 0.0,
+        }
         messages = []
         # Every outcome recorded is a call of the agent's (docs/RULES.md § Agents): its event
         # carries who, which attempt, and the due_at it was made against (data.due_at).
         call = {"outcome": outcome, "agent": agent, "completed_by": agent, "attempts": attempts}
         if step == "retry":  # an unreachable patient is tried again the next day
             fields.update(due_at=retry_due.isoformat(), due_ts=retry_due.timestamp())
-            messages.append(("FollowUpAttempted", self._message("FollowUpAttempted", task, now, {
-                **call, "recorded_at": now.isoformat(), "next_due_at": retry_due.isoformat()})))
+            messages.append(
+                (
+                    "FollowUpAttempted",
+                    self._message(
+                        "FollowUpAttempted",
+                        task,
+                        now,
+                        {
+                            **call,
+                            "recorded_at": now.isoformat(),
+                            "next_due_at": retry_due.isoformat(),
+                        },
+                    ),
+                )
+            )
         else:
             scores = surveys.ordered(survey, self._survey_items) if survey else None
             low = surveys.low_items(scores)
-            fields.update(status="done", outcome=outcome, satisfaction=satisfaction,
-                          completed_at=now.isoformat(), completed_by=agent, complaint=complaint)
+            fields.update(
+                status=domain.DONE,
+                outcome=outcome,
+                satisfaction=satisfaction,
+                completed_at=now.isoformat(),
+                completed_by=agent,
+                complaint=complaint_text,
+            )
             if scores:
-                fields.update(survey=scores, survey_channel="call", survey_state="answered",
-                              survey_answered_at=now.isoformat())
-            elif surveys.link_wanted(task, outcome, False, self.config["survey_links"],
-                                     self.config["survey_link_kinds"]):
+                fields.update(
+                    survey=scores,
+                    survey_channel="call",
+                    survey_state="answered",
+                    survey_answered_at=now.isoformat(),
+                )
+            elif surveys.link_wanted(
+                task, outcome, False, self.config["survey_links"], self.config["survey_link_kinds"]
+            ):
                 fields["survey_state"] = "to_send"  # the timer sends it (send_survey_links)
             extra = {**call, "satisfaction": satisfaction, "completed_at": now.isoformat()}
-            messages.append(("FollowUpCompleted", self._message("FollowUpCompleted", task, now, extra)))
+            messages.append(
+                ("FollowUpCompleted", self._message("FollowUpCompleted", task, now, extra))
+            )
             if satisfaction is not None:
-                messages.append(("SatisfactionRecorded", self._message(
-                    "SatisfactionRecorded", task, now, {"satisfaction": satisfaction, "agent": agent})))
+                messages.append(
+                    (
+                        "SatisfactionRecorded",
+                        self._message(
+                            "SatisfactionRecorded",
+                            task,
+                            now,
+                            {"satisfaction": satisfaction, "agent": agent},
+                        ),
+                    )
+                )
             if scores:
                 messages.append(("SurveyAnswered", self._survey_message(task, scores, "call", now)))
-            if domain.needs_recovery(satisfaction, complaint, low):
-                messages.append(("ServiceRecoveryRequested", self._message(
-                    "ServiceRecoveryRequested", task, now,
-                    {"satisfaction": satisfaction, "complaint": complaint, "notes": notes, "agent": agent,
-                     **({"low_items": low} if low else {})})))
+            if domain.needs_recovery(satisfaction, complaint_text, low):
+                messages.append(
+                    (
+                        "ServiceRecoveryRequested",
+                        self._message(
+                            "ServiceRecoveryRequested",
+                            task,
+                            now,
+                            {
+                                "satisfaction": satisfaction,
+                                "complaint": complaint_text,
+                                "notes": notes,
+                                "agent": agent,
+                                **({"low_items": low} if low else {}),
+                            },
+                        ),
+                    )
+                )
         done = self.store.complete(task, fields, messages, now, agent)
         if step == "done":
             TASKS_COMPLETED.labels(task["kind"], outcome).inc()
@@ -244,9 +384,13 @@ class FollowupService(FollowupPrivacyMixin, HealthMixin):
         state = surveys.link_state(task, utcnow().timestamp())
         if state != "open":
             return {"status": state}
-        return {"status": "open", "department": task.get("department"),
-                "visit_date": surveys.visit_date(task, self._tz), "expires_at": task.get("survey_expires_at"),
-                "items": [dict(item) for item in self._survey_items]}
+        return {
+            "status": "open",
+            "department": task.get("department"),
+            "visit_date": surveys.visit_date(task, self._tz),
+            "expires_at": task.get("survey_expires_at"),
+            "items": [dict(item) for item in self._survey_items],
+        }
 
     @rpc
     def answer_survey(self, token, scores):
@@ -266,12 +410,36 @@ class FollowupService(FollowupPrivacyMixin, HealthMixin):
         low = surveys.low_items(scores)
         messages = [("SurveyAnswered", self._survey_message(task, scores, "link", now))]
         if low:
-            messages.append(("ServiceRecoveryRequested", self._message(
-                "ServiceRecoveryRequested", task, now, {"satisfaction": None, "complaint": None, "notes": None,
-                                                        "agent": None, "low_items": low}, discriminator="survey")))
-        done = self.store.answer_survey(task, now.timestamp(), {
-            "survey": scores, "survey_channel": "link", "survey_state": "answered",
-            "survey_answered_at": now.isoformat()}, messages, now)
+            messages.append(
+                (
+                    "ServiceRecoveryRequested",
+                    self._message(
+                        "ServiceRecoveryRequested",
+                        task,
+                        now,
+                        {
+                            "satisfaction": None,
+                            "complaint": None,
+                            "notes": None,
+                            "agent": None,
+                            "low_items": low,
+                        },
+                        discriminator="survey",
+                    ),
+                )
+            )
+        done = self.store.answer_survey(
+            task,
+            now.timestamp(),
+            {
+                "survey": scores,
+                "survey_channel": "link",
+                "survey_state": "answered",
+                "survey_answered_at": now.isoformat(),
+            },
+            messages,
+            now,
+        )
         if done is None:  # answered or expired a moment ago
             return {"status": surveys.link_state(self.store.get(task["_id"]), now.timestamp())}
         self.store.outbox.publish_or_leave(done)
@@ -298,23 +466,48 @@ class FollowupService(FollowupPrivacyMixin, HealthMixin):
         token, hashed = surveys.new_token()
         days = self.config["survey_link_days"]
         expires = now + datetime.timedelta(days=days)
-        if self.store.claim_link(task["_id"], {
-                "survey_state": "sent", "survey_token_hash": hashed, "survey_expires_ts": expires.timestamp(),
-                "survey_expires_at": expires.isoformat(), "survey_sent_at": now.isoformat()}) is None:
+        if (
+            self.store.claim_link(
+                task["_id"],
+                {
+                    "survey_state": "sent",
+                    "survey_token_hash": hashed,
+                    "survey_expires_ts": expires.timestamp(),
+                    "survey_expires_at": expires.isoformat(),
+                    "survey_sent_at": now.isoformat(),
+                },
+            )
+            is None
+        ):
             return False
         language = self.config["survey_language"]
-        text = surveys.link_text(self.config["survey_link_text"], language, task.get("department"),
-                                 surveys.visit_date(task, self._tz),
-                                 surveys.link_url(self.config["survey_link_base"], token), days)
-        notification = {"_id": f"survey:{task['_id']}", "followup_id": task["_id"],
-                        "patient_id": task["patient_id"], "kind": "sms", "purpose": "survey",
-                        "language": language, "phone": contact.phone, "text": text,
-                        "expires_at": expires.isoformat(), "created_at": now.isoformat()}
+        text = surveys.link_text(
+            self.config["survey_link_text"],
+            language,
+            task.get("department"),
+            surveys.visit_date(task, self._tz),
+            surveys.link_url(self.config["survey_link_base"], token),
+            days,
+        )
+        notification = {
+            "_id": f"survey:{task['_id']}",
+            "followup_id": task["_id"],
+            "patient_id": task["patient_id"],
+            "kind": "sms",
+            "purpose": "survey",
+            "language": language,
+            "phone": contact.phone,
+            "text": text,
+            "expires_at": expires.isoformat(),
+            "created_at": now.isoformat(),
+        }
         try:
             notifier_for(self.config, self.store.db).send(notification)
         except Exception as exc:  # the link stays valid; the notifier's own retries are its concern
-            log.error("survey link could not be delivered", extra={"followup_id": task["_id"],
-                                                                   "reason": exc.__class__.__name__})
+            log.error(
+                "survey link could not be delivered",
+                extra={"followup_id": task["_id"], "reason": exc.__class__.__name__},
+            )
         return True
 
     # -- timers ---------------------------------------------------------------------------
@@ -326,8 +519,9 @@ class FollowupService(FollowupPrivacyMixin, HealthMixin):
     def measure_worklist(self):
         now = utcnow()
         _, end = local_day_bounds(now.astimezone(self._tz).date(), self._tz)
-        TASKS_OVERDUE.set(self.store.count({"status": OPEN, "due_ts": {"$lt": now.timestamp()}}))
-        TASKS_DUE.set(self.store.count({"status": OPEN, "due_ts": {"$gte": now.timestamp(), "$lt": end}}))
+        pending, now_ts = {"status": domain.PENDING}, now.timestamp()
+        TASKS_OVERDUE.set(self.store.count({**pending, "due_ts": {"$lt": now_ts}}))
+        TASKS_DUE.set(self.store.count({**pending, "due_ts": {"$gte": now_ts, "$lt": end}}))
 
     # -- helpers --------------------------------------------------------------------------
     @functools.cached_property
@@ -343,36 +537,63 @@ class FollowupService(FollowupPrivacyMixin, HealthMixin):
 
     def _message_maker(self, patient_id, now):
         def make(event_type, planned):
-            return self._message(event_type, {"_id": planned.followup_id, "patient_id": patient_id,
-                                              "kind": planned.kind, "department": planned.department,
-                                              "due_at": planned.due_at.isoformat(),
-                                              "doctor_id": planned.doctor_id, "reason": planned.reason}, now)
+            return self._message(
+                event_type,
+                {
+                    "_id": planned.followup_id,
+                    "patient_id": patient_id,
+                    "kind": planned.kind,
+                    "department": planned.department,
+                    "due_at": planned.due_at.isoformat(),
+                    "doctor_id": planned.doctor_id,
+                    "reason": planned.reason,
+                },
+                now,
+            )
+
         return make
 
     def _survey_message(self, task, scores, channel, now):
         """SurveyAnswered: ids, department, doctor and scores only (no free text, nobody's name)."""
-        return self._message("SurveyAnswered", task, now, {
-            "scores": scores, "channel": channel, "visit_date": surveys.visit_date(task, self._tz),
-            "answered_at": now.isoformat()})
+        return self._message(
+            "SurveyAnswered",
+            task,
+            now,
+            {
+                "scores": scores,
+                "channel": channel,
+                "visit_date": surveys.visit_date(task, self._tz),
+                "answered_at": now.isoformat(),
+            },
+        )
 
     def _message(self, event_type, task, now, extra=None, discriminator=None):
         if discriminator is None:
             discriminator = (extra or {}).get("attempts", "")
-        return {"event_id": domain.event_id(task["_id"], event_type, discriminator),
-                "event_type": event_type, "schema_version": 1, "occurred_at": now.isoformat(),
-                "recorded_at": now.isoformat(), "service": "followup", "patient_id": task["patient_id"],
-                "data": {"followup_id": task["_id"], "kind": task["kind"],
-                         "department": task.get("department"), "doctor_id": task.get("doctor_id"),
-                         "due_at": task["due_at"],
-                         **({"reason": task["reason"]} if event_type == "FollowUpScheduled" else {}),
-                         **(extra or {})}}
+        return outbound.build(
+            event_type,
+            {
+                "followup_id": task["_id"],
+                "kind": task["kind"],
+                "department": task.get("department"),
+                "doctor_id": task.get("doctor_id"),
+                "due_at": task["due_at"],
+                **({"reason": task["reason"]} if event_type == "FollowUpScheduled" else {}),
+                **(extra or {}),
+            },
+            event_id=domain.event_id(task["_id"], event_type, discriminator),
+            patient_id=task["patient_id"],
+            now=now,
+        )
 
     def _public(self, task, now):
         body = {field: task.get(field) for field in PUBLIC}
         body["followup_id"] = task["_id"]
         body["overdue"] = domain.is_overdue(task["status"], task["due_ts"], now.timestamp())
-        body["history"] = [json.loads(entry) if isinstance(entry, str) else entry
-                           for entry in task.get("history") or []]
+        body["history"] = [
+            json.loads(entry) if isinstance(entry, str) else entry
+            for entry in task.get("history") or []
+        ]
         body["script"] = task.get("script") or scripts_of(self.config)[task["kind"]]
         return body
 
@@ -381,7 +602,9 @@ class FollowupService(FollowupPrivacyMixin, HealthMixin):
         try:
             parsed = datetime.datetime.fromisoformat(value)
         except (TypeError, ValueError):
-            raise BadRequest("invalid time", {field: ["An ISO 8601 date-time with offset."]}) from None
+            raise BadRequest(
+                "invalid time", {field: ["An ISO 8601 date-time with offset."]}
+            ) from None
         if parsed.tzinfo is None:
             raise BadRequest("invalid time", {field: ["An ISO 8601 date-time with offset."]})
         return parsed

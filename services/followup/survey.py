@@ -8,10 +8,13 @@ recorded no survey, for the kinds configured (default the post-visit and post-di
 calls: they have a visit or discharge to score), unless the person declined the call.
 An item scored at or below LOW_SCORE opens service recovery like a low satisfaction score.
 """
+
 import datetime
 import hashlib
 import re
 import secrets
+
+from services.followup import domain
 
 DEFAULT_ITEMS = (
     {"key": "doctor", "zh": "医生", "en": "Doctor"},
@@ -26,13 +29,14 @@ LOW_SCORE = 2  # an item at or below this opens service recovery, like satisfact
 TOKEN_BYTES = 32
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{43}$")
 # Outcomes after which no link is sent: the person said they do not want the call.
-NO_LINK_OUTCOMES = ("declined",)
+NO_LINK_OUTCOMES = (domain.DECLINED,)
 
 DEFAULT_LINK_TEXT = {
-    "zh": "【医院客服中心】您好，感谢您到{department}就诊（{date}）。请花一分钟评价本次服务：{link} "
-          "（{days}天内有效，仅可提交一次）",
+    "zh": "【医院客服中心】您好，感谢您到{department}就诊（{date}）。"
+    "请花一分钟评价本次服务：{link} "
+    "（{days}天内有效，仅可提交一次）",
     "en": "Hospital patient service center: thank you for your visit to {department} ({date}). "
-          "Please rate our service in one minute: {link} (valid {days} days, one answer).",
+    "Please rate our service in one minute: {link} (valid {days} days, one answer).",
 }
 
 
@@ -67,8 +71,13 @@ def ordered(scores, items):
 
 def link_wanted(task, outcome, survey_given, enabled, kinds):
     """Whether finishing `task` with `outcome` offers the patient the survey link."""
-    return (enabled and not survey_given and outcome not in NO_LINK_OUTCOMES
-            and task["kind"] in kinds and not task.get("survey_state"))
+    return (
+        enabled
+        and not survey_given
+        and outcome not in NO_LINK_OUTCOMES
+        and task["kind"] in kinds
+        and not task.get("survey_state")
+    )
 
 
 def new_token():

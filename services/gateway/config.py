@@ -1,4 +1,5 @@
 """The gateway's configuration: the shared settings plus HTTP, auth and limits."""
+
 from marshmallow import fields, validate
 
 from shared.config import BaseConfig, EnvList
@@ -12,12 +13,15 @@ class GatewayConfig(BaseConfig):
     workers = fields.Integer(load_default=2, validate=validate.Range(min=1, max=64))
     threads = fields.Integer(load_default=8, validate=validate.Range(min=1, max=256))
     # Secrets: environment only (HCRM_JWT_SECRET, HCRM_ADMIN_USERNAME, HCRM_ADMIN_PASSWORD).
-    jwt_secret = fields.String(required=True, validate=validate.Length(min=32),
-                               metadata={"secret": True})
-    admin_username = fields.String(load_default=None, validate=validate.Length(min=3, max=64),
-                                   metadata={"secret": True})
-    admin_password = fields.String(load_default=None, validate=validate.Length(min=10),
-                                   metadata={"secret": True})
+    jwt_secret = fields.String(
+        required=True, validate=validate.Length(min=32), metadata={"secret": True}
+    )
+    admin_username = fields.String(
+        load_default=None, validate=validate.Length(min=3, max=64), metadata={"secret": True}
+    )
+    admin_password = fields.String(
+        load_default=None, validate=validate.Length(min=10), metadata={"secret": True}
+    )
     token_ttl_s = fields.Integer(load_default=3600, validate=validate.Range(min=60, max=86400))
     # Services whose RPC answer /readyz requires; default: every service this install has.
     services = EnvList(fields.String(), load_default=available_services)

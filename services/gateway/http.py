@@ -4,6 +4,7 @@ A route declares its query and body schemas (marshmallow) in `@route`: the handl
 with exactly those (ctx.query() / ctx.body()), and the OpenAPI document (openapi.py) is
 generated from the same declarations, so the two cannot drift apart.
 """
+
 import dataclasses
 import datetime
 import json
@@ -12,9 +13,10 @@ from marshmallow import ValidationError
 from werkzeug.wrappers import Response
 
 from shared import errors
-from shared.events import flatten_errors, schema_of
+from shared.errors import flatten_errors
+from shared.schema_fields import schema_of
 
-STAFF = ("agent",)            # agent and every higher staff role
+STAFF = ("agent",)  # agent and every higher staff role
 MANAGERS = ("manager",)
 ADMINS = ("admin",)
 PUBLISHERS = ("integration", "admin")
@@ -27,15 +29,26 @@ class ApiError(Exception):
 
 
 def json_response(body, status=200, headers=None):
-    return Response(json.dumps(body, ensure_ascii=False, default=_json_value), status=status,
-                    headers=headers, content_type="application/json; charset=utf-8")
+    return Response(
+        json.dumps(body, ensure_ascii=False, default=_json_value),
+        status=status,
+        headers=headers,
+        content_type="application/json; charset=utf-8",
+    )
+
+
+def about_patient(ctx, record, status=200):
+    """`record` (a complaint, appointment, follow-up...) as the response; the audit log names
+    its patient, not only the record's id."""
+    ctx.patient_id = record.get("patient_id")
+    return json_response(record, status)
 
 
 def _json_value(value):
     """Times as ISO 8601 ("2026-03-02T01:30:00+00:00", never str()'s space); the store's
     datetimes are aware (tz_aware=True), a naive one is UTC."""
     if isinstance(value, datetime.datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)).isoformat()
+        return (value if value.tzinfo else value.replace(tzinfo=datetime.UTC)).isoformat()
     if isinstance(value, datetime.date):
         return value.isoformat()
     return str(value)
@@ -57,9 +70,13 @@ class Context:
         try:
             body = json.loads(data or b"null")
         except (ValueError, UnicodeDecodeError, RecursionError):
-            raise ApiError(400, "invalid_json", "The body is not valid JSON: send one JSON object "
-                           "encoded in UTF-8, with Content-Type: application/json.",
-                           {"_body": ["Not valid JSON: check quotes, commas and brackets."]}) from None
+            raise ApiError(
+                400,
+                "invalid_json",
+                "The body is not valid JSON: send one JSON object "
+                "encoded in UTF-8, with Content-Type: application/json.",
+                {"_body": ["Not valid JSON: check quotes, commas and brackets."]},
+            ) from None
         return _refuse_unsafe_text(body)
 
     def load(self, schema_cls, data):
@@ -69,11 +86,17 @@ class Context:
         except ValidationError as exc:
             details = with_fixes(flatten_errors(exc.messages), schema)
             named = ", ".join(path for path in details if path != "_schema") or "request"
-            raise ApiError(400, "validation_failed",
-                           f"Invalid {named}: see details for what to change.", details) from None
+            raise ApiError(
+                400,
+                "validation_failed",
+                f"Invalid {named}: see details for what to change.",
+                details,
+            ) from None
 
     def query(self, schema_cls=None):
-        return self.load(self._declared("query", schema_cls), _refuse_unsafe_text(self.request.args.to_dict()))
+        return self.load(
+            self._declared("query", schema_cls), _refuse_unsafe_text(self.request.args.to_dict())
+        )
 
     def body(self, schema_cls=None):
         return self.load(self._declared("body", schema_cls), self.json_body())
@@ -82,7 +105,9 @@ class Context:
         declared = getattr(self.spec, part, None)
         if schema_cls is not None and declared is not None and schema_cls is not declared:
             # The OpenAPI document would describe another schema than the one enforced.
-            raise RuntimeError(f"{self.spec.path}: {part} schema {schema_cls.__name__} is not the declared one")
+            raise RuntimeError(
+                f"{self.spec.path}: {part} schema {schema_cls.__name__} is not the declared one"
+            )
         return schema_cls or declared
 
 
@@ -93,13 +118,19 @@ FIXES = errors.FIXES
 def with_fixes(details, schema=None):
     """`details` (field path -> messages) with marshmallow's defaults replaced by messages
     that name the fix; an unknown field lists the fields the request accepts."""
-    accepted = ", ".join(sorted(field.data_key or name for name, field in schema.fields.items())
-                         ) if schema is not None else ""
+    accepted = (
+        ", ".join(sorted(field.data_key or name for name, field in schema.fields.items()))
+        if schema is not None
+        else ""
+    )
     fixed = {}
     for path, messages in details.items():
-        fixed[path] = [f"Unknown field: remove it (accepted here: {accepted})."
-                       if message == "Unknown field." and accepted else FIXES.get(message, message)
-                       for message in messages]
+        fixed[path] = [
+            f"Unknown field: remove it (accepted here: {accepted})."
+            if message == "Unknown field." and accepted
+            else FIXES.get(message, message)
+            for message in messages
+        ]
     return fixed
 
 
@@ -108,9 +139,17 @@ def _refuse_unsafe_text(data):
     edge refuses it clearly instead of a service failing on it."""
     unsafe = _unsafe_text(data)
     if unsafe:
-        raise ApiError(400, "validation_failed", f"Invalid {unsafe}: see details for what to change.",
-                       {unsafe: ["Contains a NUL character or an unpaired surrogate: remove it "
-                                 "(send plain UTF-8 text)."]})
+        raise ApiError(
+            400,
+            "validation_failed",
+            f"Invalid {unsafe}: see details for what to change.",
+            {
+                unsafe: [
+                    "Contains a NUL character or an unpaired surrogate: remove it "
+                    "(send plain UTF-8 text)."
+                ]
+            },
+        )
     return data
 
 
@@ -139,11 +178,11 @@ class RouteSpec:
     handler: object
     roles: tuple = None
     audit: bool = False
-    query: type = None       # marshmallow schema of the query string
-    body: object = None      # marshmallow schema of the JSON body (or a JSON schema dict)
-    status: int = 200        # the success status
+    query: type = None  # marshmallow schema of the query string
+    body: object = None  # marshmallow schema of the JSON body (or a JSON schema dict)
+    status: int = 200  # the success status
     content_type: str = "application/json"
-    public: bool = True      # listed in the OpenAPI document
+    public: bool = True  # listed in the OpenAPI document
 
 
 ROUTES = []
@@ -152,7 +191,9 @@ ROUTES = []
 def route(method, path, roles=None, audit=False, **spec):
     """Declare a route; roles=None means anyone (health, metrics, login, the portal's files).
     `spec`: query=, body=, status=, content_type=, public= (see RouteSpec)."""
+
     def register(handler):
         ROUTES.append(RouteSpec(method, path, handler, roles, audit, **spec))
         return handler
+
     return register

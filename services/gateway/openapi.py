@@ -4,13 +4,14 @@ Every `@route` names its roles, its query and body schemas (the marshmallow clas
 handler validates with) and its success status; this module turns those into the document
 served at /api/v1/openapi.json. A route added anywhere is documented by being declared.
 """
+
 import re
 
 from marshmallow import fields, validate
 
 from services.gateway.auth import ROLES, role_allows
 from services.gateway.http import ROUTES
-from shared import events
+from shared import events, phones, schema_fields
 
 TITLE = "HCRM gateway"
 VERSION = "1.0.0"
@@ -18,21 +19,41 @@ DOCUMENTED_ROOTS = ("/api/", "/healthz", "/readyz", "/metrics")
 PATH_PARAM = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
 
 ERROR = {
-    "type": "object", "required": ["error"], "additionalProperties": False,
-    "properties": {"error": {
-        "type": "object", "required": ["code", "message", "details"], "additionalProperties": False,
-        "properties": {"code": {"type": "string"}, "message": {"type": "string"},
-                       "details": {"type": "object"}}}},
+    "type": "object",
+    "required": ["error"],
+    "additionalProperties": False,
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "details"],
+            "additionalProperties": False,
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {"type": "object"},
+            },
+        }
+    },
 }
-LISTED = {"type": "object", "required": ["items", "total"],
-          "properties": {"items": {"type": "array", "items": {"type": "object"}},
-                         "total": {"type": "integer", "minimum": 0}}}
-ERROR_TEXT = {400: "Invalid input: details maps each field path to its messages",
-              401: "Missing, invalid or expired credentials", 403: "The role may not use this route",
-              404: "Unknown id", 409: "Conflict: taken slot, illegal state change, or a conflicting duplicate event",
-              413: "Body over the limit", 415: "The body's Content-Type is not one the route accepts",
-              429: "Too many requests (rate limit or login throttle)",
-              503: "A service or the broker is unavailable; details.service names it"}
+LISTED = {
+    "type": "object",
+    "required": ["items", "total"],
+    "properties": {
+        "items": {"type": "array", "items": {"type": "object"}},
+        "total": {"type": "integer", "minimum": 0},
+    },
+}
+ERROR_TEXT = {
+    400: "Invalid input: details maps each field path to its messages",
+    401: "Missing, invalid or expired credentials",
+    403: "The role may not use this route",
+    404: "Unknown id",
+    409: "Conflict: taken slot, illegal state change, or a conflicting duplicate event",
+    413: "Body over the limit",
+    415: "The body's Content-Type is not one the route accepts",
+    429: "Too many requests (rate limit or login throttle)",
+    503: "A service or the broker is unavailable; details.service names it",
+}
 
 
 def field_schema(field):
@@ -42,7 +63,7 @@ def field_schema(field):
         schema = object_schema(nested)
     elif isinstance(field, fields.List):
         schema = {"type": "array", "items": field_schema(field.inner)}
-    elif isinstance(field, (fields.Boolean, events.StrictBoolean)):
+    elif isinstance(field, (fields.Boolean, schema_fields.StrictBoolean)):
         schema = {"type": "boolean"}
     elif isinstance(field, fields.Integer):
         schema = {"type": "integer"}
@@ -56,11 +77,15 @@ def field_schema(field):
         schema = {"type": "object"}
     else:
         schema = {"type": "string"}
-    if isinstance(field, events.Phone):
-        schema["pattern"] = events.PHONE_PATTERN.pattern
+    if isinstance(field, schema_fields.Phone):
+        schema["pattern"] = phones.PHONE_PATTERN.pattern
     for rule in field.validators:
         if isinstance(rule, validate.Length):
-            low, high = ("minItems", "maxItems") if schema.get("type") == "array" else ("minLength", "maxLength")
+            low, high = (
+                ("minItems", "maxItems")
+                if schema.get("type") == "array"
+                else ("minLength", "maxLength")
+            )
             if rule.min is not None:
                 schema[low] = rule.min
             if rule.max is not None:
@@ -96,14 +121,19 @@ def object_schema(schema_cls, strict=None):
             required.append(key)
     if required:
         body["required"] = required
-    unknown = getattr(schema_cls.Meta, "unknown", None) if strict is None else ("raise" if strict else None)
+    unknown = (
+        getattr(schema_cls.Meta, "unknown", None)
+        if strict is None
+        else ("raise" if strict else None)
+    )
     if unknown == "raise":
         body["additionalProperties"] = False  # mass assignment is refused with 400
     return body
 
 
 def event_body():
-    """POST /api/v1/events: one inbound event of docs/EVENTS.md, the envelope with its typed data."""
+    """POST /api/v1/events: one inbound event of docs/EVENTS.md, the envelope with its typed
+    data."""
     variants = []
     for event_type, data_schema in events.DATA_SCHEMAS.items():
         envelope = object_schema(events.EnvelopeSchema, strict=False)
@@ -114,13 +144,25 @@ def event_body():
 
 
 def _parameters(spec):
-    params = [{"name": name, "in": "path", "required": True,
-               "schema": {"type": "string", "minLength": 1, "maxLength": 64}}
-              for name in PATH_PARAM.findall(spec.path)]
+    params = [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+        }
+        for name in PATH_PARAM.findall(spec.path)
+    ]
     if spec.query is not None:
         for name, field in spec.query._declared_fields.items():
-            params.append({"name": field.data_key or name, "in": "query",
-                           "required": bool(field.required), "schema": field_schema(field)})
+            params.append(
+                {
+                    "name": field.data_key or name,
+                    "in": "query",
+                    "required": bool(field.required),
+                    "schema": field_schema(field),
+                }
+            )
     return params
 
 
@@ -144,37 +186,55 @@ def _responses(spec):
         codes.add(415)
     if PATH_PARAM.search(spec.path):
         codes.add(404)
-    if (spec.method == "POST" and PATH_PARAM.search(spec.path) or spec.status == 201
-            or spec.path == "/api/v1/events"):  # v1.1: a conflicting duplicate
+    if (
+        (spec.method == "POST" and PATH_PARAM.search(spec.path))
+        or spec.status == 201
+        or spec.path == "/api/v1/events"
+    ):  # v1.1: a conflicting duplicate
         codes.add(409)
-    if spec.path.startswith("/api/v1/") and spec.path != "/api/v1/auth/token" or spec.path == "/readyz":
+    if (
+        spec.path.startswith("/api/v1/") and spec.path != "/api/v1/auth/token"
+    ) or spec.path == "/readyz":
         codes.add(503)
     responses = {str(spec.status): ok}
     for code in sorted(codes):
-        responses[str(code)] = {"description": ERROR_TEXT[code],
-                                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        responses[str(code)] = {
+            "description": ERROR_TEXT[code],
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
     if spec.path == "/readyz":
-        responses["503"] = {"description": "Something is down: `down` names it",
-                            "content": {"application/json": {"schema": {"type": "object"}}}}
+        responses["503"] = {
+            "description": "Something is down: `down` names it",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
     return responses
 
 
 def _operation(spec):
     doc = (spec.handler.__doc__ or spec.handler.__name__.replace("_", " ")).strip()
-    operation = {"operationId": f"{spec.method.lower()}_{spec.handler.__name__}",
-                 "summary": doc.splitlines()[0],
-                 "tags": [spec.path.split("/")[3] if spec.path.startswith("/api/v1/") else "operations"],
-                 "parameters": _parameters(spec), "responses": _responses(spec)}
+    operation = {
+        "operationId": f"{spec.method.lower()}_{spec.handler.__name__}",
+        "summary": doc.splitlines()[0],
+        "tags": [spec.path.split("/")[3] if spec.path.startswith("/api/v1/") else "operations"],
+        "parameters": _parameters(spec),
+        "responses": _responses(spec),
+    }
     if spec.roles is None:
         operation["security"] = []
     else:
         allowed = [role for role in ROLES if role_allows(role, spec.roles)]
-        operation["description"] = "Roles: " + ", ".join(allowed) + "." + (
-            " Every call is written to the audit log." if spec.audit else "")
+        operation["description"] = (
+            "Roles: "
+            + ", ".join(allowed)
+            + "."
+            + (" Every call is written to the audit log." if spec.audit else "")
+        )
     if spec.body is not None:
         schema = spec.body if isinstance(spec.body, dict) else object_schema(spec.body)
-        operation["requestBody"] = {"required": True,
-                                    "content": _request_content(spec) or {"application/json": {"schema": schema}}}
+        operation["requestBody"] = {
+            "required": True,
+            "content": _request_content(spec) or {"application/json": {"schema": schema}},
+        }
     return operation
 
 
@@ -194,18 +254,31 @@ def document(server_url=None):
     _link_created_resources(paths)
     doc = {
         "openapi": "3.0.3",
-        "info": {"title": TITLE, "version": VERSION,
-                 "description": "The staff and integration API of HCRM (docs/API.md). "
-                                "Errors: {\"error\": {\"code\", \"message\", \"details\"}}. "
-                                "Lists: ?limit= (max 500) and ?offset=, answer {items, total}."},
+        "info": {
+            "title": TITLE,
+            "version": VERSION,
+            "description": "The staff and integration API of HCRM (docs/API.md). "
+            'Errors: {"error": {"code", "message", "details"}}. '
+            "Lists: ?limit= (max 500) and ?offset=, answer {items, total}.",
+        },
         "paths": dict(sorted(paths.items())),
         "components": {
             "schemas": {"Error": ERROR},
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-                           "description": "POST /api/v1/auth/token"},
-                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
-                           "description": "An integration key created by an admin"}}},
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "POST /api/v1/auth/token",
+                },
+                "apiKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-API-Key",
+                    "description": "An integration key created by an admin",
+                },
+            },
+        },
         "security": [{"bearer": []}, {"apiKey": []}],
     }
     if server_url:
@@ -228,6 +301,7 @@ def _link_created_resources(paths):
             for operation in other_operations.values():
                 links[operation["operationId"]] = {
                     "operationId": operation["operationId"],
-                    "parameters": {match.group(1): f"$response.body#/{match.group(1)}"}}
+                    "parameters": {match.group(1): f"$response.body#/{match.group(1)}"},
+                }
         if links:
             created["links"] = links

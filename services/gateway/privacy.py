@@ -11,15 +11,15 @@ and keeps each request's query string (a search by phone or name).
 - the retention timer: a daemon thread per gateway worker deletes audit entries older than
   `audit_retention_days` (a conditional delete, harmless when two workers run it at once).
 """
+
 import logging
 import random
 import threading
 import time
-
 import urllib.parse
 
+from shared.clock import utcnow
 from shared.log import mask_name, mask_phone, mask_text
-from shared.messaging import utcnow
 from shared.privacy import ERASED_TEXT, cutoff, mentions
 
 log = logging.getLogger("hcrm.gateway")
@@ -27,15 +27,21 @@ log = logging.getLogger("hcrm.gateway")
 
 # Query parameters that name a person (a patient search): the audit keeps that a search was
 # made and its shape, not for whom (the record then opened is audited by its patient id).
-NAMING_PARAMS = {"q": mask_name, "name": mask_name, "phone": mask_phone,
-                 "mrn": lambda mrn: str(mrn)[:2] + "*" * max(len(str(mrn)) - 2, 1)}
+NAMING_PARAMS = {
+    "q": mask_name,
+    "name": mask_name,
+    "phone": mask_phone,
+    "mrn": lambda mrn: str(mrn)[:2] + "*" * max(len(str(mrn)) - 2, 1),
+}
 
 
 def audit_query(args):
     """The query string as the audit keeps it: a searched name, phone or MRN masked, any other
     phone-like number in a value masked too; None for no query."""
-    pairs = [(key, NAMING_PARAMS[key](value) if key in NAMING_PARAMS else mask_text(value))
-             for key, value in args.items(multi=True)]
+    pairs = [
+        (key, NAMING_PARAMS[key](value) if key in NAMING_PARAMS else mask_text(value))
+        for key, value in args.items(multi=True)
+    ]
     return urllib.parse.urlencode(pairs, safe="*")[:500] or None
 
 
@@ -51,10 +57,16 @@ def forget_in_audit(db, secrets, mrns, patient_id):
     patient id to find it by), and they go with the audit's retention period."""
     changed = 0
     for mrn in mrns:
-        changed += db.audit.update_many({"patient_id": f"mrn:{mrn}"}, {"$set": {"patient_id": patient_id}}).modified_count
-    for entry in db.audit.find({"query_masked": {"$exists": False}, "query": {"$ne": None}}, {"query": 1}):
+        changed += db.audit.update_many(
+            {"patient_id": f"mrn:{mrn}"}, {"$set": {"patient_id": patient_id}}
+        ).modified_count
+    for entry in db.audit.find(
+        {"query_masked": {"$exists": False}, "query": {"$ne": None}}, {"query": 1}
+    ):
         if mentions(entry.get("query"), secrets):
-            changed += db.audit.update_one({"_id": entry["_id"]}, {"$set": {"query": ERASED_TEXT}}).modified_count
+            changed += db.audit.update_one(
+                {"_id": entry["_id"]}, {"$set": {"query": ERASED_TEXT}}
+            ).modified_count
     return changed
 
 
@@ -75,6 +87,7 @@ def start_audit_retention(store, config):
                     log.info("audit entries past their retention deleted", extra={"count": deleted})
             except Exception as exc:  # the store is away: next time
                 log.warning("audit retention failed", extra={"reason": f"{exc.__class__.__name__}"})
+
     thread = threading.Thread(target=run, name="audit-retention", daemon=True)
     thread.start()
     return thread

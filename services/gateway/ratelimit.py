@@ -4,6 +4,7 @@ OWASP API4 (unrestricted resource consumption): one caller cannot starve the oth
 buckets live in each gateway process, so with W workers and R replicas a caller gets at most
 W×R times the configured rate; the Ingress carries the cluster-wide limit (k8s/).
 """
+
 import threading
 import time
 
@@ -33,7 +34,10 @@ class RateLimiter:
 
     def _forget_full(self, now):
         # A bucket that has refilled holds nothing worth keeping: drop it to bound memory.
-        full = [c for c, (t, last) in self._buckets.items()
-                if t + (now - last) * self.rate >= self.burst]
+        full = [
+            c
+            for c, (t, last) in self._buckets.items()
+            if t + (now - last) * self.rate >= self.burst
+        ]
         for caller in full:
             del self._buckets[caller]

@@ -1,9 +1,9 @@
 """Marshmallow schemas at the HTTP edge: query strings and bodies the gateway accepts."""
+
 from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
 
 from services.gateway.auth import ROLES
-
-MAX_PAGE = 500
+from shared.paging import MAX_PAGE
 
 
 class PageQuery(Schema):
@@ -32,11 +32,19 @@ class UserCreate(Schema):
     class Meta:
         unknown = RAISE
 
-    username = fields.String(required=True, validate=validate.Regexp(
-        r"^[A-Za-z0-9_.@-]{3,64}$",
-        error="3 to 64 letters, digits or the characters . _ @ -, such as li.na."))
-    password = fields.String(required=True, validate=validate.Length(
-        min=10, max=256, error="10 to 256 characters: choose a longer password."))
+    username = fields.String(
+        required=True,
+        validate=validate.Regexp(
+            r"^[A-Za-z0-9_.@-]{3,64}$",
+            error="3 to 64 letters, digits or the characters . _ @ -, such as li.na.",
+        ),
+    )
+    password = fields.String(
+        required=True,
+        validate=validate.Length(
+            min=10, max=256, error="10 to 256 characters: choose a longer password."
+        ),
+    )
     role = fields.String(required=True, validate=validate.OneOf(ROLES))
 
 
@@ -44,9 +52,13 @@ class ApiKeyCreate(Schema):
     class Meta:
         unknown = RAISE
 
-    name = fields.String(required=True, validate=validate.Regexp(
-        r"^[A-Za-z0-9_. -]{3,64}$",
-        error="3 to 64 letters, digits, spaces or the characters . _ -, such as his-feed."))
+    name = fields.String(
+        required=True,
+        validate=validate.Regexp(
+            r"^[A-Za-z0-9_. -]{3,64}$",
+            error="3 to 64 letters, digits, spaces or the characters . _ -, such as his-feed.",
+        ),
+    )
 
 
 class AuditQuery(PageQuery):

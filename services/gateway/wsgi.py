@@ -1,4 +1,5 @@
 """gunicorn entry point: `gunicorn -c deploy/gunicorn.conf.py services.gateway.wsgi:app`."""
+
 import sys
 
 from services.gateway.app import create_app

@@ -1,21 +1,22 @@
 """`hcrm hl7 send FILE…` and `hcrm hl7 replay`: the tools of whoever runs an HL7 feed.
 
-  hcrm hl7 send FILE… [--host H] [--port P] [--timeout S]
-      An MLLP client. A file holds one message or many, one after another: separated by blank
-      lines or simply by their MSH segments, with segments ending in \\r, \\n or \\r\\n (lines
-      starting with # are comments). Each message is sent, its ACK awaited, then the next;
-      one line is printed per message: control id, trigger, ACK code, text. The exit status
-      is 1 if any message was answered AE or AR or not at all, 2 if nothing could be sent.
+hcrm hl7 send FILE… [--host H] [--port P] [--timeout S]
+    An MLLP client. A file holds one message or many, one after another: separated by blank
+    lines or simply by their MSH segments, with segments ending in \\r, \\n or \\r\\n (lines
+    starting with # are comments). Each message is sent, its ACK awaited, then the next;
+    one line is printed per message: control id, trigger, ACK code, text. The exit status
+    is 1 if any message was answered AE or AR or not at all, 2 if nothing could be sent.
 
-  hcrm hl7 replay [--since ISO] [--control-id X] [--dry-run]
-      Derive the events of the stored messages again through the current mapping (after a
-      mapping table was fixed) and publish them with the same event ids (RPC hl7.replay).
-      What intake makes of them: an unchanged event is a duplicate, a no-op; an event intake
-      never recorded (its message was answered AE, or intake refused it then) is recorded now;
-      a CHANGED event is a conflicting duplicate: intake keeps the version it recorded first and
-      puts the new one in hospital.events.rejected (`hcrm dlq show hospital.events.rejected`).
-      The first ACK a sender got is never changed. --dry-run counts without publishing.
+hcrm hl7 replay [--since ISO] [--control-id X] [--dry-run]
+    Derive the events of the stored messages again through the current mapping (after a
+    mapping table was fixed) and publish them with the same event ids (RPC hl7.replay).
+    What intake makes of them: an unchanged event is a duplicate, a no-op; an event intake
+    never recorded (its message was answered AE, or intake refused it then) is recorded now;
+    a CHANGED event is a conflicting duplicate: intake keeps the version it recorded first and
+    puts the new one in hospital.events.rejected (`hcrm dlq show hospital.events.rejected`).
+    The first ACK a sender got is never changed. --dry-run counts without publishing.
 """
+
 import os
 import re
 import socket
@@ -26,8 +27,13 @@ from services.hl7.mllp import MESSAGE, MllpDecoder, encode
 
 DEFAULT_PORT = 2575
 # MSH-18 names -> Python codecs, to print what an ACK says.
-CHARSETS = {b"UNICODE UTF-8": "utf-8", b"GB 18030-2000": "gb18030", b"GB18030": "gb18030",
-            b"8859/1": "iso-8859-1", b"ASCII": "ascii"}
+CHARSETS = {
+    b"UNICODE UTF-8": "utf-8",
+    b"GB 18030-2000": "gb18030",
+    b"GB18030": "gb18030",
+    b"8859/1": "iso-8859-1",
+    b"ASCII": "ascii",
+}
 
 
 # -- files of messages ---------------------------------------------------------------------------
@@ -62,6 +68,7 @@ def header_fields(message):
 
     def field(n):  # MSH-n: MSH-1 is the separator itself, so MSH-n is fields[n - 1]
         return fields[n - 1] if len(fields) >= n else b""
+
     trigger = b"^".join(field(9).split(component)[:2]).decode("ascii", "replace") or "?"
     charset = CHARSETS.get(field(18).split(b"~")[0].strip().upper(), "utf-8")
     return field(10).decode("ascii", "replace") or "?", trigger, charset
@@ -124,7 +131,7 @@ class MllpClient:
                 for frame in self.decoder.feed(data):
                     if frame.kind == MESSAGE:
                         return frame.payload
-        except socket.timeout:
+        except TimeoutError:
             self.close()
             raise NoAnswer(f"no ACK within {self.timeout:g}s") from None
         except (OSError, NoAnswer):
@@ -171,14 +178,23 @@ def replay(amqp_uri, since=None, control_id=None, dry_run=False, timeout=120.0, 
     from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
     from nameko.standalone.rpc import ClusterRpcProxy
 
-    totals = {"messages": 0, "events": 0, "new": 0, "changed": 0, "unchanged": 0, "failed": 0,
-              "ignored": 0, "skipped": 0}
+    totals = {
+        "messages": 0,
+        "events": 0,
+        "new": 0,
+        "changed": 0,
+        "unchanged": 0,
+        "failed": 0,
+        "ignored": 0,
+        "skipped": 0,
+    }
     changed, failures, after = [], [], None
     try:
         with ClusterRpcProxy({"AMQP_URI": amqp_uri, "serializer": "json"}, timeout=timeout) as rpc:
             while True:
-                page = rpc.hl7.replay(since=since, control_id=control_id, after=after, limit=200,
-                                      dry_run=dry_run)
+                page = rpc.hl7.replay(
+                    since=since, control_id=control_id, after=after, limit=200, dry_run=dry_run
+                )
                 for key in totals:
                     totals[key] += page[key]
                 changed += page["changed_events"]
@@ -190,25 +206,38 @@ def replay(amqp_uri, since=None, control_id=None, dry_run=False, timeout=120.0, 
         print("hcrm hl7 replay: the hl7 service is not running", file=sys.stderr)
         return 2
     except RpcTimeout:
-        print(f"hcrm hl7 replay: no answer from the hl7 service within {timeout:g}s", file=sys.stderr)
+        print(
+            f"hcrm hl7 replay: no answer from the hl7 service within {timeout:g}s", file=sys.stderr
+        )
         return 2
     except RemoteError as exc:
         print(f"hcrm hl7 replay: {exc.value}", file=sys.stderr)
         return 2
     verb = "would publish" if dry_run else "published"
-    print(f"{totals['messages']} stored message(s) read; {verb} {totals['events']} event(s): "
-          f"{totals['new']} new, {totals['unchanged']} unchanged (a no-op for intake), "
-          f"{totals['changed']} changed; {totals['failed']} still failing, "
-          f"{totals['ignored']} ignored trigger(s), {totals['skipped']} oversized (not kept whole)", file=out)
+    print(
+        f"{totals['messages']} stored message(s) read; {verb} {totals['events']} event(s): "
+        f"{totals['new']} new, {totals['unchanged']} unchanged (a no-op for intake), "
+        f"{totals['changed']} changed; {totals['failed']} still failing, "
+        f"{totals['ignored']} ignored trigger(s), {totals['skipped']} oversized (not kept whole)",
+        file=out,
+    )
     if totals["changed"]:
-        print("Changed events keep the id of the version intake recorded first: intake keeps that "
-              "version and puts the new one in hospital.events.rejected as a conflicting duplicate "
-              "(hcrm dlq show hospital.events.rejected). To change a recorded fact, the hospital "
-              "system sends a correction (A08, A11, A13).", file=out)
+        print(
+            "Changed events keep the id of the version intake recorded first: intake keeps that "
+            "version and puts the new one in hospital.events.rejected as a conflicting duplicate "
+            "(hcrm dlq show hospital.events.rejected). To change a recorded fact, the hospital "
+            "system sends a correction (A08, A11, A13).",
+            file=out,
+        )
         for entry in changed[:20]:
-            print(f"  changed: {entry['control_id']}\t{entry['event_type']}\t{entry['event_id']}", file=out)
+            print(
+                f"  changed: {entry['control_id']}\t{entry['event_type']}\t{entry['event_id']}",
+                file=out,
+            )
     for entry in failures[:20]:
-        print(f"  still failing: {entry['control_id']}\t{entry['code']}\t{entry['reason']}", file=out)
+        print(
+            f"  still failing: {entry['control_id']}\t{entry['code']}\t{entry['reason']}", file=out
+        )
     return 0
 
 
@@ -218,10 +247,16 @@ def main(args):
         return send_files(args.files, args.host, port, args.timeout)
     from services.hl7.config import Hl7Config
     from shared.config import ConfigError, load_config
+
     try:
         config = load_config("hl7", Hl7Config)
     except ConfigError as exc:
         print(f"hcrm hl7 replay: {exc}", file=sys.stderr)
         return 2
-    return replay(config["amqp_uri"], since=args.since, control_id=args.control_id,
-                  dry_run=args.dry_run, timeout=args.timeout)
+    return replay(
+        config["amqp_uri"],
+        since=args.since,
+        control_id=args.control_id,
+        dry_run=args.dry_run,
+        timeout=args.timeout,
+    )

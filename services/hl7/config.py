@@ -5,6 +5,7 @@ stops the process with a message naming the key.
 The tables come from the `hl7:` section of the YAML file, or from the environment as JSON
 (HL7_DEPARTMENTS='{"0101": "心内科"}', HL7_MRN_TYPE_CODES=MR,MEDREC).
 """
+
 import codecs
 import json
 
@@ -26,8 +27,11 @@ class EnvDict(fields.Dict):
 
 
 def _table(**kwargs):
-    return EnvDict(keys=fields.String(validate=validate.Length(min=1, max=64)),
-                   values=fields.String(validate=validate.Length(min=1, max=100)), **kwargs)
+    return EnvDict(
+        keys=fields.String(validate=validate.Length(min=1, max=64)),
+        values=fields.String(validate=validate.Length(min=1, max=100)),
+        **kwargs,
+    )
 
 
 class Hl7Config(BaseConfig):
@@ -36,8 +40,9 @@ class Hl7Config(BaseConfig):
     host = fields.String(load_default="127.0.0.1", validate=validate.Length(min=1))
     port = fields.Integer(load_default=2575, validate=validate.Range(min=1, max=65535))
     # docs/HL7.md: a frame over 1 MiB is answered AR (when its header is readable) or dropped.
-    max_frame_bytes = fields.Integer(load_default=1024 * 1024,
-                                     validate=validate.Range(min=1024, max=16 * 1024 * 1024))
+    max_frame_bytes = fields.Integer(
+        load_default=1024 * 1024, validate=validate.Range(min=1024, max=16 * 1024 * 1024)
+    )
     # Connections may be idle for hours; one silent this long (a peer that vanished without
     # closing) is closed. 0 = never. TCP keepalive is on as well.
     idle_timeout_s = fields.Float(load_default=24 * 3600.0, validate=validate.Range(min=0))
@@ -51,11 +56,15 @@ class Hl7Config(BaseConfig):
     # The `source` of every event the listener publishes (intake deduplicates per source).
     source = fields.String(load_default="hl7", validate=validate.Length(min=1, max=64))
     # The PID-3 repetition whose identifier type (CX-5) is one of these is the MRN.
-    mrn_type_codes = EnvList(fields.String(validate=validate.Length(min=1, max=20)),
-                             load_default=["MR"], validate=validate.Length(min=1))
+    mrn_type_codes = EnvList(
+        fields.String(validate=validate.Length(min=1, max=20)),
+        load_default=["MR"],
+        validate=validate.Length(min=1),
+    )
     # Where set, the MRN repetition must also carry this assigning authority (CX-4).
-    mrn_assigning_authority = fields.String(load_default=None, allow_none=True,
-                                            validate=validate.Length(min=1, max=64))
+    mrn_assigning_authority = fields.String(
+        load_default=None, allow_none=True, validate=validate.Length(min=1, max=64)
+    )
     # PV1-3 point of care / PV1-10 hospital service code -> department name.
     departments = _table(load_default=dict)
     # The next tables are merged over the mapping's defaults (services/hl7/mapping.py): a code
@@ -68,8 +77,9 @@ class Hl7Config(BaseConfig):
     # PID-8 sex -> male, female, other or unknown (default HL7 table 0001, 1/2, 男/女).
     genders = _table(load_default=None, allow_none=True)
     # PV1-13 re-admission indicator values that make an A04 a return visit.
-    readmission_codes = EnvList(fields.String(validate=validate.Length(min=1, max=20)),
-                                load_default=["R"])
+    readmission_codes = EnvList(
+        fields.String(validate=validate.Length(min=1, max=20)), load_default=["R"]
+    )
     # PV1-14 admit source code -> the contract's source_channel of a PatientVisited.
     patient_sources = _table(load_default=dict)
     # The character set of a message whose MSH-18 is empty.
@@ -90,7 +100,9 @@ class Hl7Config(BaseConfig):
             mapping_settings(data)
         except ValueError as exc:
             key = str(exc).split(":", 1)[0]
-            raise ValidationError(str(exc).split(": ", 1)[-1], key if key in self.fields else "_schema") from None
+            raise ValidationError(
+                str(exc).split(": ", 1)[-1], key if key in self.fields else "_schema"
+            ) from None
 
     @validates("host")
     def _no_scheme(self, value, **kwargs):
@@ -98,12 +110,23 @@ class Hl7Config(BaseConfig):
             raise ValidationError("An address or a host name, without a scheme.")
 
 
-MAPPING_KEYS = ("source", "timezone", "mrn_type_codes", "mrn_assigning_authority", "departments",
-                "dispositions", "patient_classes", "genders", "readmission_codes", "patient_sources",
-                "default_charset")
+MAPPING_KEYS = (
+    "source",
+    "timezone",
+    "mrn_type_codes",
+    "mrn_assigning_authority",
+    "departments",
+    "dispositions",
+    "patient_classes",
+    "genders",
+    "readmission_codes",
+    "patient_sources",
+    "default_charset",
+)
 
 
 def mapping_settings(config):
     """The mapping's settings (services/hl7/mapping.py MappingSettings) from the config."""
     from services.hl7.mapping import MappingSettings
+
     return MappingSettings(**{key: config[key] for key in MAPPING_KEYS if key in config})

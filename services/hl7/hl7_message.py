@@ -11,6 +11,7 @@ characters, identity"):
 - HL7 times (TS/DTM) to aware datetimes, in the hospital's zone when they carry no offset;
 - errors that name the segment and field, with their ERR location (`PID^1^3`).
 """
+
 import codecs
 import dataclasses
 import datetime
@@ -48,13 +49,27 @@ STANDARD_DELIMITERS = "|^~\\&"  # field, component, repetition, escape, subcompo
 # MSH-18 (HL7 table 0211, plus the names Chinese HIS actually send) -> Python codec.
 # GBK and GB2312 are subsets of GB18030, so decoding them as GB18030 is exact.
 CHARSETS = {
-    "ASCII": "ascii", "ISO IR6": "ascii",
-    "8859/1": "latin-1", "ISO IR100": "latin-1", "8859/2": "iso8859-2", "8859/5": "iso8859-5",
-    "8859/7": "iso8859-7", "8859/9": "iso8859-9", "8859/15": "iso8859-15",
-    "UNICODE UTF-8": "utf-8", "UTF-8": "utf-8", "UTF8": "utf-8", "ISO IR192": "utf-8",
-    "GB 18030-2000": "gb18030", "GB 18030-2005": "gb18030", "GB18030": "gb18030",
-    "GB 18030": "gb18030", "GBK": "gb18030", "GB2312": "gb18030",
-    "BIG-5": "big5", "BIG5": "big5",
+    "ASCII": "ascii",
+    "ISO IR6": "ascii",
+    "8859/1": "latin-1",
+    "ISO IR100": "latin-1",
+    "8859/2": "iso8859-2",
+    "8859/5": "iso8859-5",
+    "8859/7": "iso8859-7",
+    "8859/9": "iso8859-9",
+    "8859/15": "iso8859-15",
+    "UNICODE UTF-8": "utf-8",
+    "UTF-8": "utf-8",
+    "UTF8": "utf-8",
+    "ISO IR192": "utf-8",
+    "GB 18030-2000": "gb18030",
+    "GB 18030-2005": "gb18030",
+    "GB18030": "gb18030",
+    "GB 18030": "gb18030",
+    "GBK": "gb18030",
+    "GB2312": "gb18030",
+    "BIG-5": "big5",
+    "BIG5": "big5",
 }
 
 
@@ -70,7 +85,8 @@ class Hl7Error(Exception):
         self.reason = reason
         self.location = location
         self.error_code = error_code or (
-            UNSUPPORTED_MESSAGE_TYPE if code == "AR" else APPLICATION_ERROR)
+            UNSUPPORTED_MESSAGE_TYPE if code == "AR" else APPLICATION_ERROR
+        )
 
 
 def codec_of(charset):
@@ -82,7 +98,7 @@ def codec_of(charset):
         return known
     try:
         return codecs.lookup(charset).name
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a NUL in a damaged MSH-18
         return None
 
 
@@ -90,19 +106,20 @@ def codec_of(charset):
 class Header:
     """MSH as the ACK and the listener need it. Application and facility fields are the ER7
     text as sent (components included), so the ACK can echo them exactly."""
+
     sending_application: str
     sending_facility: str
     receiving_application: str
     receiving_facility: str
     control_id: str
-    message_type: str          # MSH-9.1, "ADT"
-    trigger: str               # MSH-9.2, "A04"
-    structure: str             # MSH-9.3, "ADT_A01" ("" before 2.3.1 or when not sent)
-    version: str               # MSH-12.1, "2.5"
-    charset: str | None        # MSH-18 (first repetition) as sent; None when absent
-    encoding: str              # the Python codec the message was decoded with
-    processing_id: str         # MSH-11.1, "P"
-    delimiters: str = STANDARD_DELIMITERS   # MSH-1 + MSH-2, so the ACK can use the same
+    message_type: str  # MSH-9.1, "ADT"
+    trigger: str  # MSH-9.2, "A04"
+    structure: str  # MSH-9.3, "ADT_A01" ("" before 2.3.1 or when not sent)
+    version: str  # MSH-12.1, "2.5"
+    charset: str | None  # MSH-18 (first repetition) as sent; None when absent
+    encoding: str  # the Python codec the message was decoded with
+    processing_id: str  # MSH-11.1, "P"
+    delimiters: str = STANDARD_DELIMITERS  # MSH-1 + MSH-2, so the ACK can use the same
 
 
 def _frame(raw):
@@ -110,7 +127,7 @@ def _frame(raw):
     order mark or surrounding whitespace."""
     body = bytes(raw).strip(b"\x0b\x1c\r\n\t ")
     if body.startswith(codecs.BOM_UTF8):
-        body = body[len(codecs.BOM_UTF8):]
+        body = body[len(codecs.BOM_UTF8) :]
     if b"\r" in body:
         return body.replace(b"\r\n", b"\r")
     return body.replace(b"\n", b"\r")
@@ -146,8 +163,7 @@ def _charset_guess(fields):
 
     if len(fields) > 18 and codec_of(value(18)):
         return codec_of(value(18))
-    return next((CHARSETS[value(i)] for i in range(19, len(fields)) if value(i) in CHARSETS),
-                None)
+    return next((CHARSETS[value(i)] for i in range(19, len(fields)) if value(i) in CHARSETS), None)
 
 
 def _text_field(msh, index):
@@ -159,13 +175,20 @@ def _header(message, encoding):
     typed = Segment(msh, 1, Escapes(encoding), message.esc)
     charset = typed.text(18) or None
     return Header(
-        sending_application=_text_field(msh, 3), sending_facility=_text_field(msh, 4),
-        receiving_application=_text_field(msh, 5), receiving_facility=_text_field(msh, 6),
-        control_id=typed.text(10), message_type=typed.text(9, 1).upper(),
-        trigger=typed.text(9, 2).upper(), structure=typed.text(9, 3).upper(),
-        version=typed.text(12), charset=charset, encoding=encoding,
+        sending_application=_text_field(msh, 3),
+        sending_facility=_text_field(msh, 4),
+        receiving_application=_text_field(msh, 5),
+        receiving_facility=_text_field(msh, 6),
+        control_id=typed.text(10),
+        message_type=typed.text(9, 1).upper(),
+        trigger=typed.text(9, 2).upper(),
+        structure=typed.text(9, 3).upper(),
+        version=typed.text(12),
+        charset=charset,
+        encoding=encoding,
         processing_id=typed.text(11),
-        delimiters=str(msh[1]) + str(msh[2])[:4])
+        delimiters=str(msh[1]) + str(msh[2])[:4],
+    )
 
 
 def _read(body, encoding, strict, label=None):
@@ -174,8 +197,12 @@ def _read(body, encoding, strict, label=None):
     try:
         text = body.decode(encoding, "strict" if strict else "replace")
     except UnicodeDecodeError as exc:
-        raise Hl7Error("AE", f"MSH-18: the message is not valid {label or encoding} text "
-                             f"(byte {exc.start})", "MSH^1^18", DATA_TYPE_ERROR) from None
+        raise Hl7Error(
+            "AE",
+            f"MSH-18: the message is not valid {label or encoding} text (byte {exc.start})",
+            "MSH^1^18",
+            DATA_TYPE_ERROR,
+        ) from None
     try:
         message = hl7.parse(text)
         return message, _header(message, encoding)
@@ -191,8 +218,12 @@ def _decode(raw, default_charset, strict):
     encoding = codec_of(header.charset) if header.charset else default
     if encoding is None:
         if strict:
-            raise Hl7Error("AR", f"MSH-18: unsupported character set {header.charset!r}",
-                           "MSH^1^18", APPLICATION_ERROR)
+            raise Hl7Error(
+                "AR",
+                f"MSH-18: unsupported character set {header.charset!r}",
+                "MSH^1^18",
+                APPLICATION_ERROR,
+            )
         encoding = guess
     if strict or encoding != guess:
         message, header = _read(body, encoding, strict, header.charset or default_charset)
@@ -208,6 +239,7 @@ def read_header(raw, default_charset="UTF-8"):
 @dataclasses.dataclass
 class Parsed:
     """A decoded message: its header and python-hl7's tree (`message`)."""
+
     header: Header
     message: hl7.Message
 
@@ -237,8 +269,12 @@ def parse(raw, default_charset="UTF-8"):
     message, header = _decode(raw, default_charset, strict=True)
     parsed = Parsed(header, message)
     if len(parsed.all("MSH")) > 1:
-        raise Hl7Error("AR", "MSH: more than one message in one frame (no batches)", "MSH^2",
-                       SEGMENT_SEQUENCE_ERROR)
+        raise Hl7Error(
+            "AR",
+            "MSH: more than one message in one frame (no batches)",
+            "MSH^2",
+            SEGMENT_SEQUENCE_ERROR,
+        )
     return parsed
 
 
@@ -254,8 +290,12 @@ class Escapes(dict):
     @staticmethod
     def _is_hex(key):
         digits = key[1:]
-        return (key[:1] == "X" and digits and len(digits) % 2 == 0
-                and all(c in "0123456789abcdefABCDEF" for c in digits))
+        return (
+            key[:1] == "X"
+            and digits
+            and len(digits) % 2 == 0
+            and all(c in "0123456789abcdefABCDEF" for c in digits)
+        )
 
     def __contains__(self, key):
         return super().__contains__(key) or self._is_hex(key)
@@ -333,8 +373,10 @@ class Repetition:
 
 
 # -- times ------------------------------------------------------------------------------------
-_TS = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.(\d{1,4}))?"
-                 r"(?:([+-])(\d{2})(\d{2}))?$")
+_TS = re.compile(
+    r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.(\d{1,4}))?"
+    r"(?:([+-])(\d{2})(\d{2}))?$"
+)
 
 
 def _ts_parts(segment, field, value):
@@ -351,7 +393,8 @@ def read_datetime(segment, field, zone, component=1):
     if not value:
         return None
     year, month, day, hour, minute, second, fraction, sign, off_h, off_m = _ts_parts(
-        segment, field, value)
+        segment, field, value
+    )
     if not day:
         raise segment.error(field, f"{value!r} is not precise to the day")
     try:
@@ -360,8 +403,15 @@ def read_datetime(segment, field, zone, component=1):
             offset = datetime.timedelta(hours=int(off_h), minutes=int(off_m))
             tz = datetime.timezone(-offset if sign == "-" else offset)
         return datetime.datetime(
-            int(year), int(month), int(day), int(hour or 0), int(minute or 0),
-            int(second or 0), int((fraction or "0").ljust(6, "0")), tzinfo=tz)
+            int(year),
+            int(month),
+            int(day),
+            int(hour or 0),
+            int(minute or 0),
+            int(second or 0),
+            int((fraction or "0").ljust(6, "0")),
+            tzinfo=tz,
+        )
     except ValueError as exc:
         raise segment.error(field, f"{value!r} is not a valid date/time ({exc})") from None
 

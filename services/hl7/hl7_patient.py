@@ -13,10 +13,11 @@ docs/HL7.md, "Versions, characters, identity":
   patient reported dead carries both on every event mapped from that message. A discharge
   additionally says `disposition: deceased` (mapping.py).
 """
+
 import re
 
 from services.hl7.hl7_message import REQUIRED_FIELD_MISSING, read_date
-from shared.events import PHONE_PATTERN, phone_digits
+from shared.phones import is_valid_phone
 
 # Han ideographs (all extensions), kana, Hangul, CJK radicals and compatibility ideographs.
 _CJK = re.compile("[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0003ffff]")
@@ -47,9 +48,14 @@ def mrn(pid, settings):
     authority). AE naming PID-3 when there is none."""
     types = {code.strip().upper() for code in settings.mrn_type_codes}
     for repetition in pid.repetitions(3):
-        if (repetition.text(1) and repetition.text(5).upper() in types
-                and (not settings.mrn_assigning_authority
-                     or _matches_authority(repetition, settings.mrn_assigning_authority))):
+        if (
+            repetition.text(1)
+            and repetition.text(5).upper() in types
+            and (
+                not settings.mrn_assigning_authority
+                or _matches_authority(repetition, settings.mrn_assigning_authority)
+            )
+        ):
             return _checked_mrn(pid, 3, repetition.text(1))
     raise pid.error(3, f"no identifier of type {_type_label(settings)}", REQUIRED_FIELD_MISSING)
 
@@ -71,8 +77,9 @@ def merged_mrn(mrg, pid, settings):
             return _checked_mrn(mrg, 1, repetition.text(1))
         if not repetition.text(5):
             untyped.append(repetition)
-    survivor = next((r for r in pid.repetitions(3)
-                     if r.text(1) and r.text(5).upper() in types), None)
+    survivor = next(
+        (r for r in pid.repetitions(3) if r.text(1) and r.text(5).upper() in types), None
+    )
     if survivor is not None and survivor.text(4, 1):
         for repetition in untyped:
             if repetition.text(4, 1) == survivor.text(4, 1):
@@ -105,13 +112,15 @@ def name(pid):
 
 def doctor(segment, field):
     """(id, name) of an XCN field's first repetition (PV1-7, AIP-3); either may be ''."""
-    return (segment.text(field, 1)[:64],
-            person_name(segment.text(field, 2, 1), segment.text(field, 3))[:100])
+    return (
+        segment.text(field, 1)[:64],
+        person_name(segment.text(field, 2, 1), segment.text(field, 3))[:100],
+    )
 
 
 def _phone_text(text):
     text = " ".join(_PHONE_NOISE.sub(" ", text).split())
-    if text and PHONE_PATTERN.match(text) and 3 <= len(phone_digits(text)) <= 20:
+    if text and is_valid_phone(text):
         return text
     return None
 

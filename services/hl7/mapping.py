@@ -31,49 +31,125 @@ Choices the contract leaves open (also in tests/hl7_samples/README.md):
 - A patient class outside the table is AE; a known class that the row does not cover (A04 of
   an inpatient, A01 of an outpatient, an outpatient A03 or A13) yields no event.
 """
+
 import dataclasses
 import functools
 import math
 import re
 
 from services.hl7.hl7_message import (
-    DATA_TYPE_ERROR, REQUIRED_FIELD_MISSING, SEGMENT_SEQUENCE_ERROR, TABLE_VALUE_NOT_FOUND,
-    UNSUPPORTED_MESSAGE_TYPE, UNSUPPORTED_VERSION, Header, Hl7Error, Parsed, codec_of, parse,
-    read_datetime, read_header, zone_of)
+    DATA_TYPE_ERROR,
+    REQUIRED_FIELD_MISSING,
+    SEGMENT_SEQUENCE_ERROR,
+    TABLE_VALUE_NOT_FOUND,
+    UNSUPPORTED_MESSAGE_TYPE,
+    UNSUPPORTED_VERSION,
+    Header,
+    Hl7Error,
+    Parsed,
+    codec_of,
+    parse,
+    read_datetime,
+    read_header,
+    zone_of,
+)
 from services.hl7.hl7_patient import died, doctor, merged_mrn, patient
 from shared.events import DISPOSITIONS, SOURCE_CHANNELS
 
-__all__ = ["Hl7Error", "Header", "Parsed", "MappingSettings", "read_header", "parse",
-           "to_events", "MAPPED_TRIGGERS"]
+__all__ = [
+    "MAPPED_TRIGGERS",
+    "Header",
+    "Hl7Error",
+    "MappingSettings",
+    "Parsed",
+    "parse",
+    "read_header",
+    "to_events",
+]
 
 SUPPORTED_VERSIONS = ((2, 3), (2, 8))  # MSH-12 major.minor, inclusive
 
 # PV1-36 discharge disposition (HL7 table 0112; and the 离院方式 codes of China's inpatient
 # front sheet, 1-5 and 9) -> the contract's disposition. Keys compare case-insensitively.
 DEFAULT_DISPOSITIONS = {
-    "01": "home", "06": "home", "08": "home", "HOME": "home",
-    "02": "transfer", "03": "transfer", "04": "transfer", "05": "transfer", "43": "transfer",
-    "51": "transfer", "61": "transfer", "62": "transfer", "63": "transfer", "64": "transfer",
-    "65": "transfer", "66": "transfer", "70": "transfer",
+    "01": "home",
+    "06": "home",
+    "08": "home",
+    "HOME": "home",
+    "02": "transfer",
+    "03": "transfer",
+    "04": "transfer",
+    "05": "transfer",
+    "43": "transfer",
+    "51": "transfer",
+    "61": "transfer",
+    "62": "transfer",
+    "63": "transfer",
+    "64": "transfer",
+    "65": "transfer",
+    "66": "transfer",
+    "70": "transfer",
     "07": "against_advice",
-    "20": "deceased", "40": "deceased", "41": "deceased", "42": "deceased",
-    "EXPIRED": "deceased", "DIED": "deceased",
-    "09": "other", "30": "other", "50": "other",
-    "1": "home", "2": "transfer", "3": "transfer", "4": "against_advice", "5": "deceased",
+    "20": "deceased",
+    "40": "deceased",
+    "41": "deceased",
+    "42": "deceased",
+    "EXPIRED": "deceased",
+    "DIED": "deceased",
+    "09": "other",
+    "30": "other",
+    "50": "other",
+    "1": "home",
+    "2": "transfer",
+    "3": "transfer",
+    "4": "against_advice",
+    "5": "deceased",
     "9": "other",
 }
 # PV1-2 patient class (HL7 table 0004) -> what the mapping rows need.
 PATIENT_CLASS_KINDS = ("outpatient", "emergency", "inpatient")
-DEFAULT_PATIENT_CLASSES = {"O": "outpatient", "R": "outpatient", "E": "emergency",
-                           "I": "inpatient", "B": "inpatient"}
+DEFAULT_PATIENT_CLASSES = {
+    "O": "outpatient",
+    "R": "outpatient",
+    "E": "emergency",
+    "I": "inpatient",
+    "B": "inpatient",
+}
 # PID-8 administrative sex (HL7 table 0001; GB/T 2261.1 codes 1/2 and the characters).
-DEFAULT_GENDERS = {"M": "male", "F": "female", "O": "other", "A": "other", "U": "unknown",
-                   "N": "unknown", "1": "male", "2": "female", "男": "male", "女": "female"}
+DEFAULT_GENDERS = {
+    "M": "male",
+    "F": "female",
+    "O": "other",
+    "A": "other",
+    "U": "unknown",
+    "N": "unknown",
+    "1": "male",
+    "2": "female",
+    "男": "male",
+    "女": "female",
+}
 # SCH-10 / AIS-8 duration units -> minutes; HL7 says minutes when the unit is empty.
-DURATION_UNITS = {"S": 1 / 60, "SEC": 1 / 60, "SECOND": 1 / 60, "SECONDS": 1 / 60,
-                  "M": 1, "MIN": 1, "MINS": 1, "MINUTE": 1, "MINUTES": 1, "分钟": 1,
-                  "H": 60, "HR": 60, "HRS": 60, "HOUR": 60, "HOURS": 60, "小时": 60,
-                  "D": 1440, "DAY": 1440, "DAYS": 1440}
+DURATION_UNITS = {
+    "S": 1 / 60,
+    "SEC": 1 / 60,
+    "SECOND": 1 / 60,
+    "SECONDS": 1 / 60,
+    "M": 1,
+    "MIN": 1,
+    "MINS": 1,
+    "MINUTE": 1,
+    "MINUTES": 1,
+    "分钟": 1,
+    "H": 60,
+    "HR": 60,
+    "HRS": 60,
+    "HOUR": 60,
+    "HOURS": 60,
+    "小时": 60,
+    "D": 1440,
+    "DAY": 1440,
+    "DAYS": 1440,
+}
 
 
 def _upper_keys(table):
@@ -91,17 +167,18 @@ def _checked(name, table, allowed):
 class MappingSettings:
     """The hospital's side of the mapping (configuration: services/hl7/config.py). The
     tables given are merged over the defaults (a code may be overridden, never lost)."""
+
     source: str = "hl7"
     timezone: str = "Asia/Shanghai"
     mrn_type_codes: tuple = ("MR",)
     mrn_assigning_authority: str | None = None
-    departments: dict = dataclasses.field(default_factory=dict)   # PV1-3/PV1-10/AIL-3 -> name
-    dispositions: dict | None = None        # PV1-36 -> home/transfer/against_advice/deceased/other
-    patient_classes: dict | None = None     # PV1-2 -> outpatient/emergency/inpatient
-    readmission_codes: tuple = ("R",)       # PV1-13 values that make an A04 a return visit
+    departments: dict = dataclasses.field(default_factory=dict)  # PV1-3/PV1-10/AIL-3 -> name
+    dispositions: dict | None = None  # PV1-36 -> home/transfer/against_advice/deceased/other
+    patient_classes: dict | None = None  # PV1-2 -> outpatient/emergency/inpatient
+    readmission_codes: tuple = ("R",)  # PV1-13 values that make an A04 a return visit
     patient_sources: dict = dataclasses.field(default_factory=dict)  # PV1-14 -> source_channel
-    genders: dict | None = None             # PID-8 -> male/female/other/unknown
-    default_charset: str = "UTF-8"          # when MSH-18 is empty
+    genders: dict | None = None  # PID-8 -> male/female/other/unknown
+    default_charset: str = "UTF-8"  # when MSH-18 is empty
 
     def __post_init__(self):
         self.mrn_type_codes = tuple(self.mrn_type_codes)
@@ -109,12 +186,19 @@ class MappingSettings:
             raise ValueError("mrn_type_codes: at least one identifier type code")
         self.readmission_codes = tuple(c.upper() for c in self.readmission_codes)
         self.departments = dict(self.departments or {})
-        self.dispositions = _checked("dispositions", _upper_keys(
-            {**DEFAULT_DISPOSITIONS, **(self.dispositions or {})}), DISPOSITIONS)
-        self.patient_classes = _checked("patient_classes", _upper_keys(
-            {**DEFAULT_PATIENT_CLASSES, **(self.patient_classes or {})}), PATIENT_CLASS_KINDS)
-        self.patient_sources = _checked("patient_sources", _upper_keys(self.patient_sources),
-                                        SOURCE_CHANNELS)
+        self.dispositions = _checked(
+            "dispositions",
+            _upper_keys({**DEFAULT_DISPOSITIONS, **(self.dispositions or {})}),
+            DISPOSITIONS,
+        )
+        self.patient_classes = _checked(
+            "patient_classes",
+            _upper_keys({**DEFAULT_PATIENT_CLASSES, **(self.patient_classes or {})}),
+            PATIENT_CLASS_KINDS,
+        )
+        self.patient_sources = _checked(
+            "patient_sources", _upper_keys(self.patient_sources), SOURCE_CHANNELS
+        )
         self.genders = _upper_keys({**DEFAULT_GENDERS, **(self.genders or {})})
         if not codec_of(self.default_charset):
             raise ValueError(f"default_charset: unknown character set {self.default_charset!r}")
@@ -152,8 +236,9 @@ class _Message:
                 return read_datetime(segment, field, self.settings.zone, *component)
         name, field, *_ = candidates[0]
         refs = ", ".join(f"{n}-{f}" for n, f, *_ in candidates)
-        raise Hl7Error("AE", f"{name}-{field}: no {what} ({refs})", f"{name}^1^{field}",
-                       REQUIRED_FIELD_MISSING)
+        raise Hl7Error(
+            "AE", f"{name}-{field}: no {what} ({refs})", f"{name}^1^{field}", REQUIRED_FIELD_MISSING
+        )
 
     def event_time(self):
         return self.time("event time", ("EVN", 6), ("EVN", 2), ("MSH", 7))
@@ -197,8 +282,12 @@ class _Message:
         if not present:
             name, field = candidates[0]
             refs = ", ".join(f"{n}-{f}" for n, f in candidates)
-            raise Hl7Error("AE", f"{name}-{field}: no department ({refs})", f"{name}^1^{field}",
-                           REQUIRED_FIELD_MISSING)
+            raise Hl7Error(
+                "AE",
+                f"{name}-{field}: no department ({refs})",
+                f"{name}^1^{field}",
+                REQUIRED_FIELD_MISSING,
+            )
         segment, field, code = present[0]
         if len(code) > 100:
             raise segment.error(field, "the department code is longer than 100 characters")
@@ -207,8 +296,9 @@ class _Message:
     def pv1_department(self, inpatient=False):
         """An inpatient's PV1-3 is the ward (nursing unit): PV1-10, the hospital service,
         comes first for them; an outpatient's PV1-3 is the clinic."""
-        return self.department(*(("PV1", 10), ("PV1", 3)) if inpatient
-                               else (("PV1", 3), ("PV1", 10)))
+        return self.department(
+            *(("PV1", 10), ("PV1", 3)) if inpatient else (("PV1", 3), ("PV1", 10))
+        )
 
 
 def _iso(moment):
@@ -232,14 +322,17 @@ def _visit(m):
     visited_at = m.time("visit time", ("EVN", 6), ("PV1", 44), ("EVN", 2), ("MSH", 7))
     if kind == "emergency":
         visit_type = "emergency"
-    elif (pv1.text(13).upper() in m.settings.readmission_codes
-          or m.has_earlier_visit(person["mrn"])):
+    elif pv1.text(13).upper() in m.settings.readmission_codes or m.has_earlier_visit(person["mrn"]):
         visit_type = "return"
     else:
         visit_type = "first"
-    data = {"patient": person, "visit_id": m.record_id(pv1, 19, "visit number"),
-            "department": m.pv1_department(), "visit_type": visit_type,
-            "visited_at": _iso(visited_at)}
+    data = {
+        "patient": person,
+        "visit_id": m.record_id(pv1, 19, "visit number"),
+        "department": m.pv1_department(),
+        "visit_type": visit_type,
+        "visited_at": _iso(visited_at),
+    }
     doctor_id, doctor_name = doctor(pv1, 7)
     if doctor_id:
         data["doctor_id"] = doctor_id
@@ -256,8 +349,12 @@ def _admission(m):
         return []
     pv1 = m.pv1
     admitted_at = m.time("admission time", ("PV1", 44), ("EVN", 6), ("EVN", 2), ("MSH", 7))
-    data = {"patient": m.patient(), "admission_id": m.record_id(pv1, 19, "visit number"),
-            "department": m.pv1_department(inpatient=True), "admitted_at": _iso(admitted_at)}
+    data = {
+        "patient": m.patient(),
+        "admission_id": m.record_id(pv1, 19, "visit number"),
+        "department": m.pv1_department(inpatient=True),
+        "admitted_at": _iso(admitted_at),
+    }
     ward = pv1.text(3, 1)
     if ward:
         data["ward"] = ward[:100]
@@ -276,11 +373,21 @@ def _discharge(m):
         return []  # an outpatient A03 closes the visit: nothing to report
     pv1 = m.pv1
     death = died(m.required("PID"))  # then PID-29, the time of death, stands in for PV1-45
-    discharged_at = m.time("discharge time", ("PV1", 45), *([("PID", 29)] if death else []),
-                           ("EVN", 6), ("EVN", 2), ("MSH", 7))
-    data = {"patient": m.patient(), "admission_id": m.record_id(pv1, 19, "visit number"),
-            "department": m.pv1_department(inpatient=True), "discharged_at": _iso(discharged_at),
-            "disposition": _disposition(m)}
+    discharged_at = m.time(
+        "discharge time",
+        ("PV1", 45),
+        *([("PID", 29)] if death else []),
+        ("EVN", 6),
+        ("EVN", 2),
+        ("MSH", 7),
+    )
+    data = {
+        "patient": m.patient(),
+        "admission_id": m.record_id(pv1, 19, "visit number"),
+        "department": m.pv1_department(inpatient=True),
+        "discharged_at": _iso(discharged_at),
+        "disposition": _disposition(m),
+    }
     return [("PatientDischarged", discharged_at, data)]
 
 
@@ -322,8 +429,9 @@ def _merges(m):
             retired = merged_mrn(segment, pid, m.settings)
             if retired == survivor["mrn"]:
                 raise segment.error(1, "the retired MRN is the surviving patient's MRN")
-            events.append(("PatientsMerged", occurred_at,
-                           {"patient": survivor, "merged_mrn": retired}))
+            events.append(
+                ("PatientsMerged", occurred_at, {"patient": survivor, "merged_mrn": retired})
+            )
             pid = None
     if not events:
         m.required("PID")
@@ -357,11 +465,12 @@ def _duration(segment, field):
     if not math.isfinite(amount):
         raise segment.error(field, f"{value!r} is not a number")
     units = [u for u in (segment.text(field + 1, 1), segment.text(field + 1, 2)) if u]
-    factor = next((DURATION_UNITS[u.upper()] for u in units if u.upper() in DURATION_UNITS),
-                  None if units else 1)
+    factor = next(
+        (DURATION_UNITS[u.upper()] for u in units if u.upper() in DURATION_UNITS),
+        None if units else 1,
+    )
     if factor is None:
-        raise segment.error(field + 1, f"unknown duration unit {units[0]!r}",
-                            TABLE_VALUE_NOT_FOUND)
+        raise segment.error(field + 1, f"unknown duration unit {units[0]!r}", TABLE_VALUE_NOT_FOUND)
     minutes = math.ceil(amount * factor - 1e-9)
     if not 1 <= minutes <= 24 * 60:
         raise segment.error(field, f"a duration of {minutes} minutes is outside 1-1440")
@@ -381,8 +490,12 @@ def _scheduled(m):
         department = m.department(("AIL", 3))  # AIL-3 when sent, mapped or as it is
     else:
         department = m.department(("AIL", 3), ("PV1", 3), ("PV1", 10))
-    data = {"patient": person, "appointment_id": appointment_id, "department": department,
-            "starts_at": _iso(starts_at)}
+    data = {
+        "patient": person,
+        "appointment_id": appointment_id,
+        "department": department,
+        "starts_at": _iso(starts_at),
+    }
     duration = _duration(sch, 9)
     if duration is None:
         duration = _duration(ais, 7)
@@ -396,8 +509,13 @@ def _scheduled(m):
 
 def _withdrawn(m):
     data = {"patient": m.patient(), "appointment_id": _appointment_id(m)}
-    return [("AppointmentWithdrawn", m.message_time(),
-             _with_reason(data, _reason(m.parsed.first("SCH"), 6)))]
+    return [
+        (
+            "AppointmentWithdrawn",
+            m.message_time(),
+            _with_reason(data, _reason(m.parsed.first("SCH"), 6)),
+        )
+    ]
 
 
 def _missed(m):
@@ -406,13 +524,21 @@ def _missed(m):
 
 
 ROWS = {
-    ("ADT", "A04"): _visit, ("ADT", "A01"): _admission, ("ADT", "A03"): _discharge,
-    ("ADT", "A08"): _registration, ("ADT", "A28"): _registration,
+    ("ADT", "A04"): _visit,
+    ("ADT", "A01"): _admission,
+    ("ADT", "A03"): _discharge,
+    ("ADT", "A08"): _registration,
+    ("ADT", "A28"): _registration,
     ("ADT", "A31"): _registration,
-    ("ADT", "A11"): _cancel_visit_or_admission, ("ADT", "A13"): _cancel_discharge,
+    ("ADT", "A11"): _cancel_visit_or_admission,
+    ("ADT", "A13"): _cancel_discharge,
     ("ADT", "A40"): _merges,
-    ("SIU", "S12"): _scheduled, ("SIU", "S13"): _scheduled, ("SIU", "S14"): _scheduled,
-    ("SIU", "S15"): _withdrawn, ("SIU", "S17"): _withdrawn, ("SIU", "S26"): _missed,
+    ("SIU", "S12"): _scheduled,
+    ("SIU", "S13"): _scheduled,
+    ("SIU", "S14"): _scheduled,
+    ("SIU", "S15"): _withdrawn,
+    ("SIU", "S17"): _withdrawn,
+    ("SIU", "S26"): _missed,
 }
 MAPPED_TRIGGERS = tuple(sorted(f"{kind}^{trigger}" for kind, trigger in ROWS))
 
@@ -421,13 +547,20 @@ def check_supported(header):
     """AR for a message type other than ADT/SIU or a version outside 2.3-2.8."""
     if header.message_type not in ("ADT", "SIU"):
         raise Hl7Error(
-            "AR", f"MSH-9: message type {header.message_type or '(none)'!r} is not accepted "
-                  "(ADT and SIU only)", "MSH^1^9", UNSUPPORTED_MESSAGE_TYPE)
+            "AR",
+            f"MSH-9: message type {header.message_type or '(none)'!r} is not accepted "
+            "(ADT and SIU only)",
+            "MSH^1^9",
+            UNSUPPORTED_MESSAGE_TYPE,
+        )
     version = _version(header)
     if version is None or not SUPPORTED_VERSIONS[0] <= version <= SUPPORTED_VERSIONS[1]:
         raise Hl7Error(
-            "AR", f"MSH-12: version {header.version or '(none)'!r} is not supported (2.3-2.8)",
-            "MSH^1^12", UNSUPPORTED_VERSION)
+            "AR",
+            f"MSH-12: version {header.version or '(none)'!r} is not supported (2.3-2.8)",
+            "MSH^1^12",
+            UNSUPPORTED_VERSION,
+        )
 
 
 def trigger_of(parsed):
@@ -449,17 +582,26 @@ def to_events(parsed, settings=None, has_earlier_visit=lambda mrn: False):
     if row is None:
         return []
     if not header.control_id:
-        raise Hl7Error("AE", "MSH-10: no message control id", "MSH^1^10",
-                       REQUIRED_FIELD_MISSING)
+        raise Hl7Error("AE", "MSH-10: no message control id", "MSH^1^10", REQUIRED_FIELD_MISSING)
     facts = row(_Message(parsed, settings, has_earlier_visit))
     base = f"{header.sending_application}|{header.sending_facility}|{header.control_id}"
     events = []
     for n, (event_type, occurred_at, data) in enumerate(facts, start=1):
         event_id = f"{base}#{n}" if len(facts) > 1 else base
         if len(event_id) > 128:
-            raise Hl7Error("AE", "MSH-10: MSH-3|MSH-4|MSH-10 is longer than the 128 "
-                                 "characters of an event_id", "MSH^1^10", DATA_TYPE_ERROR)
-        events.append({"event_id": event_id, "event_type": event_type,
-                       "occurred_at": _iso(occurred_at), "source": settings.source,
-                       "data": data})
+            raise Hl7Error(
+                "AE",
+                "MSH-10: MSH-3|MSH-4|MSH-10 is longer than the 128 characters of an event_id",
+                "MSH^1^10",
+                DATA_TYPE_ERROR,
+            )
+        events.append(
+            {
+                "event_id": event_id,
+                "event_type": event_type,
+                "occurred_at": _iso(occurred_at),
+                "source": settings.source,
+                "data": data,
+            }
+        )
     return events

@@ -23,6 +23,7 @@ What the listener does with what arrives (docs/HL7.md, Ways in):
 A slow or stuck connection holds only its own green thread; workers are the service's
 (max_workers), so many connections share them.
 """
+
 import dataclasses
 import logging
 import socket
@@ -37,7 +38,7 @@ from prometheus_client import Counter, Gauge
 log = logging.getLogger(__name__)
 
 START_BLOCK = 0x0B  # VT
-END_BLOCK = 0x1C    # FS
+END_BLOCK = 0x1C  # FS
 CARRIAGE_RETURN = 0x0D
 MESSAGE, OVERSIZED, STRAY = "message", "oversized", "stray"
 # What an oversized frame keeps for the service method: enough for any MSH segment.
@@ -46,11 +47,13 @@ RECV_BYTES = 64 * 1024
 WHITESPACE = b" \t\r\n"
 
 HL7_CONNECTIONS = Gauge("hcrm_hl7_connections", "Open MLLP connections", ["service"])
-HL7_DROPPED = Counter("hcrm_hl7_dropped_total",
-                      "Bytes or frames the MLLP listener dropped, by reason "
-                      "(stray: outside a frame; unfinished: connection closed mid-frame; "
-                      "abandoned: a new frame began inside one; oversized_unreadable)",
-                      ["service", "reason"])
+HL7_DROPPED = Counter(
+    "hcrm_hl7_dropped_total",
+    "Bytes or frames the MLLP listener dropped, by reason "
+    "(stray: outside a frame; unfinished: connection closed mid-frame; "
+    "abandoned: a new frame began inside one; oversized_unreadable)",
+    ["service", "reason"],
+)
 
 
 def encode(message):
@@ -60,9 +63,9 @@ def encode(message):
 
 @dataclasses.dataclass(frozen=True)
 class Frame:
-    kind: str       # MESSAGE, OVERSIZED, or STRAY (bytes outside a frame, or an abandoned frame)
+    kind: str  # MESSAGE, OVERSIZED, or STRAY (bytes outside a frame, or an abandoned frame)
     payload: bytes  # MESSAGE: the message; OVERSIZED: its first bytes; STRAY: b""
-    size: int       # how many bytes it had
+    size: int  # how many bytes it had
     reason: str = ""  # STRAY: "stray" or "abandoned"
 
 
@@ -79,9 +82,9 @@ class MllpDecoder:
         self.keep_of_oversized = keep_of_oversized
         self._buffer = bytearray()
         self._in_frame = False
-        self._scanned = 0          # the buffer holds no 0x0B / 0x1C before this offset
-        self._discarded = 0        # bytes of an oversized frame already thrown away
-        self._head = None          # the first bytes of an oversized frame
+        self._scanned = 0  # the buffer holds no 0x0B / 0x1C before this offset
+        self._discarded = 0  # bytes of an oversized frame already thrown away
+        self._head = None  # the first bytes of an oversized frame
 
     def pending(self):
         """Bytes of an unfinished frame held or discarded so far (0 between frames)."""
@@ -99,7 +102,7 @@ class MllpDecoder:
                 if start < 0:
                     self._buffer.clear()
                     return frames
-                del self._buffer[:start + 1]
+                del self._buffer[: start + 1]
                 self._in_frame, self._scanned, self._discarded, self._head = True, 0, 0, None
                 continue
             end = self._buffer.find(END_BLOCK, self._scanned)
@@ -114,7 +117,7 @@ class MllpDecoder:
                 held = len(self._buffer) if end < 0 else end
                 self._scanned = held
                 if self._head is None and self._discarded + held > self.max_frame_bytes:
-                    self._head = bytes(self._buffer[:self.keep_of_oversized])
+                    self._head = bytes(self._buffer[: self.keep_of_oversized])
                 if self._head is not None:  # oversized: count and discard, keep 0x1C if last
                     self._discarded += held
                     del self._buffer[:held]
@@ -122,7 +125,11 @@ class MllpDecoder:
                 return frames
             size = self._discarded + end
             if self._head is not None or size > self.max_frame_bytes:
-                head = self._head if self._head is not None else bytes(self._buffer[:self.keep_of_oversized])
+                head = (
+                    self._head
+                    if self._head is not None
+                    else bytes(self._buffer[: self.keep_of_oversized])
+                )
                 frames.append(Frame(OVERSIZED, head, size))
             else:
                 frames.append(Frame(MESSAGE, bytes(self._buffer[:end]), size))
@@ -136,7 +143,7 @@ class _Connection:
     def __init__(self, sock, peer):
         self.sock = sock
         self.peer = peer
-        self.idle = True      # waiting for bytes (nothing of ours in flight): safe to close
+        self.idle = True  # waiting for bytes (nothing of ours in flight): safe to close
         self.thread = None
 
 
@@ -164,13 +171,17 @@ class MllpListener(Entrypoint):
     def start(self):
         # reuse_port=False: a second listener on the same port must fail, not share it.
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        self._server = eventlet.listen((self.host, self.port), family=family, backlog=128,
-                                       reuse_addr=True, reuse_port=False)
+        self._server = eventlet.listen(
+            (self.host, self.port), family=family, backlog=128, reuse_addr=True, reuse_port=False
+        )
         self.port = self._server.getsockname()[1]
-        self._accepting = self.container.spawn_managed_thread(self._accept_forever,
-                                                              identifier="mllp.accept")
-        log.info("MLLP listening", extra={"host": self.host, "port": self.port,
-                                          "max_frame_bytes": self.max_frame_bytes})
+        self._accepting = self.container.spawn_managed_thread(
+            self._accept_forever, identifier="mllp.accept"
+        )
+        log.info(
+            "MLLP listening",
+            extra={"host": self.host, "port": self.port, "max_frame_bytes": self.max_frame_bytes},
+        )
 
     def stop(self):
         self._stopping = True
@@ -211,15 +222,18 @@ class MllpListener(Entrypoint):
                 continue
             peer = f"{address[0]}:{address[1]}"
             if len(self._connections) >= self.max_connections:
-                log.warning("MLLP connection refused: too many open",
-                            extra={"peer": peer, "max_connections": self.max_connections})
+                log.warning(
+                    "MLLP connection refused: too many open",
+                    extra={"peer": peer, "max_connections": self.max_connections},
+                )
                 sock.close()
                 continue
             connection = _Connection(sock, peer)
             self._connections.add(connection)
             HL7_CONNECTIONS.labels(self.service_name).inc()
             connection.thread = self.container.spawn_managed_thread(
-                partial(self._serve, connection), identifier=f"mllp.{peer}")
+                partial(self._serve, connection), identifier=f"mllp.{peer}"
+            )
 
     def _serve(self, connection):
         """One connection: read, decode, answer each frame in order, until it closes. Never
@@ -234,24 +248,31 @@ class MllpListener(Entrypoint):
                 connection.idle = True
                 try:
                     data = sock.recv(RECV_BYTES)
-                except socket.timeout:
-                    log.info("MLLP connection idle too long: closed",
-                             extra={"peer": peer, "idle_timeout_s": self.idle_timeout_s})
+                except TimeoutError:
+                    log.info(
+                        "MLLP connection idle too long: closed",
+                        extra={"peer": peer, "idle_timeout_s": self.idle_timeout_s},
+                    )
                     return
                 finally:
                     connection.idle = False
                 if not data:
                     if decoder.pending():
                         HL7_DROPPED.labels(self.service_name, "unfinished").inc()
-                        log.warning("MLLP peer closed mid-frame: unfinished frame dropped",
-                                    extra={"peer": peer, "bytes": decoder.pending()})
+                        log.warning(
+                            "MLLP peer closed mid-frame: unfinished frame dropped",
+                            extra={"peer": peer, "bytes": decoder.pending()},
+                        )
                     return
                 for frame in decoder.feed(data):
                     if frame.kind == STRAY:
                         HL7_DROPPED.labels(self.service_name, frame.reason).inc()
-                        log.warning("MLLP bytes outside a frame dropped" if frame.reason == "stray"
-                                    else "MLLP unfinished frame dropped: a new frame began",
-                                    extra={"peer": peer, "bytes": frame.size})
+                        log.warning(
+                            "MLLP bytes outside a frame dropped"
+                            if frame.reason == "stray"
+                            else "MLLP unfinished frame dropped: a new frame began",
+                            extra={"peer": peer, "bytes": frame.size},
+                        )
                         continue
                     if self._stopping:
                         return  # not answered: the sender sends it again to another replica
@@ -284,19 +305,24 @@ class MllpListener(Entrypoint):
 
         oversized_bytes = frame.size if frame.kind == OVERSIZED else 0
         try:
-            self.container.spawn_worker(self, (frame.payload, oversized_bytes), {},
-                                        handle_result=handle_result)
+            self.container.spawn_worker(
+                self, (frame.payload, oversized_bytes), {}, handle_result=handle_result
+            )
         except ContainerBeingKilled:
             return None
         answer, exc_info = done.wait()
         if exc_info is not None:
-            log.error("MLLP message not answered: its handler failed; the sender will resend",
-                      extra={"peer": peer, "error": exc_info[0].__name__})
+            log.error(
+                "MLLP message not answered: its handler failed; the sender will resend",
+                extra={"peer": peer, "error": exc_info[0].__name__},
+            )
             return None
         if answer is None and frame.kind == OVERSIZED:
             HL7_DROPPED.labels(self.service_name, "oversized_unreadable").inc()
-            log.warning("MLLP oversized frame without a readable header dropped; connection closed",
-                        extra={"peer": peer, "bytes": frame.size})
+            log.warning(
+                "MLLP oversized frame without a readable header dropped; connection closed",
+                extra={"peer": peer, "bytes": frame.size},
+            )
         return answer
 
 

@@ -6,7 +6,8 @@ for audit and replay, and knows patients only by MRN.
   their text included.
 - PatientErased (intake.events, queue hl7.inbound; the event names the person's MRNs): those
   messages lose their text, the reason of their answer and the copies of the events derived
-  from them (the ACK, header fields and a code, stays: a resend is answered with it again); the visits remembered for the MRNs (first visit or return) are forgotten, so a later
+  from them (the ACK, header fields and a code, stays: a resend is answered with it again);
+  the visits remembered for the MRNs (first visit or return) are forgotten, so a later
   message with the same MRN is a new person's first visit, as intake makes it a new record.
   What stays: when, from which system, which control id and trigger, and the outcome. A
   message that named the person but could not be mapped to an MRN (answered AE/AR) is not
@@ -15,13 +16,16 @@ for audit and replay, and knows patients only by MRN.
   it was received, a page at a time in `received_at` order (shared/retention.py). A message
   without its text can no longer be replayed (`hcrm hl7 replay` skips it).
 """
+
 import logging
 
 from shared import retention
+from shared.clock import utcnow
 from shared.errors import InvalidMessage
-from shared.messaging import reliable_consumer, rpc, utcnow
-from shared.outbox import PUBLISHED, configured_timer
+from shared.messaging import reliable_consumer, rpc
+from shared.outbox import PUBLISHED
 from shared.privacy import ERASED_EVENT, cutoff, erased_data, jsonable, reduce_queue, without_outbox
+from shared.timers import configured_timer
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +40,24 @@ class Hl7PrivacyMixin:
     @rpc
     def export_patient(self, patient_id=None, patient_ids=None, mrns=None):
         db = self.store.db
-        messages = {doc["_id"]: without_outbox(doc) for doc in db.messages.find(_naming(mrns))} if mrns else {}
-        return jsonable({"service": "hl7", "mrns": list(mrns or ()),
-                         "messages": sorted(messages.values(), key=lambda doc: (str(doc.get("received_at")),
-                                                                                 str(doc["_id"]))),
-                         "remembered_visits": [doc for mrn in mrns or () for doc in db.visits.find({"mrn": mrn})]})
+        messages = (
+            {doc["_id"]: without_outbox(doc) for doc in db.messages.find(_naming(mrns))}
+            if mrns
+            else {}
+        )
+        return jsonable(
+            {
+                "service": "hl7",
+                "mrns": list(mrns or ()),
+                "messages": sorted(
+                    messages.values(),
+                    key=lambda doc: (str(doc.get("received_at")), str(doc["_id"])),
+                ),
+                "remembered_visits": [
+                    doc for mrn in mrns or () for doc in db.visits.find({"mrn": mrn})
+                ],
+            }
+        )
 
     @reliable_consumer("hl7.inbound")
     def handle_intake_event(self, message):
@@ -57,8 +74,17 @@ class Hl7PrivacyMixin:
                 queue, _ = reduce_queue(doc.get("outbox_queue"), erased_data)
                 done = db.messages.update_one(
                     {"_id": doc["_id"], "outbox_seq": doc.get("outbox_seq")},
-                    {"$set": {"raw": None, "reason": None, "outbox_queue": queue, "mrns": [],
-                              "raw_removed": "erased", "raw_removed_at": now}})
+                    {
+                        "$set": {
+                            "raw": None,
+                            "reason": None,
+                            "outbox_queue": queue,
+                            "mrns": [],
+                            "raw_removed": "erased",
+                            "raw_removed_at": now,
+                        }
+                    },
+                )
                 count += done.modified_count
             db.visits.delete_many({"mrn": mrn})
         log.info("patient erased", extra={"messages": count})
@@ -73,14 +99,35 @@ class Hl7PrivacyMixin:
             if doc.get("outbox_state") not in (None, PUBLISHED):
                 return False  # its events are still to be sent: next time
             queue, _ = reduce_queue(doc.get("outbox_queue"), erased_data)
-            done = db.messages.update_one({"_id": doc["_id"], "outbox_seq": doc.get("outbox_seq")},
-                                          {"$set": {"raw": None, "outbox_queue": queue, "raw_removed": "retention",
-                                                    "raw_removed_at": now}})
+            done = db.messages.update_one(
+                {"_id": doc["_id"], "outbox_seq": doc.get("outbox_seq")},
+                {
+                    "$set": {
+                        "raw": None,
+                        "outbox_queue": queue,
+                        "raw_removed": "retention",
+                        "raw_removed_at": now,
+                    }
+                },
+            )
             if done.matched_count:
                 removed.append(doc["_id"])
             return bool(done.matched_count)
-        retention.walk(db, "messages", "received_at", cutoff(now, self.config["raw_retention_days"]),
-                       "retention.raw", remove, {"received_at": 1, "raw_removed": 1, "outbox_queue": 1,
-                                                 "outbox_seq": 1, "outbox_state": 1})
+
+        retention.walk(
+            db,
+            "messages",
+            "received_at",
+            cutoff(now, self.config["raw_retention_days"]),
+            "retention.raw",
+            remove,
+            {
+                "received_at": 1,
+                "raw_removed": 1,
+                "outbox_queue": 1,
+                "outbox_seq": 1,
+                "outbox_state": 1,
+            },
+        )
         if removed:
             log.info("old HL7 message texts removed", extra={"count": len(removed)})

@@ -16,6 +16,7 @@ Failures of the store are not answered at all (the sender sends again); a bug in
 mapping is answered AE so one message cannot hold up a feed, and the message is kept for a
 replay once it is fixed.
 """
+
 import dataclasses
 import hashlib
 import json
@@ -38,23 +39,27 @@ ACCEPTED, ERROR, REJECTED = "accepted", "error", "rejected"
 STATUS_OF = {"AA": ACCEPTED, "AE": ERROR, "AR": REJECTED}
 UNREADABLE = "unreadable"  # the trigger label of a message without a readable header
 
-HL7_MESSAGES = Counter("hcrm_hl7_messages_total", "HL7 messages answered, by trigger and ACK code "
-                       "(duplicates included: they are answered with their first ACK's code)",
-                       ["service", "trigger", "ack_code"])
+HL7_MESSAGES = Counter(
+    "hcrm_hl7_messages_total",
+    "HL7 messages answered, by trigger and ACK code "
+    "(duplicates included: they are answered with their first ACK's code)",
+    ["service", "trigger", "ack_code"],
+)
+
 
 @dataclasses.dataclass
 class Outcome:
     """The answer to one message and what the transports need to know about it."""
 
-    ack: bytes            # unframed; None = no answer (an oversized frame with no header)
-    ack_code: str         # AA | AE | AR
-    status: str           # accepted | error | rejected
-    trigger: str          # "ADT^A04", or "unreadable"
+    ack: bytes  # unframed; None = no answer (an oversized frame with no header)
+    ack_code: str  # AA | AE | AR
+    status: str  # accepted | error | rejected
+    trigger: str  # "ADT^A04", or "unreadable"
     control_id: str = None
     charset: str = "utf-8"  # of the ACK (the message's, by MSH-18)
     duplicate: bool = False
-    mrns: tuple = ()      # of the patients it names (the gateway's audit log)
-    doc: dict = None      # the new document, when it has events to publish
+    mrns: tuple = ()  # of the patients it names (the gateway's audit log)
+    doc: dict = None  # the new document, when it has events to publish
 
 
 def trigger_of(header):
@@ -74,19 +79,28 @@ def digest(event):
 
 
 def _summaries(events):
-    return [{"event_id": e.get("event_id"), "event_type": e.get("event_type"), "digest": digest(e)}
-            for e in events]
+    return [
+        {"event_id": e.get("event_id"), "event_type": e.get("event_type"), "digest": digest(e)}
+        for e in events
+    ]
 
 
 def _mrns(events):
-    return tuple(dict.fromkeys(
-        e["data"]["patient"]["mrn"] for e in events
-        if isinstance(e.get("data"), dict) and (e["data"].get("patient") or {}).get("mrn")))
+    return tuple(
+        dict.fromkeys(
+            e["data"]["patient"]["mrn"]
+            for e in events
+            if isinstance(e.get("data"), dict) and (e["data"].get("patient") or {}).get("mrn")
+        )
+    )
 
 
 def _visit_mrns(events):
-    return [e["data"]["patient"]["mrn"] for e in events
-            if e.get("event_type") == "PatientVisited" and (e["data"].get("patient") or {}).get("mrn")]
+    return [
+        e["data"]["patient"]["mrn"]
+        for e in events
+        if e.get("event_type") == "PatientVisited" and (e["data"].get("patient") or {}).get("mrn")
+    ]
 
 
 class VisitLookup:
@@ -120,14 +134,18 @@ def _outbox_fields(events, now):
 
 
 def _header_fields(header):
-    fields = {"sending_application": header.sending_application or "",
-              "sending_facility": header.sending_facility or "",
-              "receiving_application": header.receiving_application or "",
-              "receiving_facility": header.receiving_facility or "",
-              "message_type": header.message_type, "trigger_event": header.trigger,
-              "structure": getattr(header, "structure", None), "version": header.version,
-              "charset": getattr(header, "charset", None),
-              "processing_id": getattr(header, "processing_id", None)}
+    fields = {
+        "sending_application": header.sending_application or "",
+        "sending_facility": header.sending_facility or "",
+        "receiving_application": header.receiving_application or "",
+        "receiving_facility": header.receiving_facility or "",
+        "message_type": header.message_type,
+        "trigger_event": header.trigger,
+        "structure": getattr(header, "structure", None),
+        "version": header.version,
+        "charset": getattr(header, "charset", None),
+        "processing_id": getattr(header, "processing_id", None),
+    }
     if header.control_id:
         fields["control_id"] = header.control_id  # absent: not deduplicated (partial index)
     return fields
@@ -154,7 +172,9 @@ class Receiver:
             return self._unreadable(raw, exc.reason, now, transport)
         except Exception as exc:  # a bug in the reader: still an answer, never a stalled feed
             log.exception("HL7 header reader failed")
-            return self._unreadable(raw, f"unreadable header ({exc.__class__.__name__})", now, transport)
+            return self._unreadable(
+                raw, f"unreadable header ({exc.__class__.__name__})", now, transport
+            )
         trigger = trigger_of(header)
         EVENTS_IN.labels(self.service, transport, trigger).inc()
         key = (header.sending_application or "", header.sending_facility or "", header.control_id)
@@ -167,20 +187,41 @@ class Receiver:
         try:
             events = to_events(parse(raw, default_charset), self.settings, has_earlier_visit=visits)
         except Hl7Error as exc:
-            ack_code, reason, location, error_code = exc.code, exc.reason, exc.location, exc.error_code
+            ack_code, reason, location, error_code = (
+                exc.code,
+                exc.reason,
+                exc.location,
+                exc.error_code,
+            )
         except Exception as exc:  # a mapping bug: AE, kept for a replay once fixed
-            log.exception("HL7 mapping failed", extra={"control_id": header.control_id, "trigger": trigger})
-            ack_code, reason = "AE", f"internal error while mapping ({exc.__class__.__name__}); kept for replay"
+            log.exception(
+                "HL7 mapping failed", extra={"control_id": header.control_id, "trigger": trigger}
+            )
+            ack_code, reason = (
+                "AE",
+                f"internal error while mapping ({exc.__class__.__name__}); kept for replay",
+            )
         if ack_code == "AA":
             visits.record(events)  # before the insert: a resend of this message excludes it by key
-        ack = build_ack(header, ack_code, text=reason, error_location=location, now=now,
-                        error_code=error_code)
-        doc = {"received_at": now, "transport": transport, **_header_fields(header),
-               "raw": bytes(raw), "raw_size": len(raw), "default_charset": default_charset,
-               "status": STATUS_OF[ack_code],
-               "ack_code": ack_code, "ack": ack, "ack_charset": charset_of(header), "reason": reason,
-               "error_location": location,
-               "events": _summaries(events), "mrns": list(_mrns(events))}
+        ack = build_ack(
+            header, ack_code, text=reason, error_location=location, now=now, error_code=error_code
+        )
+        doc = {
+            "received_at": now,
+            "transport": transport,
+            **_header_fields(header),
+            "raw": bytes(raw),
+            "raw_size": len(raw),
+            "default_charset": default_charset,
+            "status": STATUS_OF[ack_code],
+            "ack_code": ack_code,
+            "ack": ack,
+            "ack_charset": charset_of(header),
+            "reason": reason,
+            "error_location": location,
+            "events": _summaries(events),
+            "mrns": list(_mrns(events)),
+        }
         if events:
             doc.update(_outbox_fields(events, now))
         try:
@@ -188,34 +229,74 @@ class Receiver:
         except DuplicateKeyError:  # the same message, recorded meanwhile through another connection
             return self._duplicate(self.store.find_message(*key), trigger, now)
         self._count(now, trigger, ack_code)
-        log.info("HL7 message recorded", extra={"control_id": header.control_id, "trigger": trigger,
-                                                "ack_code": ack_code, "events": len(events),
-                                                "reason": reason, "transport": transport})
-        return Outcome(ack, ack_code, STATUS_OF[ack_code], trigger, header.control_id,
-                       charset_of(header), mrns=_mrns(events),
-                       doc=doc if events else None)
+        log.info(
+            "HL7 message recorded",
+            extra={
+                "control_id": header.control_id,
+                "trigger": trigger,
+                "ack_code": ack_code,
+                "events": len(events),
+                "reason": reason,
+                "transport": transport,
+            },
+        )
+        return Outcome(
+            ack,
+            ack_code,
+            STATUS_OF[ack_code],
+            trigger,
+            header.control_id,
+            charset_of(header),
+            mrns=_mrns(events),
+            doc=doc if events else None,
+        )
 
     # -- the other outcomes ----------------------------------------------------------------
     def _duplicate(self, stored, trigger, now):
-        if stored is None:  # the key is taken, yet its message does not read back: no ACK (resent later)
-            raise RuntimeError("a message with this (MSH-3, MSH-4, MSH-10) exists but could not be read")
+        if (
+            stored is None
+        ):  # the key is taken, yet its message does not read back: no ACK (resent later)
+            raise RuntimeError(
+                "a message with this (MSH-3, MSH-4, MSH-10) exists but could not be read"
+            )
         EVENTS_DUPLICATE.labels(self.service, trigger).inc()
         self._count(now, trigger, stored["ack_code"], duplicate=True)
-        log.info("HL7 duplicate answered with its first ACK",
-                 extra={"control_id": stored.get("control_id"), "trigger": trigger})
-        return Outcome(bytes(stored["ack"]), stored["ack_code"], stored["status"], trigger,
-                       stored.get("control_id"), stored.get("ack_charset") or "utf-8", duplicate=True,
-                       mrns=tuple(stored.get("mrns") or ()))
+        log.info(
+            "HL7 duplicate answered with its first ACK",
+            extra={"control_id": stored.get("control_id"), "trigger": trigger},
+        )
+        return Outcome(
+            bytes(stored["ack"]),
+            stored["ack_code"],
+            stored["status"],
+            trigger,
+            stored.get("control_id"),
+            stored.get("ack_charset") or "utf-8",
+            duplicate=True,
+            mrns=tuple(stored.get("mrns") or ()),
+        )
 
     def _unreadable(self, raw, reason, now, transport):
         EVENTS_IN.labels(self.service, transport, UNREADABLE).inc()
         ack = build_reject_for_garbage(reason)
-        self.store.insert_message({"received_at": now, "transport": transport, "raw": bytes(raw),
-                                   "raw_size": len(raw), "status": REJECTED, "ack_code": "AR",
-                                   "ack": ack, "reason": reason, "events": [], "mrns": []})
+        self.store.insert_message(
+            {
+                "received_at": now,
+                "transport": transport,
+                "raw": bytes(raw),
+                "raw_size": len(raw),
+                "status": REJECTED,
+                "ack_code": "AR",
+                "ack": ack,
+                "reason": reason,
+                "events": [],
+                "mrns": [],
+            }
+        )
         self._count(now, UNREADABLE, "AR")
-        log.warning("HL7 message without a readable header: AR", extra={"reason": reason,
-                                                                         "bytes": len(raw)})
+        log.warning(
+            "HL7 message without a readable header: AR", extra={"reason": reason, "bytes": len(raw)}
+        )
         return Outcome(ack, "AR", REJECTED, UNREADABLE)
 
     def _oversized(self, head, size, now, transport, default_charset):
@@ -223,7 +304,7 @@ class Receiver:
         MSH (then recorded, and deduplicated, like any message); else no answer."""
         cut = max(head.rfind(b"\r"), head.rfind(b"\n"))
         try:
-            header = read_header(head[:cut + 1] if cut > 0 else head, default_charset)
+            header = read_header(head[: cut + 1] if cut > 0 else head, default_charset)
         except Exception:
             self._count(now, UNREADABLE, "dropped")
             return Outcome(None, None, REJECTED, UNREADABLE)
@@ -237,16 +318,30 @@ class Receiver:
         reason = f"message of {size} bytes: over the {self.max_frame_bytes}-byte limit"
         ack = build_ack(header, "AR", text=reason, now=now)
         try:
-            self.store.insert_message({"received_at": now, "transport": transport, **_header_fields(header),
-                                       "raw": bytes(head), "raw_size": size, "raw_truncated": True,
-                                       "status": REJECTED, "ack_code": "AR", "ack": ack,
-                                       "ack_charset": charset_of(header), "reason": reason,
-                                       "events": [], "mrns": []})
+            self.store.insert_message(
+                {
+                    "received_at": now,
+                    "transport": transport,
+                    **_header_fields(header),
+                    "raw": bytes(head),
+                    "raw_size": size,
+                    "raw_truncated": True,
+                    "status": REJECTED,
+                    "ack_code": "AR",
+                    "ack": ack,
+                    "ack_charset": charset_of(header),
+                    "reason": reason,
+                    "events": [],
+                    "mrns": [],
+                }
+            )
         except DuplicateKeyError:
             return self._duplicate(self.store.find_message(*key), trigger, now)
         self._count(now, trigger, "AR")
-        log.warning("HL7 oversized message: AR", extra={"control_id": header.control_id,
-                                                        "trigger": trigger, "bytes": size})
+        log.warning(
+            "HL7 oversized message: AR",
+            extra={"control_id": header.control_id, "trigger": trigger, "bytes": size},
+        )
         return Outcome(ack, "AR", REJECTED, trigger, header.control_id, charset_of(header))
 
     def _count(self, now, trigger, ack_code, duplicate=False):
@@ -256,8 +351,14 @@ class Receiver:
         try:
             self.store.tally(hospital_day(now, self.zone), trigger, ack_code, duplicate)
         except Exception as exc:
-            log.warning("HL7 tally not written", extra={"trigger": trigger, "ack_code": ack_code,
-                                                        "reason": f"{exc.__class__.__name__}: {exc}"})
+            log.warning(
+                "HL7 tally not written",
+                extra={
+                    "trigger": trigger,
+                    "ack_code": ack_code,
+                    "reason": f"{exc.__class__.__name__}: {exc}",
+                },
+            )
 
     # -- replay ----------------------------------------------------------------------------
     def replay(self, now, since=None, control_id=None, after=None, limit=100, dry_run=False):
@@ -268,9 +369,20 @@ class Receiver:
         answered AE, or intake refused it then) is recorded now; a CHANGED event is a
         conflicting duplicate: intake keeps the first version and puts the copy in
         hospital.events.rejected. Returns what was found, and `next` (resume from there)."""
-        summary = {"messages": 0, "events": 0, "new": 0, "changed": 0, "unchanged": 0,
-                   "failed": 0, "ignored": 0, "skipped": 0, "changed_events": [], "failures": [],
-                   "next": None, "dry_run": dry_run}
+        summary = {
+            "messages": 0,
+            "events": 0,
+            "new": 0,
+            "changed": 0,
+            "unchanged": 0,
+            "failed": 0,
+            "ignored": 0,
+            "skipped": 0,
+            "changed_events": [],
+            "failures": [],
+            "next": None,
+            "dry_run": dry_run,
+        }
         docs = self.store.messages_to_replay(since, control_id, after, limit)
         for doc in docs:
             summary["messages"] += 1
@@ -279,20 +391,39 @@ class Receiver:
                 # (its patient erased, or past raw_retention_days: privacy.py).
                 summary["skipped"] += 1
                 continue
-            visits = VisitLookup(self.store, doc["received_at"], message_key(
-                doc.get("sending_application"), doc.get("sending_facility"), doc["control_id"]))
+            visits = VisitLookup(
+                self.store,
+                doc["received_at"],
+                message_key(
+                    doc.get("sending_application"), doc.get("sending_facility"), doc["control_id"]
+                ),
+            )
             try:
                 raw = bytes(doc["raw"])
-                events = to_events(parse(raw, doc.get("default_charset") or self.settings.default_charset),
-                                   self.settings, has_earlier_visit=visits)
-            except Exception as exc:  # Hl7Error, or a mapping bug: this message, not the replay, fails
+                events = to_events(
+                    parse(raw, doc.get("default_charset") or self.settings.default_charset),
+                    self.settings,
+                    has_earlier_visit=visits,
+                )
+            except (
+                Exception
+            ) as exc:  # Hl7Error, or a mapping bug: this message, not the replay, fails
                 summary["failed"] += 1
                 if not isinstance(exc, Hl7Error):
-                    log.exception("HL7 mapping failed during a replay", extra={"control_id": doc["control_id"]})
+                    log.exception(
+                        "HL7 mapping failed during a replay",
+                        extra={"control_id": doc["control_id"]},
+                    )
                 if len(summary["failures"]) < 50:
-                    summary["failures"].append({
-                        "control_id": doc["control_id"], "code": getattr(exc, "code", "AE"),
-                        "reason": mask_text(getattr(exc, "reason", None) or exc.__class__.__name__)})
+                    summary["failures"].append(
+                        {
+                            "control_id": doc["control_id"],
+                            "code": getattr(exc, "code", "AE"),
+                            "reason": mask_text(
+                                getattr(exc, "reason", None) or exc.__class__.__name__
+                            ),
+                        }
+                    )
                 continue
             if not events:
                 summary["ignored"] += 1
@@ -305,17 +436,25 @@ class Receiver:
                 elif before[entry["event_id"]] != entry["digest"]:
                     summary["changed"] += 1
                     if len(summary["changed_events"]) < 100:
-                        summary["changed_events"].append({"control_id": doc["control_id"],
-                                                          "event_id": entry["event_id"],
-                                                          "event_type": entry["event_type"]})
+                        summary["changed_events"].append(
+                            {
+                                "control_id": doc["control_id"],
+                                "event_id": entry["event_id"],
+                                "event_type": entry["event_type"],
+                            }
+                        )
                 else:
                     summary["unchanged"] += 1
             summary["events"] += len(events)
             if dry_run:
                 continue
             visits.record(events)
-            changes = {"status": ACCEPTED, "events": now_summaries, "mrns": list(_mrns(events)),
-                       "replayed_at": now}
+            changes = {
+                "status": ACCEPTED,
+                "events": now_summaries,
+                "mrns": list(_mrns(events)),
+                "replayed_at": now,
+            }
             if doc.get("status") != ACCEPTED:
                 changes["status_before_replay"] = doc.get("status")
             updated = self.store.record_replay(doc["_id"], changes, events, now)

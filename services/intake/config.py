@@ -1,4 +1,5 @@
 """Intake's configuration: the shared settings plus its own rules."""
+
 from marshmallow import fields, validate
 
 from shared.config import BaseConfig
@@ -12,4 +13,6 @@ class IntakeConfig(BaseConfig):
     # shows. As long as the medical record itself must be kept in China: 15 years for
     # outpatient records, 30 for inpatient ones (admissions, discharges and their corrections).
     event_retention_days = fields.Float(load_default=5479, validate=validate.Range(min=0.00001))
-    inpatient_event_retention_days = fields.Float(load_default=10958, validate=validate.Range(min=0.00001))
+    inpatient_event_retention_days = fields.Float(
+        load_default=10958, validate=validate.Range(min=0.00001)
+    )

@@ -21,42 +21,55 @@ Segment (shared/segments.py; docs/DOMAIN.md: a fifth of patients bring most of t
   registered  registered, never visited or admitted
   prospect    consultations only
 """
+
 import datetime
 import uuid
+from collections.abc import Iterable
+from typing import Any
 
+from shared import outbound
 from shared.corrections import CORRECTION_TYPES, Voids
-from shared.events import phone_digits
+
 # The segment rule is shared with campaigns' targeting (shared/segments.py).
-from shared.segments import SEGMENTS, segment  # noqa: F401
+from shared.phones import phone_digits
+from shared.segments import segment
 
 CANONICAL_NAMESPACE = uuid.UUID("6f1b7c0e-3a52-4c1e-9d6e-0b5b8f3d2a11")
-PROFILE_FIELDS = ("name", "phone", "gender", "birth_date", "region", "contact_consent",
-                  "marketing_consent")
-STAGES = ("prospect", "new", "returning", "inpatient", "recovering", "recovered")
+PROFILE_FIELDS = (
+    "name",
+    "phone",
+    "gender",
+    "birth_date",
+    "region",
+    "contact_consent",
+    "marketing_consent",
+)
 
 
-def canonical_event_id(source, event_id):
+def canonical_event_id(source: str, event_id: str) -> str:
     """Deterministic: the same inbound event always becomes the same canonical event, so a
     re-publish after a crash is recognised downstream as a duplicate."""
     return str(uuid.uuid5(CANONICAL_NAMESPACE, f"{source}\x1f{event_id}"))
 
 
-def identity(patient):
+def identity(patient: dict[str, Any]) -> tuple[str | None, str | None]:
     """(mrn, phone digits) of an event's patient object; either may be None."""
     return patient.get("mrn") or None, phone_digits(patient.get("phone")) or None
 
 
-def _parse(value):
+def _parse(value: datetime.datetime | str | None) -> datetime.datetime | None:
     if isinstance(value, datetime.datetime):
         return value
     return datetime.datetime.fromisoformat(value) if value else None
 
 
-def _latest(current, candidate):
+def _latest(
+    current: datetime.datetime | None, candidate: datetime.datetime | None
+) -> datetime.datetime | None:
     return candidate if current is None or (candidate and candidate > current) else current
 
 
-def project(events):
+def project(events: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """The patient record from the patient's recorded events (any order, no duplicates).
 
     `events` are dicts with `event_type`, `occurred_at` (aware datetime), `event_id` and the
@@ -67,11 +80,18 @@ def project(events):
     """
     ordered = sorted(events, key=lambda e: (e["occurred_at"], e["event_id"]))
     voids = Voids(e for e in ordered if e["event_type"] in CORRECTION_TYPES)
-    merged_mrns = set()
-    profile = {}
-    visit_ids, admission_ids = set(), set()
-    facts = {"registered": False, "return_visit": False, "deceased": False,
-             "last_admitted_at": None, "last_discharged_at": None, "last_visit_at": None}
+    merged_mrns: set[str] = set()
+    profile: dict[str, Any] = {}
+    visit_ids: set[str] = set()
+    admission_ids: set[str] = set()
+    facts: dict[str, Any] = {
+        "registered": False,
+        "return_visit": False,
+        "deceased": False,
+        "last_admitted_at": None,
+        "last_discharged_at": None,
+        "last_visit_at": None,
+    }
     mrn = None
     for event in ordered:
         data, kind = event["data"], event["event_type"]
@@ -95,11 +115,14 @@ def project(events):
             facts["last_visit_at"] = _latest(facts["last_visit_at"], _parse(data["visited_at"]))
         elif kind == "PatientAdmitted":
             admission_ids.add(data["admission_id"])
-            facts["last_admitted_at"] = _latest(facts["last_admitted_at"], _parse(data["admitted_at"]))
+            facts["last_admitted_at"] = _latest(
+                facts["last_admitted_at"], _parse(data["admitted_at"])
+            )
         elif kind == "PatientDischarged":
             admission_ids.add(data["admission_id"])
-            facts["last_discharged_at"] = _latest(facts["last_discharged_at"],
-                                                  _parse(data["discharged_at"]))
+            facts["last_discharged_at"] = _latest(
+                facts["last_discharged_at"], _parse(data["discharged_at"])
+            )
             facts["deceased"] |= data["disposition"] == "deceased"
     profile.setdefault("contact_consent", True)
     profile.setdefault("marketing_consent", False)
@@ -121,7 +144,7 @@ def project(events):
     }
 
 
-def stage(facts, now, recovering_days=30):
+def stage(facts: dict[str, Any], now: datetime.datetime, recovering_days: float = 30) -> str:
     admitted, discharged = facts.get("last_admitted_at"), facts.get("last_discharged_at")
     if admitted and (discharged is None or admitted > discharged):
         return "inpatient"
@@ -135,27 +158,27 @@ def stage(facts, now, recovering_days=30):
     return "prospect"
 
 
-def canonical_message(event_id, inbound, patient_id, recorded_at):
+def canonical_message(
+    event_id: str, inbound: dict[str, Any], patient_id: str, recorded_at: datetime.datetime
+) -> dict[str, Any]:
     """The event intake emits on intake.events and the analytics stream (docs/EVENTS.md)."""
-    return {
-        "event_id": event_id,
-        "event_type": inbound["event_type"],
-        "schema_version": 1,
-        "occurred_at": inbound["occurred_at"],
-        "recorded_at": recorded_at.isoformat(),
-        "service": "intake",
-        "source": inbound["source"],
-        "source_event_id": inbound["event_id"],
-        "patient_id": patient_id,
-        "data": inbound["data"],
-    }
+    return outbound.build(
+        inbound["event_type"],
+        inbound["data"],
+        event_id=event_id,
+        patient_id=patient_id,
+        now=recorded_at,
+        occurred_at=inbound["occurred_at"],
+        source=inbound["source"],
+        source_event_id=inbound["event_id"],
+    )
 
 
 # What the intake adds to an event's data of its own (left out when comparing duplicates).
 DERIVED_DATA_FIELDS = ("merged_patient_id",)
 
 
-def conflicts_with(recorded, inbound):
+def conflicts_with(recorded: dict[str, Any], inbound: dict[str, Any]) -> bool:
     """True when `inbound` repeats the (source, event_id) of the `recorded` event with other
     content: docs/EVENTS.md v1.1 calls it a conflicting duplicate. It changes nothing, but the
     sender is told, so it learns that a correction needs an event of its own. An event whose
@@ -166,5 +189,8 @@ def conflicts_with(recorded, inbound):
     data = {k: v for k, v in (recorded.get("data") or {}).items() if k not in DERIVED_DATA_FIELDS}
     occurred = recorded.get("occurred_at")
     occurred = occurred.isoformat() if isinstance(occurred, datetime.datetime) else occurred
-    return (recorded.get("event_type") != inbound["event_type"] or data != inbound["data"]
-            or _parse(occurred) != _parse(inbound["occurred_at"]))
+    return (
+        recorded.get("event_type") != inbound["event_type"]
+        or data != inbound["data"]
+        or _parse(occurred) != _parse(inbound["occurred_at"])
+    )

@@ -2,6 +2,7 @@
 
 A table of contents: each entrypoint translates and delegates to domain rules and the store.
 """
+
 import datetime
 import logging
 
@@ -9,16 +10,17 @@ from services.intake import domain
 from services.intake.config import IntakeConfig
 from services.intake.privacy import IntakePrivacyMixin
 from services.intake.store import PUBLIC_FIELDS, IntakeStore
+from shared.clock import utcnow
 from shared.errors import ConflictingDuplicate, InvalidMessage, NotFound
-from shared.events import dump_event, load_event, phone_digits
-from shared.messaging import reliable_consumer, rpc, utcnow
+from shared.events import dump_event, load_event
+from shared.messaging import reliable_consumer, rpc
 from shared.metrics import EVENTS_DUPLICATE, MetricsServer
-from shared.outbox import configured_timer
+from shared.paging import MAX_PAGE, page
+from shared.phones import phone_digits
 from shared.service import HealthMixin
+from shared.timers import configured_timer
 
 log = logging.getLogger(__name__)
-
-MAX_PAGE = 500
 
 
 class IntakeService(IntakePrivacyMixin, HealthMixin):
@@ -33,8 +35,13 @@ class IntakeService(IntakePrivacyMixin, HealthMixin):
         inbound_raw = message.body
         loaded = load_event(inbound_raw)  # EventInvalid -> hospital.events.rejected
         if message.routing_key != loaded["event_type"]:
-            raise InvalidMessage({"event_type": [
-                f"Must equal the routing key {message.routing_key!r} (docs/EVENTS.md)."]})
+            raise InvalidMessage(
+                {
+                    "event_type": [
+                        f"Must equal the routing key {message.routing_key!r} (docs/EVENTS.md)."
+                    ]
+                }
+            )
         inbound = dump_event(loaded)
         now = utcnow()
         event_id = domain.canonical_event_id(inbound["source"], inbound["event_id"])
@@ -61,8 +68,15 @@ class IntakeService(IntakePrivacyMixin, HealthMixin):
             self.store.outbox.publish_or_leave(doc)
         else:  # already recorded: its writer, or else the outbox relay, publishes it
             EVENTS_DUPLICATE.labels(self.name, inbound["event_type"]).inc()
-        log.info("event recorded", extra={"event_id": event_id, "event_type": inbound["event_type"],
-                                          "patient_id": doc["patient_id"], "new": is_new})
+        log.info(
+            "event recorded",
+            extra={
+                "event_id": event_id,
+                "event_type": inbound["event_type"],
+                "patient_id": doc["patient_id"],
+                "new": is_new,
+            },
+        )
         if not is_new and domain.conflicts_with(doc, dict(inbound, data=recorded_data)):
             # Raised last, when the record is complete: the copy goes to the rejected queue.
             raise ConflictingDuplicate(_json(doc["recorded_at"]))
@@ -89,9 +103,10 @@ class IntakeService(IntakePrivacyMixin, HealthMixin):
 
     @rpc
     def find_patients(self, mrn=None, phone=None, q=None, limit=50, offset=0):
+        limit, offset = page(limit, offset)
         items, total = self.store.find_patients(
-            mrn=mrn, phone_digits=phone_digits(phone) or None, text=q,
-            limit=min(int(limit), MAX_PAGE), offset=max(int(offset), 0))
+            mrn=mrn, phone_digits=phone_digits(phone) or None, text=q, limit=limit, offset=offset
+        )
         return {"items": [self._public(p) for p in items], "total": total}
 
     @rpc
@@ -99,15 +114,18 @@ class IntakeService(IntakePrivacyMixin, HealthMixin):
         patient = self.store.get_patient(patient_id)
         if patient is None:
             raise NotFound(f"no patient {patient_id}")
-        items, total = self.store.timeline(patient["_id"], min(int(limit), MAX_PAGE),
-                                           max(int(offset), 0))
+        items, total = self.store.timeline(patient["_id"], *page(limit, offset))
         return {"items": [_timeline_entry(e) for e in items], "total": total}
 
     def _public(self, patient):
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         view = patient.get("view", {})
-        record = dict(view, patient_id=patient["_id"], mrn=patient.get("mrn"),
-                      stage=domain.stage(view.get("facts", {}), now, self.config["recovering_days"]))
+        record = dict(
+            view,
+            patient_id=patient["_id"],
+            mrn=patient.get("mrn"),
+            stage=domain.stage(view.get("facts", {}), now, self.config["recovering_days"]),
+        )
         return {field: _json(record.get(field)) for field in PUBLIC_FIELDS}
 
 
@@ -116,7 +134,12 @@ def _json(value):
 
 
 def _timeline_entry(event):
-    return {"event_id": event["_id"], "event_type": event["event_type"],
-            "occurred_at": _json(event["occurred_at"]), "recorded_at": _json(event["recorded_at"]),
-            "source": event["source"], "source_event_id": event["source_event_id"],
-            "data": event["data"]}
+    return {
+        "event_id": event["_id"],
+        "event_type": event["event_type"],
+        "occurred_at": _json(event["occurred_at"]),
+        "recorded_at": _json(event["recorded_at"]),
+        "source": event["source"],
+        "source_event_id": event["source_event_id"],
+        "data": event["data"],
+    }

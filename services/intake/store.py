@@ -5,24 +5,43 @@ Collections
   events    one document per accepted inbound event, unique on (source, source_event_id):
             the deduplication point, the patient's timeline and the outbox record at once
 """
+
+import datetime
 import re
 import uuid
+from typing import Any, ClassVar
 
 from pymongo.errors import DuplicateKeyError
 
 from services.intake import domain
+from shared.clock import utcnow
+from shared.indexes import Index
 from shared.outbox import Outbox
-from shared.messaging import utcnow
-from shared.store import Index, Store
+from shared.store import Store
 from shared.topology import SERVICE_EXCHANGES
 
 EXCHANGE = "intake.events"
 assert EXCHANGE in SERVICE_EXCHANGES
 
 # Fields of the patient view the API shows; the rest are internal.
-PUBLIC_FIELDS = ("patient_id", "mrn", "name", "phone", "gender", "birth_date", "region",
-                 "contact_consent", "marketing_consent", "stage", "segment", "visit_count",
-                 "first_seen_at", "last_seen_at", "merged_mrns", "erased_at")
+PUBLIC_FIELDS = (
+    "patient_id",
+    "mrn",
+    "name",
+    "phone",
+    "gender",
+    "birth_date",
+    "region",
+    "contact_consent",
+    "marketing_consent",
+    "stage",
+    "segment",
+    "visit_count",
+    "first_seen_at",
+    "last_seen_at",
+    "merged_mrns",
+    "erased_at",
+)
 
 
 class IntakeStore(Store):
@@ -34,9 +53,15 @@ class IntakeStore(Store):
         Index("events", ["patient_id"]),
         *Outbox.indexes("events"),
         # mrn is the hospital's identity; prospects (no mrn yet) are keyed by phone digits.
-        Index("patients", ["mrn"], unique=True, partialFilterExpression={"mrn": {"$type": "string"}}),
-        Index("patients", ["prospect_key"], unique=True,
-              partialFilterExpression={"prospect_key": {"$type": "string"}}),
+        Index(
+            "patients", ["mrn"], unique=True, partialFilterExpression={"mrn": {"$type": "string"}}
+        ),
+        Index(
+            "patients",
+            ["prospect_key"],
+            unique=True,
+            partialFilterExpression={"prospect_key": {"$type": "string"}},
+        ),
         Index("patients", ["phone_digits"]),
         Index("patients", ["view.last_seen_at"]),
         # Data protection (services/intake/privacy.py): a person's merged records, the events
@@ -46,7 +71,7 @@ class IntakeStore(Store):
         Index("events", ["retention_recheck_ts"]),
     )
 
-    def setup(self):
+    def setup(self) -> None:
         super().setup()
         self.outbox = Outbox(self.db.events, self.container.config["HCRM"]["amqp_uri"], "intake")
 
@@ -54,9 +79,11 @@ class IntakeStore(Store):
     # A person is one patient record. The MRN is the hospital's identity; before the person
     # has one (a consultation), the phone key stands in. Lookups go by the `phone_digits`
     # written at creation, so a record is findable before its first projection.
-    LIVE = {"merged_into": {"$exists": False}}
+    LIVE: ClassVar[dict[str, Any]] = {"merged_into": {"$exists": False}}
 
-    def resolve_patient(self, mrn, digits, now):
+    def resolve_patient(
+        self, mrn: str | None, digits: str | None, now: datetime.datetime
+    ) -> tuple[str, bool]:
         """(patient_id, created) for this identity, creating or linking as needed.
 
         Every write is atomic and guarded by a unique index, so concurrent workers (or
@@ -75,13 +102,18 @@ class IntakeStore(Store):
                     # a later visit with the same phone links to it).
                     # Found by the index first, then claimed by _id: NX-27017 scans the whole
                     # collection for a find_one_and_update on any other field (17 ms at 30k).
-                    prospect = self.db.patients.find_one({"prospect_key": digits, **self.LIVE}, {"_id": 1})
+                    prospect = self.db.patients.find_one(
+                        {"prospect_key": digits, **self.LIVE}, {"_id": 1}
+                    )
                     try:
                         linked = prospect and self.db.patients.find_one_and_update(
                             {"_id": prospect["_id"], "prospect_key": digits, **self.LIVE},
-                            {"$set": {"mrn": mrn, "linked_at": now.isoformat()},
-                             "$unset": {"prospect_key": ""}},
-                            projection={"_id": 1})
+                            {
+                                "$set": {"mrn": mrn, "linked_at": now.isoformat()},
+                                "$unset": {"prospect_key": ""},
+                            },
+                            projection={"_id": 1},
+                        )
                     except DuplicateKeyError:
                         continue  # another worker created this mrn meanwhile: find it
                     if linked:
@@ -91,9 +123,11 @@ class IntakeStore(Store):
                 except DuplicateKeyError:
                     continue
             else:
-                found = (self.db.patients.find_one({"prospect_key": digits, **self.LIVE}, {"_id": 1})
-                         or self.db.patients.find_one({"phone_digits": digits, **self.LIVE},
-                                                      {"_id": 1}, sort=[("created_at", 1)]))
+                found = self.db.patients.find_one(
+                    {"prospect_key": digits, **self.LIVE}, {"_id": 1}
+                ) or self.db.patients.find_one(
+                    {"phone_digits": digits, **self.LIVE}, {"_id": 1}, sort=[("created_at", 1)]
+                )
                 if found:
                     return found["_id"], False
                 try:
@@ -104,18 +138,19 @@ class IntakeStore(Store):
 
     MAX_CHAIN = 20  # merges chain (R -> S -> T); a longer chain is a loop in bad data
 
-    def survivor_of(self, patient):
+    def survivor_of(self, patient: dict[str, Any]) -> str:
         """The live record a (possibly merged) patient document leads to: its _id."""
         for _ in range(self.MAX_CHAIN):
             if not patient.get("merged_into"):
                 return patient["_id"]
-            patient = self.db.patients.find_one({"_id": patient["merged_into"]},
-                                                {"_id": 1, "merged_into": 1})
+            patient = self.db.patients.find_one(
+                {"_id": patient["merged_into"]}, {"_id": 1, "merged_into": 1}
+            )
             if patient is None:
                 break
         raise RuntimeError("a merged patient record leads nowhere (a broken or looping chain)")
 
-    def merge(self, survivor_id, retired_mrn, now):
+    def merge(self, survivor_id: str, retired_mrn: str, now: datetime.datetime) -> str:
         """PatientsMerged (v1.1): the record of `retired_mrn` becomes part of the survivor.
 
         Idempotent and order-free: if the retired MRN was never seen, an alias record is
@@ -128,23 +163,38 @@ class IntakeStore(Store):
             retired = self.db.patients.find_one({"mrn": retired_mrn}, {"_id": 1, "merged_into": 1})
             if retired is None:
                 try:
-                    return self._create({"mrn": retired_mrn, "merged_into": survivor_id,
-                                         "merged_at": now.isoformat()}, now, event_count=-1)
+                    return self._create(
+                        {
+                            "mrn": retired_mrn,
+                            "merged_into": survivor_id,
+                            "merged_at": now.isoformat(),
+                        },
+                        now,
+                        event_count=-1,
+                    )
                 except DuplicateKeyError:
                     continue  # its first event arrived meanwhile: merge that record
             if self.survivor_of(retired) == survivor_id:
                 return retired["_id"]  # merged already (a duplicate, or a chain to it)
             self.db.patients.update_one(
                 {"_id": retired["_id"]},
-                {"$set": {"merged_into": survivor_id, "merged_at": now.isoformat(), "event_count": -1},
-                 "$unset": {"prospect_key": ""}})
+                {
+                    "$set": {
+                        "merged_into": survivor_id,
+                        "merged_at": now.isoformat(),
+                        "event_count": -1,
+                    },
+                    "$unset": {"prospect_key": ""},
+                },
+            )
             # Records merged into the retired one earlier follow the chain; their events too.
-            self.db.events.update_many({"patient_id": retired["_id"]},
-                                       {"$set": {"patient_id": survivor_id}})
+            self.db.events.update_many(
+                {"patient_id": retired["_id"]}, {"$set": {"patient_id": survivor_id}}
+            )
             return retired["_id"]
-        raise RuntimeError(f"could not merge after 5 attempts")
+        raise RuntimeError("could not merge after 5 attempts")
 
-    def repoint_if_merged(self, patient_id):
+    def repoint_if_merged(self, patient_id: str) -> str:
         """After recording under `patient_id`: if that record was merged meanwhile, move its
         events to the survivor. Returns the live id. Only called when a projection found
         the record not live (rare), so an ordinary event pays nothing for it."""
@@ -155,13 +205,19 @@ class IntakeStore(Store):
         self.db.events.update_many({"patient_id": patient_id}, {"$set": {"patient_id": survivor}})
         return survivor
 
-    def _create(self, keys, now, event_count=0):
+    def _create(self, keys: dict[str, Any], now: datetime.datetime, event_count: int = 0) -> str:
         patient_id = uuid.uuid4().hex
-        self.db.patients.insert_one({"_id": patient_id, **{k: v for k, v in keys.items() if v},
-                                     "created_at": now, "event_count": event_count})
+        self.db.patients.insert_one(
+            {
+                "_id": patient_id,
+                **{k: v for k, v in keys.items() if v},
+                "created_at": now,
+                "event_count": event_count,
+            }
+        )
         return patient_id
 
-    def reconcile_phone(self, digits):
+    def reconcile_phone(self, digits: str | None) -> list[str]:
         """Merge prospects that share this phone into the one patient they turned out to be.
 
         Runs after every creation of a record with a phone: a race needs two creations, and
@@ -170,8 +226,11 @@ class IntakeStore(Store):
         """
         if not digits:
             return []
-        people = list(self.db.patients.find({"phone_digits": digits, **self.LIVE},
-                                            {"mrn": 1, "created_at": 1}).sort("created_at", 1))
+        people = list(
+            self.db.patients.find(
+                {"phone_digits": digits, **self.LIVE}, {"mrn": 1, "created_at": 1}
+            ).sort("created_at", 1)
+        )
         with_mrn = [p for p in people if p.get("mrn")]
         prospects = [p for p in people if not p.get("mrn")]
         if len(with_mrn) == 1 and prospects:
@@ -183,14 +242,25 @@ class IntakeStore(Store):
         for patient_id in merged:
             self.db.patients.update_one(
                 {"_id": patient_id},
-                {"$set": {"merged_into": target, "event_count": -1}, "$unset": {"prospect_key": ""}})
+                {
+                    "$set": {"merged_into": target, "event_count": -1},
+                    "$unset": {"prospect_key": ""},
+                },
+            )
         # Re-point after marking, so an event recorded meanwhile on a merged record moves too.
         for patient_id in merged:  # one by one: `$in` on a field other than _id scans in NX-27017
             self.db.events.update_many({"patient_id": patient_id}, {"$set": {"patient_id": target}})
         return [target]
 
     # -- recording ------------------------------------------------------------------------
-    def record_event(self, event_id, inbound, loaded, patient_id, now):
+    def record_event(
+        self,
+        event_id: str,
+        inbound: dict[str, Any],
+        loaded: dict[str, Any],
+        patient_id: str,
+        now: datetime.datetime,
+    ) -> tuple[dict[str, Any] | None, bool]:
         """Insert the event (and its outbox record) once. Returns (doc, is_new)."""
         message = domain.canonical_message(event_id, inbound, patient_id, now)
         doc = {
@@ -209,15 +279,26 @@ class IntakeStore(Store):
             return doc, True
         except DuplicateKeyError:
             existing = self.db.events.find_one(
-                {"source": inbound["source"], "source_event_id": inbound["event_id"]})
+                {"source": inbound["source"], "source_event_id": inbound["event_id"]}
+            )
             return existing, False
 
-    def recorded(self, source, source_event_id):
-        return self.db.events.find_one({"source": source, "source_event_id": source_event_id},
-                                       {"event_type": 1, "occurred_at": 1, "data": 1, "recorded_at": 1,
-                                        "erased": 1, "retained_at": 1})
+    def recorded(self, source: str, source_event_id: str) -> dict[str, Any] | None:
+        return self.db.events.find_one(
+            {"source": source, "source_event_id": source_event_id},
+            {
+                "event_type": 1,
+                "occurred_at": 1,
+                "data": 1,
+                "recorded_at": 1,
+                "erased": 1,
+                "retained_at": 1,
+            },
+        )
 
-    def project_patient(self, patient_id, known_events=None):
+    def project_patient(
+        self, patient_id: str, known_events: list[dict[str, Any]] | None = None
+    ) -> bool:
         """Recompute the patient from its events; a stale computation never overwrites a
         newer one (the event count only grows, so more events = more complete).
 
@@ -226,12 +307,21 @@ class IntakeStore(Store):
         finds a projection as complete already (another event was recorded meanwhile, and
         projected without this one), the events are read back after all."""
         read_back = known_events is None
-        if read_back:
-            known_events = list(self.db.events.find(
-                {"patient_id": patient_id},
-                {"event_type": 1, "occurred_at": 1, "data": 1}))
-        events = [{"event_id": event["_id"], "event_type": event["event_type"],
-                   "occurred_at": event["occurred_at"], "data": event["data"]} for event in known_events]
+        if known_events is None:
+            known_events = list(
+                self.db.events.find(
+                    {"patient_id": patient_id}, {"event_type": 1, "occurred_at": 1, "data": 1}
+                )
+            )
+        events = [
+            {
+                "event_id": event["_id"],
+                "event_type": event["event_type"],
+                "occurred_at": event["occurred_at"],
+                "data": event["data"],
+            }
+            for event in known_events
+        ]
         view = domain.project(events)
         view.pop("mrn")  # identity is set by resolve_patient, never by a projection
         # The derived record lives in one subdocument, replaced whole: the identity fields
@@ -241,31 +331,45 @@ class IntakeStore(Store):
             update["phone_digits"] = view["phone_digits"]  # the latest phone is the lookup key
         # An erased record is never projected again (services/intake/privacy.py).
         done = self.db.patients.update_one(
-            {"_id": patient_id, "event_count": {"$lt": view["event_count"]}, **self.LIVE,
-             "erased_at": {"$exists": False}},
-            {"$set": update})
+            {
+                "_id": patient_id,
+                "event_count": {"$lt": view["event_count"]},
+                **self.LIVE,
+                "erased_at": {"$exists": False},
+            },
+            {"$set": update},
+        )
         if not done.matched_count and not read_back:
             return self.project_patient(patient_id)
         return bool(done.matched_count)
 
     # -- reading --------------------------------------------------------------------------
-    def get_patient(self, patient_id):
+    def get_patient(self, patient_id: str) -> dict[str, Any] | None:
         """The live record; the id of a merged record leads to the patient it became."""
         patient = self.db.patients.find_one({"_id": patient_id})
         if patient and patient.get("merged_into"):
             patient = self.db.patients.find_one({"_id": self.survivor_of(patient)})
         return patient if patient and patient.get("event_count", 0) > 0 else None
 
-    def find_patients(self, mrn=None, phone_digits=None, text=None, limit=50, offset=0):
-        query = {"event_count": {"$gt": 0}}
+    def find_patients(
+        self,
+        mrn: str | None = None,
+        phone_digits: str | None = None,
+        text: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[dict[str, Any]], int]:
+        query: dict[str, Any] = {"event_count": {"$gt": 0}}
         if mrn:
             query["mrn"] = mrn
         if phone_digits:
             query["phone_digits"] = phone_digits
         if text:
             pattern = re.escape(text)
-            query["$or"] = [{"view.name": {"$regex": pattern, "$options": "i"}},
-                            {"mrn": {"$regex": pattern, "$options": "i"}}]
+            query["$or"] = [
+                {"view.name": {"$regex": pattern, "$options": "i"}},
+                {"mrn": {"$regex": pattern, "$options": "i"}},
+            ]
         total = self.db.patients.count_documents(query)
         if mrn and not total:
             # v1.1: a retired MRN finds the patient it was merged into.
@@ -273,16 +377,26 @@ class IntakeStore(Store):
             survivor = retired and self.get_patient(retired["_id"])
             if survivor and not (phone_digits and survivor.get("phone_digits") != phone_digits):
                 return ([survivor], 1) if offset == 0 and limit > 0 else ([], 1)
-        cursor = (self.db.patients.find(query).sort([("view.last_seen_at", -1), ("_id", 1)])
-                  .skip(offset).limit(limit))
+        cursor = (
+            self.db.patients.find(query)
+            .sort([("view.last_seen_at", -1), ("_id", 1)])
+            .skip(offset)
+            .limit(limit)
+        )
         return list(cursor), total
 
-    def timeline(self, patient_id, limit=500, offset=0):
+    def timeline(
+        self, patient_id: str, limit: int = 500, offset: int = 0
+    ) -> tuple[list[dict[str, Any]], int]:
         query = {"patient_id": patient_id}
         total = self.db.events.count_documents(query)
-        cursor = (self.db.events.find(query, {"outbox_queue": 0}).sort([("occurred_at", 1), ("_id", 1)])
-                  .skip(offset).limit(limit))
+        cursor = (
+            self.db.events.find(query, {"outbox_queue": 0})
+            .sort([("occurred_at", 1), ("_id", 1)])
+            .skip(offset)
+            .limit(limit)
+        )
         return list(cursor), total
 
-    def relay_outbox(self):
+    def relay_outbox(self) -> int:
         return self.outbox.relay(now=utcnow())

@@ -1,6 +1,7 @@
 """tests.support.Platform on the three-node cluster: its vhost is created there, every process
 connects through the node list (one amqp URI per node joined with ';', kombu's failover
 alternates) and declares quorum queues, as in the Kubernetes prod overlay."""
+
 import io
 import json
 import threading
@@ -27,8 +28,11 @@ class ClusterPlatform(Platform):
         # The services get the prod overlay's settings: one node's URI plus every node's
         # address (HCRM_AMQP_HOSTS), from which their config builds the failover list.
         first = cluster.nodes[0]
-        self.extra_env = {"HCRM_QUEUE_TYPE": "quorum", "HCRM_AMQP_URI": f"{first.amqp_uri}/{self.vhost}",
-                          "HCRM_AMQP_HOSTS": ",".join(f"127.0.0.1:{node.port}" for node in cluster.nodes)}
+        self.extra_env = {
+            "HCRM_QUEUE_TYPE": "quorum",
+            "HCRM_AMQP_URI": f"{first.amqp_uri}/{self.vhost}",
+            "HCRM_AMQP_HOSTS": ",".join(f"127.0.0.1:{node.port}" for node in cluster.nodes),
+        }
         self.processes = []
         self.gateway_url = None
         self._db = {}
@@ -48,14 +52,19 @@ class ClusterPlatform(Platform):
     # -- the ground truth -----------------------------------------------------------------
     def db(self, service):
         if service not in self._db:
-            self._db[service] = MongoClient(self.database_uri(service),
-                                            serverSelectionTimeoutMS=3000).get_default_database()
+            self._db[service] = MongoClient(
+                self.database_uri(service), serverSelectionTimeoutMS=3000
+            ).get_default_database()
         return self._db[service]
 
     def visit_counts(self):
         """{mrn: visits} of every patient intake knows."""
-        return {p["mrn"]: p["view"]["visit_count"] for p in self.db("intake").patients.find(
-            {"mrn": {"$type": "string"}, "event_count": {"$gt": 0}}, {"mrn": 1, "view": 1})}
+        return {
+            p["mrn"]: p["view"]["visit_count"]
+            for p in self.db("intake").patients.find(
+                {"mrn": {"$type": "string"}, "event_count": {"$gt": 0}}, {"mrn": 1, "view": 1}
+            )
+        }
 
     def visits_recorded(self):
         return sum(self.visit_counts().values())
@@ -65,16 +74,20 @@ class ClusterPlatform(Platform):
 
     def analytics_visits(self):
         with ClusterRpcProxy({"AMQP_URI": self.amqp_uri, "serializer": "json"}, timeout=10) as rpc:
-            return rpc.analytics.summary(date_from="2026-03-01",
-                                         date_to=hospital_today().isoformat())["visits"]
+            return rpc.analytics.summary(
+                date_from="2026-03-01", date_to=hospital_today().isoformat()
+            )["visits"]
 
     def stream_visits(self):
         """Distinct PatientVisited events on the hcrm.analytics stream (read from its start;
         the reader skips repeated publishes of one event_id, as the stream contract says)."""
         out = io.StringIO()
         read_stream(self.amqp_uri, "first", idle_s=2.0, out=out)
-        return sum(1 for line in out.getvalue().splitlines()
-                   if json.loads(line).get("event_type") == "PatientVisited")
+        return sum(
+            1
+            for line in out.getvalue().splitlines()
+            if json.loads(line).get("event_type") == "PatientVisited"
+        )
 
 
 class Traffic:
@@ -126,11 +139,12 @@ class Traffic:
     def wait_published(self, timeout=120):
         """Until every released message is confirmed."""
         with self._changed:
-            done = self._changed.wait_for(lambda: self.published >= self.allowed or self.error,
-                                          timeout=timeout)
+            done = self._changed.wait_for(
+                lambda: self.published >= self.allowed or self.error, timeout=timeout
+            )
         assert self.error is None, f"the publisher failed: {self.error!r}"
         assert done, f"only {self.published} of {self.allowed} messages confirmed in {timeout}s"
         return self.published
 
     def distinct_released(self):
-        return len({m["event_id"] for m in self.messages[:self.allowed]})
+        return len({m["event_id"] for m in self.messages[: self.allowed]})

@@ -7,6 +7,7 @@ directories under one temp folder, an empty plugin list and one Erlang cookie of
 command names its node and passes the cookie, so nothing reads the machine's
 /etc/rabbitmq/rabbitmq-env.conf or /var/lib/rabbitmq/.erlang.cookie.
 """
+
 import json
 import os
 import pathlib
@@ -19,7 +20,9 @@ import uuid
 
 from tests.support import free_port, port_open, wait_until
 
-SBIN = pathlib.Path("/usr/lib/rabbitmq/bin")  # the scripts themselves: /usr/sbin's wrappers su to rabbitmq
+SBIN = pathlib.Path(
+    "/usr/lib/rabbitmq/bin"
+)  # the scripts themselves: /usr/sbin's wrappers su to rabbitmq
 
 
 def _tool(name):
@@ -41,7 +44,8 @@ class Node:
         (self.dir / "log").mkdir(parents=True)
         (self.dir / "rabbitmq.conf").write_text(
             f"listeners.tcp.default = 127.0.0.1:{self.port}\n"
-            "log.console = false\nlog.file.level = info\n")
+            "log.console = false\nlog.file.level = info\n"
+        )
         self.process = None
         self.output = None
 
@@ -51,23 +55,25 @@ class Node:
 
     def env(self):
         env = dict(os.environ)
-        env.update({
-            "HOME": str(self.cluster.base),
-            "RABBITMQ_NODENAME": self.name,
-            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
-            "RABBITMQ_NODE_PORT": str(self.port),
-            "RABBITMQ_DIST_PORT": str(self.dist_port),
-            "RABBITMQ_BASE": str(self.dir),
-            "RABBITMQ_MNESIA_BASE": str(self.dir / "mnesia"),
-            "RABBITMQ_LOG_BASE": str(self.dir / "log"),
-            "RABBITMQ_CONFIG_FILE": str(self.dir / "rabbitmq"),
-            "RABBITMQ_ADVANCED_CONFIG_FILE": str(self.dir / "advanced.config"),
-            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.cluster.base / "enabled_plugins"),
-            "RABBITMQ_CONF_ENV_FILE": str(self.cluster.base / "rabbitmq-env.conf"),
-            "ERL_EPMD_ADDRESS": "127.0.0.1",
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS":
-                f"-setcookie {self.cluster.cookie} -kernel inet_dist_use_interface {{127,0,0,1}}",
-        })
+        env.update(
+            {
+                "HOME": str(self.cluster.base),
+                "RABBITMQ_NODENAME": self.name,
+                "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+                "RABBITMQ_NODE_PORT": str(self.port),
+                "RABBITMQ_DIST_PORT": str(self.dist_port),
+                "RABBITMQ_BASE": str(self.dir),
+                "RABBITMQ_MNESIA_BASE": str(self.dir / "mnesia"),
+                "RABBITMQ_LOG_BASE": str(self.dir / "log"),
+                "RABBITMQ_CONFIG_FILE": str(self.dir / "rabbitmq"),
+                "RABBITMQ_ADVANCED_CONFIG_FILE": str(self.dir / "advanced.config"),
+                "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.cluster.base / "enabled_plugins"),
+                "RABBITMQ_CONF_ENV_FILE": str(self.cluster.base / "rabbitmq-env.conf"),
+                "ERL_EPMD_ADDRESS": "127.0.0.1",
+                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": f"-setcookie {self.cluster.cookie} "
+                "-kernel inet_dist_use_interface {127,0,0,1}",
+            }
+        )
         return env
 
     def start(self, wait=True):
@@ -76,15 +82,24 @@ class Node:
         # If the test session itself is killed (no fixture teardown), the script gets SIGTERM
         # and stops its node: no broker outlives the session.
         guard = ["setpriv", "--pdeathsig", "TERM", "--"] if shutil.which("setpriv") else []
-        self.process = subprocess.Popen([*guard, _tool("rabbitmq-server")], env=self.env(), cwd=self.dir,
-                                        stdout=self.output, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            [*guard, _tool("rabbitmq-server")],
+            env=self.env(),
+            cwd=self.dir,
+            stdout=self.output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         if wait:
             self.await_started()
 
     def await_started(self, timeout=120):
-        wait_until(lambda: port_open(self.port) or not self.alive(), timeout=timeout,
-                   interval=0.3, message=f"{self.name} to listen on {self.port}")
+        wait_until(
+            lambda: port_open(self.port) or not self.alive(),
+            timeout=timeout,
+            interval=0.3,
+            message=f"{self.name} to listen on {self.port}",
+        )
         assert self.alive(), f"{self.name} died at start:\n{self.log_tail()}"
         self.ctl("await_startup", timeout=timeout)
 
@@ -119,11 +134,18 @@ class Node:
         command = [_tool(tool), "-n", self.name, "--erlang-cookie", self.cluster.cookie, *args]
         if args and args[0] in ("await_startup", "shutdown"):
             command[5:5] = ["--timeout", str(int(timeout))]
-        result = subprocess.run(command, env=self.cluster.cli_env(), capture_output=True,
-                                text=True, timeout=timeout + 30)
+        result = subprocess.run(
+            command,
+            env=self.cluster.cli_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout + 30,
+        )
         if check and result.returncode != 0:
-            raise RuntimeError(f"{' '.join(command[:1] + list(args))} on {self.name} failed "
-                               f"({result.returncode}): {result.stdout[-2000:]} {result.stderr[-2000:]}")
+            raise RuntimeError(
+                f"{' '.join(command[:1] + list(args))} on {self.name} failed "
+                f"({result.returncode}): {result.stdout[-2000:]} {result.stderr[-2000:]}"
+            )
         return result.stdout
 
     def log_tail(self, size=3000):
@@ -143,8 +165,11 @@ class RabbitCluster:
         self.nodes = [Node(self, index) for index in range(1, size + 1)]
 
     def cli_env(self):
-        return {**os.environ, "HOME": str(self.base),
-                "RABBITMQ_CONF_ENV_FILE": str(self.base / "rabbitmq-env.conf")}
+        return {
+            **os.environ,
+            "HOME": str(self.base),
+            "RABBITMQ_CONF_ENV_FILE": str(self.base / "rabbitmq-env.conf"),
+        }
 
     def start(self):
         started = time.monotonic()
@@ -199,8 +224,20 @@ class RabbitCluster:
 
     def queues(self, vhost):
         """{queue name: {type, leader, messages, members, online}} of every queue in vhost."""
-        out = self.ctl("list_queues", "-p", vhost, "--formatter", "json", "name", "type",
-                       "leader", "messages", "members", "online", "arguments")
+        out = self.ctl(
+            "list_queues",
+            "-p",
+            vhost,
+            "--formatter",
+            "json",
+            "name",
+            "type",
+            "leader",
+            "messages",
+            "members",
+            "online",
+            "arguments",
+        )
         return {q["name"]: q for q in json.loads(out)}
 
     def leader_counts(self, vhost):

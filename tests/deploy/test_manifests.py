@@ -8,6 +8,7 @@ Offline and fast: no Docker engine, no cluster. Validators:
     skipped with a reason where promtool is not installed.
 Plus sanity checks that tie the files to the code (service names, metric names, topology).
 """
+
 import json
 import pathlib
 import re
@@ -33,19 +34,29 @@ PLACEHOLDER = "CHANGE-ME"
 NON_SECRET_KEYS = {"username", "admin-username"}
 # The metrics every process exposes (shared/metrics.py, services/gateway/app.py).
 STANDARD_METRICS = {
-    "hcrm_events_in_total", "hcrm_events_out_total", "hcrm_events_failed_total",
-    "hcrm_events_rejected_total", "hcrm_events_retried_total", "hcrm_events_dead_lettered_total",
-    "hcrm_events_duplicate_total", "hcrm_handler_seconds", "hcrm_outbox_pending",
-    "hcrm_http_requests_total", "hcrm_http_request_seconds",
+    "hcrm_events_in_total",
+    "hcrm_events_out_total",
+    "hcrm_events_failed_total",
+    "hcrm_events_rejected_total",
+    "hcrm_events_retried_total",
+    "hcrm_events_dead_lettered_total",
+    "hcrm_events_duplicate_total",
+    "hcrm_handler_seconds",
+    "hcrm_outbox_pending",
+    "hcrm_http_requests_total",
+    "hcrm_http_request_seconds",
 }
 # Gauges the services are expected to add (docs/ARCHITECTURE.md rule 7); alerts.yml names them.
 ASSUMED_GAUGES = {"hcrm_followups_overdue", "hcrm_complaints_open", "hcrm_complaints_breached"}
 
 KUBECTL = shutil.which("kubectl")
 PROMTOOL = shutil.which("promtool")
-needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed: cannot render k8s/")
+needs_kubectl = pytest.mark.skipif(
+    KUBECTL is None, reason="kubectl is not installed: cannot render k8s/"
+)
 needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None, reason="promtool is not installed (Debian: apt-get install prometheus)")
+    PROMTOOL is None, reason="promtool is not installed (Debian: apt-get install prometheus)"
+)
 
 
 def load_yaml(path):
@@ -74,7 +85,7 @@ def dockerfile_instructions():
 def test_dockerfile_runs_as_non_root_with_healthcheck():
     instructions = dockerfile_instructions()
     stages = [i for i, (word, _) in enumerate(instructions) if word == "FROM"]
-    final = instructions[stages[-1]:]
+    final = instructions[stages[-1] :]
     users = [rest for word, rest in final if word == "USER"]
     assert users, "the final stage must set USER"
     assert users[-1].split(":")[0] not in ("root", "0"), users
@@ -122,15 +133,29 @@ def compose():
 
 def test_compose_matches_the_compose_specification():
     pytest.importorskip("check_jsonschema", reason="pip install -e '.[dev]' (check-jsonschema)")
-    result = run(sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec",
-                 "docker-compose.yml")
+    result = run(
+        sys.executable,
+        "-m",
+        "check_jsonschema",
+        "--builtin-schema",
+        "vendor.compose-spec",
+        "docker-compose.yml",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_compose_runs_every_part(compose):
     services = compose["services"]
-    expected = {"rabbitmq", "mongo", "hcrm-init", "gateway", "prometheus", "alertmanager", "grafana",
-                *SERVICE_NAMES}
+    expected = {
+        "rabbitmq",
+        "mongo",
+        "hcrm-init",
+        "gateway",
+        "prometheus",
+        "alertmanager",
+        "grafana",
+        *SERVICE_NAMES,
+    }
     assert expected <= set(services), expected - set(services)
     assert services["hcrm-init"]["command"] == ["hcrm", "init"]
     assert services["hcrm-init"]["restart"] == "no"
@@ -153,7 +178,10 @@ def test_compose_service(compose, name):
     assert env["HCRM_METRICS_PORT"] == "9100"
     # HCRM's own virtual host (issue 21), the one the broker creates on its first start.
     assert env["HCRM_AMQP_URI"].endswith("@rabbitmq:5672/${RABBITMQ_VHOST:-hcrm}")
-    assert compose["services"]["rabbitmq"]["environment"]["RABBITMQ_DEFAULT_VHOST"] == "${RABBITMQ_VHOST:-hcrm}"
+    assert (
+        compose["services"]["rabbitmq"]["environment"]["RABBITMQ_DEFAULT_VHOST"]
+        == "${RABBITMQ_VHOST:-hcrm}"
+    )
     assert env["HCRM_METRICS_HOST"] == "0.0.0.0"  # 127.0.0.1 is the default outside containers
     assert service["depends_on"] == {
         "hcrm-init": {"condition": "service_completed_successfully"},
@@ -173,7 +201,10 @@ def test_compose_long_running_parts_have_healthchecks_and_restart(compose):
         assert service.get("restart") == "unless-stopped", name
         for dependency, condition in (service.get("depends_on") or {}).items():
             assert condition["condition"] in (
-                "service_healthy", "service_started", "service_completed_successfully"), (name, dependency)
+                "service_healthy",
+                "service_started",
+                "service_completed_successfully",
+            ), (name, dependency)
 
 
 # Services that take connections from outside (the HL7 listener's MLLP port): on `frontend`
@@ -239,8 +270,10 @@ def test_mongo_init_creates_one_user_per_database(compose):
     mongo = compose["services"]["mongo"]
     for name in PROCESSES:
         assert f"{name.upper()}_DB_PASSWORD" in mongo["environment"], name
-    assert any(volume.startswith("./deploy/mongo/create-users.js:/docker-entrypoint-initdb.d/")
-               for volume in mongo["volumes"])
+    assert any(
+        volume.startswith("./deploy/mongo/create-users.js:/docker-entrypoint-initdb.d/")
+        for volume in mongo["volumes"]
+    )
 
 
 def test_prometheus_scrapes_the_compose_processes(compose):
@@ -270,7 +303,11 @@ def rendered():
 
 
 def find(resources, kind, name=None):
-    found = [r for r in resources if r["kind"] == kind and (name is None or r["metadata"]["name"] == name)]
+    found = [
+        r
+        for r in resources
+        if r["kind"] == kind and (name is None or r["metadata"]["name"] == name)
+    ]
     if name is not None:
         assert len(found) == 1, f"{kind}/{name}: {len(found)} found"
         return found[0]
@@ -282,7 +319,11 @@ def env_of(container):
 
 
 def configmap_data(resources, prefix):
-    matches = [r for r in resources if r["kind"] == "ConfigMap" and r["metadata"]["name"].startswith(prefix)]
+    matches = [
+        r
+        for r in resources
+        if r["kind"] == "ConfigMap" and r["metadata"]["name"].startswith(prefix)
+    ]
     assert len(matches) == 1, prefix
     return matches[0]["data"]
 
@@ -297,8 +338,10 @@ def pod_templates(resources):
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_overlay_validates_against_kubernetes_schemas(rendered, overlay):
     kubernetes_validate = pytest.importorskip(
-        "kubernetes_validate", reason="pip install -e '.[dev]' (kubernetes-validate)")
+        "kubernetes_validate", reason="pip install -e '.[dev]' (kubernetes-validate)"
+    )
     from kubernetes_validate.utils import all_versions
+
     assert K8S_VERSION in all_versions()
     errors = []
     for resource in rendered[overlay]:
@@ -345,7 +388,10 @@ def test_each_process_has_deployment_probes_resources_pdb_hpa(rendered, overlay,
     uri = env[f"{name.upper()}_MONGO_URI"]["value"]
     assert uri.startswith(f"mongodb://{name}:$(MONGO_PASSWORD)@$(MONGO_HOSTS)/hcrm_{name}?")
     assert f"authSource=hcrm_{name}" in uri
-    assert env["MONGO_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "hcrm-mongo-users", "key": name}
+    assert env["MONGO_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "hcrm-mongo-users",
+        "key": name,
+    }
     assert env["HCRM_AMQP_URI"]["value"].startswith("amqp://$(AMQP_USERNAME):$(AMQP_PASSWORD)@")
     assert env["HCRM_AMQP_URI"]["value"].endswith("@$(AMQP_HOST):5672/$(AMQP_VHOST)")
     annotations = template["metadata"]["annotations"]
@@ -360,15 +406,23 @@ def test_each_process_has_deployment_probes_resources_pdb_hpa(rendered, overlay,
     else:
         assert container["command"] == ["hcrm", "run", name]
         assert container["readinessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
-        assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": "9100",
-                               "prometheus.io/path": "/metrics", "hcrm/scrape-job": "hcrm-services"}
+        assert annotations == {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": "9100",
+            "prometheus.io/path": "/metrics",
+            "hcrm/scrape-job": "hcrm-services",
+        }
         init = spec["initContainers"][0]
         assert init["command"] == ["hcrm", "init"]
     pdb = find(resources, "PodDisruptionBudget", name)
     selector = pdb["spec"]["selector"]["matchLabels"]
     assert selector.items() <= pod_labels.items()
     hpa = find(resources, "HorizontalPodAutoscaler", name)
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": name,
+    }
     assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
     if overlay == "prod":
         assert hpa["spec"]["minReplicas"] >= 2
@@ -384,10 +438,15 @@ def test_gateway_service_and_ingress(rendered, overlay):
     ingresses = find(resources, "Ingress")
     assert [i["metadata"]["name"] for i in ingresses] == ["gateway"], "only the gateway is exposed"
     paths = [path for rule in ingresses[0]["spec"]["rules"] for path in rule["http"]["paths"]]
-    assert [(p["path"], p["backend"]["service"]["name"]) for p in paths] == [("/api", "gateway"), ("/portal", "gateway")]
+    assert [(p["path"], p["backend"]["service"]["name"]) for p in paths] == [
+        ("/api", "gateway"),
+        ("/portal", "gateway"),
+    ]
     for resource in resources:
         if resource["kind"] == "Service":
-            assert resource["spec"].get("type", "ClusterIP") == "ClusterIP", resource["metadata"]["name"]
+            assert resource["spec"].get("type", "ClusterIP") == "ClusterIP", resource["metadata"][
+                "name"
+            ]
 
 
 @needs_kubectl
@@ -398,12 +457,19 @@ def test_hl7_listener_port_service_and_probe(rendered, overlay):
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
     assert ports == {"mllp": LISTENERS["hl7"], "metrics": 9100}
     assert env_of(container)["HL7_HOST"]["value"] == "0.0.0.0"
-    assert container["startupProbe"] == {"tcpSocket": {"port": "mllp"}, "periodSeconds": 5,
-                                         "failureThreshold": 24}
+    assert container["startupProbe"] == {
+        "tcpSocket": {"port": "mllp"},
+        "periodSeconds": 5,
+        "failureThreshold": 24,
+    }
     service = find(resources, "Service", "hl7")
-    assert service["spec"]["ports"] == [{"name": "mllp", "protocol": "TCP", "port": 2575, "targetPort": "mllp"}]
+    assert service["spec"]["ports"] == [
+        {"name": "mllp", "protocol": "TCP", "port": 2575, "targetPort": "mllp"}
+    ]
     policy = find(resources, "NetworkPolicy", "hl7-mllp")["spec"]
-    assert policy["podSelector"]["matchLabels"].items() <= container_labels(resources, "hl7").items()
+    assert (
+        policy["podSelector"]["matchLabels"].items() <= container_labels(resources, "hl7").items()
+    )
 
 
 def container_labels(resources, name):
@@ -432,9 +498,12 @@ def test_broker_and_store_statefulsets(rendered, overlay):
     assert "rabbitmq_prometheus" in rabbit_config["enabled_plugins"]
     assert "prometheus.return_per_object_metrics = true" in rabbit_config["30-hcrm.conf"]
     limit = rabbitmq["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]
-    override = int(re.search(r"total_memory_available_override_value = (\d+)",
-                             rabbit_config["40-memory.conf"]).group(1))
-    assert override == int(int(limit.removesuffix("Gi")) * 1024 ** 3 * 0.8)
+    override = int(
+        re.search(
+            r"total_memory_available_override_value = (\d+)", rabbit_config["40-memory.conf"]
+        ).group(1)
+    )
+    assert override == int(int(limit.removesuffix("Gi")) * 1024**3 * 0.8)
     for statefulset in (rabbitmq, mongo):
         container = statefulset["spec"]["template"]["spec"]["containers"][0]
         assert "readinessProbe" in container and "livenessProbe" in container
@@ -444,7 +513,9 @@ def test_broker_and_store_statefulsets(rendered, overlay):
     job_env = env_of(job["spec"]["template"]["spec"]["containers"][0])
     for name in PROCESSES:
         assert job_env[f"{name.upper()}_DB_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
-            "name": "hcrm-mongo-users", "key": name}
+            "name": "hcrm-mongo-users",
+            "key": name,
+        }
 
 
 @needs_kubectl
@@ -460,8 +531,11 @@ def test_network_policies(rendered, overlay):
         for rule in spec.get("ingress", []):
             for peer in rule.get("from", []):
                 assert "ipBlock" not in peer, name
-                namespace = peer.get("namespaceSelector", {}).get("matchLabels", {}).get(
-                    "kubernetes.io/metadata.name")
+                namespace = (
+                    peer.get("namespaceSelector", {})
+                    .get("matchLabels", {})
+                    .get("kubernetes.io/metadata.name")
+                )
                 if namespace == "ingress-nginx":
                     assert name in ("gateway", "hl7-mllp"), name
                     if name == "hl7-mllp":
@@ -472,15 +546,22 @@ def test_network_policies(rendered, overlay):
     # A service reaches the broker and the store, nothing else.
     services = policies["services"]
     assert services["podSelector"] == {"matchLabels": {"hcrm/role": "service"}}
-    reached = {(rule["to"][0]["podSelector"]["matchLabels"]["hcrm/role"], rule["ports"][0]["port"])
-               for rule in services["egress"]}
+    reached = {
+        (rule["to"][0]["podSelector"]["matchLabels"]["hcrm/role"], rule["ports"][0]["port"])
+        for rule in services["egress"]
+    }
     assert reached == {("broker", 5672), ("database", 27017)}
     # Every pod is selected by a policy of its own besides default-deny.
-    selectors = [spec["podSelector"].get("matchLabels", {}) for name, spec in policies.items()
-                 if name not in ("default-deny", "allow-dns")]
+    selectors = [
+        spec["podSelector"].get("matchLabels", {})
+        for name, spec in policies.items()
+        if name not in ("default-deny", "allow-dns")
+    ]
     for resource, template in pod_templates(resources):
         labels = template["metadata"]["labels"]
-        assert any(sel and sel.items() <= labels.items() for sel in selectors), resource["metadata"]["name"]
+        assert any(sel and sel.items() <= labels.items() for sel in selectors), resource[
+            "metadata"
+        ]["name"]
 
 
 @needs_kubectl
@@ -493,7 +574,11 @@ def test_every_pod_is_scraped_or_needs_not_be(rendered, overlay):
         assert template["metadata"]["labels"]["app.kubernetes.io/part-of"] == "hcrm"
         if annotations.get("prometheus.io/scrape") == "true":
             assert annotations["hcrm/scrape-job"] in jobs
-            ports = {p["containerPort"] for c in template["spec"]["containers"] for p in c.get("ports", [])}
+            ports = {
+                p["containerPort"]
+                for c in template["spec"]["containers"]
+                for p in c.get("ports", [])
+            }
             assert int(annotations["prometheus.io/port"]) in ports
             scraped.add(resource["metadata"]["name"])
     assert scraped == {*PROCESSES, "rabbitmq"}
@@ -502,7 +587,7 @@ def test_every_pod_is_scraped_or_needs_not_be(rendered, overlay):
 def secret_refs(resources):
     """Every (secret, key) a pod reads; key None = the whole Secret (a volume)."""
     refs = set()
-    for resource, template in pod_templates(resources):
+    for _resource, template in pod_templates(resources):
         spec = template["spec"]
         for container in spec.get("containers", []) + spec.get("initContainers", []):
             for item in container.get("env", []):
@@ -530,7 +615,9 @@ def test_secret_templates_hold_no_real_secret():
             if key in NON_SECRET_KEYS:
                 assert len(value) <= 16 and value.isalnum(), key
             else:
-                assert value == PLACEHOLDER, f"{secret['metadata']['name']}.{key} is not a placeholder"
+                assert value == PLACEHOLDER, (
+                    f"{secret['metadata']['name']}.{key} is not a placeholder"
+                )
     kubernetes_validate = pytest.importorskip("kubernetes_validate")
     for secret in templates:
         kubernetes_validate.validate(secret, K8S_VERSION, strict=True)
@@ -541,11 +628,15 @@ def test_secret_templates_hold_no_real_secret():
 def test_overlays_apply_no_secret_and_templates_cover_every_reference(rendered, overlay):
     resources = rendered[overlay]
     assert not find(resources, "Secret"), "Secrets are created out of band (k8s/secrets/)"
-    templates = {s["metadata"]["name"]: s["stringData"]
-                 for s in yaml.safe_load_all((K8S / "secrets" / "secrets.template.yaml").read_text())}
+    templates = {
+        s["metadata"]["name"]: s["stringData"]
+        for s in yaml.safe_load_all((K8S / "secrets" / "secrets.template.yaml").read_text())
+    }
     for name, key in secret_refs(resources):
         assert name in templates, f"Secret {name} has no template"
-        assert key is None or key in templates[name], f"Secret {name} has no key {key} in its template"
+        assert key is None or key in templates[name], (
+            f"Secret {name} has no key {key} in its template"
+        )
     script = (K8S / "secrets" / "create-secrets.sh").read_text()
     for name, keys in templates.items():
         if name == "hcrm-tls":
@@ -564,12 +655,21 @@ def looks_random(token):
 
 def test_no_real_looking_secret_in_deployment_files():
     """No long random-looking token (a generated password, key or cookie) in any deployment file."""
-    files = [ROOT / "docker-compose.yml", ROOT / ".env.example", ROOT / "Dockerfile",
-             *K8S.rglob("*.yaml"), *K8S.rglob("*.conf"), *K8S.rglob("*.sh"),
-             *(ROOT / "deploy").rglob("*.yml"), *(ROOT / "deploy" / "mongo").rglob("*.js")]
+    files = [
+        ROOT / "docker-compose.yml",
+        ROOT / ".env.example",
+        ROOT / "Dockerfile",
+        *K8S.rglob("*.yaml"),
+        *K8S.rglob("*.conf"),
+        *K8S.rglob("*.sh"),
+        *(ROOT / "deploy").rglob("*.yml"),
+        *(ROOT / "deploy" / "mongo").rglob("*.js"),
+    ]
     for path in files:
         for token in re.findall(r"[A-Za-z0-9+_-]{24,}", path.read_text(encoding="utf-8")):
-            assert not looks_random(token), f"{path.relative_to(ROOT)}: looks like a secret: {token[:8]}..."
+            assert not looks_random(token), (
+                f"{path.relative_to(ROOT)}: looks like a secret: {token[:8]}..."
+            )
     assert looks_random("3f2a" * 8) and looks_random("aB3" * 8)
     assert not looks_random("/spec/template/spec/containers/0/resources/requests")
 
@@ -581,21 +681,34 @@ def test_copies_in_k8s_are_identical_to_their_source():
         (ROOT / "deploy" / "mongo" / "create-users.js", K8S / "base" / "mongo" / "create-users.js"),
     ]
     for source, copy in pairs:
-        assert copy.read_bytes() == source.read_bytes(), f"cp {source.relative_to(ROOT)} {copy.relative_to(ROOT)}"
+        assert copy.read_bytes() == source.read_bytes(), (
+            f"cp {source.relative_to(ROOT)} {copy.relative_to(ROOT)}"
+        )
 
 
 # --------------------------------------------------------------------------- monitoring
 
 
 def alert_rules():
-    return [rule for group in load_yaml(PROMETHEUS_DIR / "alerts.yml")["groups"] for rule in group["rules"]]
+    return [
+        rule
+        for group in load_yaml(PROMETHEUS_DIR / "alerts.yml")["groups"]
+        for rule in group["rules"]
+    ]
 
 
 def test_alerts_cover_what_issue_8_asks_for():
     names = {rule["alert"] for rule in alert_rules()}
-    for wanted in ("HcrmServiceDown", "HcrmDeadLetterQueueGrowing", "HcrmConsumerLag",
-                   "HcrmFollowupsOverdue", "HcrmComplaintSlaBreached", "HcrmRejectedEventsGrowing",
-                   "HcrmQueueWithoutConsumer", "HcrmOutboxStuck"):
+    for wanted in (
+        "HcrmServiceDown",
+        "HcrmDeadLetterQueueGrowing",
+        "HcrmConsumerLag",
+        "HcrmFollowupsOverdue",
+        "HcrmComplaintSlaBreached",
+        "HcrmRejectedEventsGrowing",
+        "HcrmQueueWithoutConsumer",
+        "HcrmOutboxStuck",
+    ):
         assert wanted in names
     for rule in alert_rules():
         assert rule["labels"]["severity"] in ("critical", "warning", "info"), rule["alert"]
@@ -608,10 +721,12 @@ def metric_names(expr):
 
 
 def test_alerts_and_dashboard_use_metrics_the_code_exposes():
-    code = "".join(p.read_text(encoding="utf-8") for p in
-                   [ROOT / "shared" / "metrics.py", ROOT / "services" / "gateway" / "app.py"])
+    code = "".join(
+        p.read_text(encoding="utf-8")
+        for p in [ROOT / "shared" / "metrics.py", ROOT / "services" / "gateway" / "app.py"]
+    )
     exposed = set(re.findall(r'"(hcrm_[a-z_]+)"', code))
-    assert STANDARD_METRICS <= exposed, STANDARD_METRICS - exposed
+    assert exposed >= STANDARD_METRICS, STANDARD_METRICS - exposed
     dashboard = json.loads(DASHBOARD.read_text())
     exprs = [rule["expr"] for rule in alert_rules()]
     exprs += [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
@@ -638,7 +753,9 @@ def test_grafana_dashboard_and_provisioning():
         if panel["type"] != "row":
             assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
             assert panel["targets"], panel["title"]
-    datasource = load_yaml(GRAFANA_DIR / "provisioning" / "datasources" / "prometheus.yml")["datasources"][0]
+    datasource = load_yaml(GRAFANA_DIR / "provisioning" / "datasources" / "prometheus.yml")[
+        "datasources"
+    ][0]
     assert datasource["type"] == "prometheus" and datasource["url"] == "http://prometheus:9090"
     provider = load_yaml(GRAFANA_DIR / "provisioning" / "dashboards" / "hcrm.yml")["providers"][0]
     compose = load_yaml(ROOT / "docker-compose.yml")
@@ -675,7 +792,9 @@ def test_dashboard_queries_are_valid_promql(tmp_path):
     for panel in dashboard["panels"]:
         for target in panel.get("targets", []):
             expr = target["expr"].replace("$__rate_interval", "5m").replace("$service", ".*")
-            rules.append({"record": f"dashboard:panel_{panel['id']}_{target['refId']}", "expr": expr})
+            rules.append(
+                {"record": f"dashboard:panel_{panel['id']}_{target['refId']}", "expr": expr}
+            )
     path = tmp_path / "dashboard-rules.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     result = run(PROMTOOL, "check", "rules", str(path))
@@ -684,7 +803,10 @@ def test_dashboard_queries_are_valid_promql(tmp_path):
 
 def test_dev_dependencies_name_the_validators():
     import tomllib
-    dev = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["dev"]
+
+    dev = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"][
+        "dev"
+    ]
     names = {re.split(r"[<>=!~ ]", requirement)[0] for requirement in dev}
     assert {"check-jsonschema", "kubernetes-validate"} <= names
 
@@ -713,10 +835,18 @@ const context = {
   },
   rs: {
     status: () => {
-      if (!initiated) { const e = new Error("no replset config"); e.codeName = "NotYetInitialized"; throw e; }
+      if (!initiated) {
+        const e = new Error("no replset config");
+        e.codeName = "NotYetInitialized";
+        throw e;
+      }
       return { ok: 1 };
     },
-    initiate: (config) => { calls.push(["initiate", config]); initiated = true; members.push(config.members[0].host); },
+    initiate: (config) => {
+      calls.push(["initiate", config]);
+      initiated = true;
+      members.push(config.members[0].host);
+    },
     conf: () => ({ members: members.map((host) => ({ host })) }),
     add: (member) => { calls.push(["add", member.host]); members.push(member.host); },
   },
@@ -728,13 +858,17 @@ try {
   console.log(JSON.stringify({ ok: false, error: error.message, calls }));
 }
 """
-needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed: cannot run the mongosh scripts")
+needs_node = pytest.mark.skipif(
+    NODE is None, reason="node is not installed: cannot run the mongosh scripts"
+)
 PASSWORDS = {f"{name.upper()}_DB_PASSWORD": f"{name}-password-placeholder" for name in PROCESSES}
 
 
 def run_mongo_script(name, env, users=(), initiated=False, members=()):
     state = {"users": list(users), "initiated": initiated, "members": list(members)}
-    result = run(NODE, "-e", HARNESS, str(K8S / "base" / "mongo" / name), json.dumps(env), json.dumps(state))
+    result = run(
+        NODE, "-e", HARNESS, str(K8S / "base" / "mongo" / name), json.dumps(env), json.dumps(state)
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -743,9 +877,15 @@ def run_mongo_script(name, env, users=(), initiated=False, members=()):
 def test_create_users_creates_or_updates_one_user_per_database():
     outcome = run_mongo_script("create-users.js", PASSWORDS, users=["intake"])
     assert outcome["ok"], outcome
-    assert outcome["calls"][0] == ["updateUser", "hcrm_intake", "intake", [{"role": "readWrite", "db": "hcrm_intake"}]]
+    assert outcome["calls"][0] == [
+        "updateUser",
+        "hcrm_intake",
+        "intake",
+        [{"role": "readWrite", "db": "hcrm_intake"}],
+    ]
     assert [call[:3] for call in outcome["calls"][1:]] == [
-        ["createUser", f"hcrm_{name}", name] for name in PROCESSES[1:]]
+        ["createUser", f"hcrm_{name}", name] for name in PROCESSES[1:]
+    ]
     for call in outcome["calls"]:
         assert call[3] == [{"role": "readWrite", "db": call[1]}]
 
@@ -765,8 +905,17 @@ def test_init_replica_set_initiates_once_and_adds_missing_members():
     first = run_mongo_script("init-replica-set.js", env)
     assert first["ok"], first
     assert first["calls"] == [
-        ["initiate", {"_id": "rs0", "members": [{"_id": 0, "host": "mongo-0.mongo:27017", "priority": 2}]}],
-        ["add", "mongo-1.mongo:27017"], ["add", "mongo-2.mongo:27017"]]
-    again = run_mongo_script("init-replica-set.js", env, initiated=True,
-                             members=[f"mongo-{i}.mongo:27017" for i in range(3)])
+        [
+            "initiate",
+            {"_id": "rs0", "members": [{"_id": 0, "host": "mongo-0.mongo:27017", "priority": 2}]},
+        ],
+        ["add", "mongo-1.mongo:27017"],
+        ["add", "mongo-2.mongo:27017"],
+    ]
+    again = run_mongo_script(
+        "init-replica-set.js",
+        env,
+        initiated=True,
+        members=[f"mongo-{i}.mongo:27017" for i in range(3)],
+    )
     assert again == {"ok": True, "calls": []}

@@ -26,6 +26,7 @@ arrived first (docs/EVENTS.md: a Withdrawn before its Scheduled, or a DischargeC
 before the discharge, means it never was), so those are compared among the live ones only
 (pending / done tasks, appointments not cancelled); the figures count neither.
 """
+
 import datetime
 import json
 import os
@@ -55,16 +56,16 @@ SETTLE_TIMEOUT = 90
 # What the week gives, worked out from the facts: the waits below end when each side shows
 # it (then the two are compared in full, times and figures included).
 PATIENTS = {  # mrn: (visit_count, stage, merged_mrns)
-    "M2001": (2, "returning", []),      # first visit, return visit; phone changed by A08
-    "M2002": (1, "recovering", []),     # emergency, admitted, discharge cancelled, discharged
-    "M2003": (0, "new", []),            # her only visit was entered in error: registered, no visit
+    "M2001": (2, "returning", []),  # first visit, return visit; phone changed by A08
+    "M2002": (1, "recovering", []),  # emergency, admitted, discharge cancelled, discharged
+    "M2003": (0, "new", []),  # her only visit was entered in error: registered, no visit
     "M2004": (2, "returning", ["M2005"]),  # a visit under each MRN, then merged
-    "M2006": (0, "recovering", []),     # died in hospital
-    "M2007": (1, "new", []),            # a visit; her admission was entered in error
+    "M2006": (0, "recovering", []),  # died in hospital
+    "M2007": (1, "new", []),  # a visit; her admission was entered in error
     "M2008": (1, "new", []),
     "M2009": (2, "returning", []),
-    "M2010": (0, "recovering", []),     # registered (A28), admitted, transferred out
-    "M2011": (1, "new", []),            # department code not in the table
+    "M2010": (0, "recovering", []),  # registered (A28), admitted, transferred out
+    "M2011": (1, "new", []),  # department code not in the table
 }
 LIVE_TASKS = {  # mrn: the kinds of its pending tasks
     "M2001": ["post_visit_call", "post_visit_call"],
@@ -77,8 +78,14 @@ LIVE_TASKS = {  # mrn: the kinds of its pending tasks
     "M2011": ["post_visit_call"],
 }
 LIVE_APPOINTMENTS = {"M2001": ["booked"], "M2004": ["no_show"], "M2009": ["attended"]}
-WEEK_FIGURES = {"visits": 10, "first_visits": 7, "return_visits": 2, "admissions": 3,
-                "discharges": 3, "unique_patients": 7}
+WEEK_FIGURES = {
+    "visits": 10,
+    "first_visits": 7,
+    "return_visits": 2,
+    "admissions": 3,
+    "discharges": 3,
+    "unique_patients": 7,
+}
 
 
 @pytest.fixture(scope="module")
@@ -91,12 +98,17 @@ def week():
 def test_each_message_maps_to_the_events_its_json_twin_states(week):
     """In process, no broker: the mapping of every message of the week equals the events the
     JSON side sends (the listener's tables; an earlier visit of the MRN makes a return)."""
-    settings = MappingSettings(departments=hl7_week.DEPARTMENTS,
-                               patient_sources=hl7_week.PATIENT_SOURCES)
+    settings = MappingSettings(
+        departments=hl7_week.DEPARTMENTS, patient_sources=hl7_week.PATIENT_SOURCES
+    )
     seen = set()
     for message in week.messages:
-        mapped = to_events(parse(message.er7, "UTF-8"), settings, has_earlier_visit=seen.__contains__)
-        seen.update(e["data"]["patient"]["mrn"] for e in mapped if e["event_type"] == "PatientVisited")
+        mapped = to_events(
+            parse(message.er7, "UTF-8"), settings, has_earlier_visit=seen.__contains__
+        )
+        seen.update(
+            e["data"]["patient"]["mrn"] for e in mapped if e["event_type"] == "PatientVisited"
+        )
         assert mapped == message.events, f"{message.control_id} {message.fact.trigger}"
 
 
@@ -107,16 +119,23 @@ def test_a_visit_received_milliseconds_earlier_is_an_earlier_visit(store_server)
     store = Hl7Store()
     store.db = connect(f"{store_server.uri}/t{uuid.uuid4().hex[:10]}_hl7", "hl7")
     try:
-        first = datetime.datetime.now(datetime.timezone.utc)
+        first = datetime.datetime.now(datetime.UTC)
         store.record_visits(message_key("HIS", "XHYY", "C1"), ["M1"], first)
         later = first + datetime.timedelta(milliseconds=20)
         assert store.has_earlier_visit("M1", later, message_key("HIS", "XHYY", "C2"))
         assert not store.has_earlier_visit("M1", later, message_key("HIS", "XHYY", "C1"))  # its own
-        assert not store.has_earlier_visit("M1", first - datetime.timedelta(milliseconds=20),
-                                           message_key("HIS", "XHYY", "C0"))  # a replay of an older one
+        assert not store.has_earlier_visit(
+            "M1", first - datetime.timedelta(milliseconds=20), message_key("HIS", "XHYY", "C0")
+        )  # a replay of an older one
         # A visit remembered before received_ts existed still counts (by its date).
-        store.db.visits.insert_one({"_id": "old", "mrn": "M2", "message_key": "old",
-                                    "received_at": first - datetime.timedelta(minutes=5)})
+        store.db.visits.insert_one(
+            {
+                "_id": "old",
+                "mrn": "M2",
+                "message_key": "old",
+                "received_at": first - datetime.timedelta(minutes=5),
+            }
+        )
         assert store.has_earlier_visit("M2", first, message_key("HIS", "XHYY", "C3"))
     finally:
         store.db.client.drop_database(store.db.name)
@@ -135,8 +154,11 @@ def installations(store_server, log_dir):
         by_hl7.start_gateway()
         by_json.start_gateway()
         for platform in (by_hl7, by_json):
-            wait_until(lambda: platform.http("GET", "/readyz")[0] == 200, timeout=90,
-                       message=lambda: f"every service ready: {platform.http('GET', '/readyz')[1]}")
+            wait_until(
+                lambda: platform.http("GET", "/readyz")[0] == 200,
+                timeout=90,
+                message=lambda: f"every service ready: {platform.http('GET', '/readyz')[1]}",
+            )
         wait_until(lambda: port_open(by_hl7.hl7_port), timeout=30, message="the MLLP port")
         for platform in (by_hl7, by_json):
             platform.intake_db = MongoClient(platform.database_uri("intake")).get_default_database()
@@ -162,11 +184,18 @@ def test_the_week_as_hl7_equals_the_week_as_json(installations, week):
         by_json.publish(event)
 
     for platform in (by_hl7, by_json):
-        wait_until(lambda: len(recorded(platform)) == len(week.events), timeout=60,
-                   message=lambda: f"intake to record the week's {len(week.events)} events "
-                                   f"({len(recorded(platform))} so far)")
+        wait_until(
+            lambda: len(recorded(platform)) == len(week.events),
+            timeout=60,
+            message=lambda: (
+                f"intake to record the week's {len(week.events)} events "
+                f"({len(recorded(platform))} so far)"
+            ),
+        )
     # The first place a mapping difference shows: what intake recorded, event by event.
-    assert_same(recorded(by_hl7), recorded(by_json), "the events intake recorded (HL7 side, JSON side)")
+    assert_same(
+        recorded(by_hl7), recorded(by_json), "the events intake recorded (HL7 side, JSON side)"
+    )
 
     start, end = week.monday, week.monday + datetime.timedelta(days=6)
     month_end = week.today + datetime.timedelta(days=40)  # the 30-day reminders included
@@ -174,21 +203,40 @@ def test_the_week_as_hl7_equals_the_week_as_json(installations, week):
     sides = {}
     for name, platform in (("hl7", by_hl7), ("json", by_json)):
         token = platform.token()
-        sides[name] = wait_until(lambda: settled(snapshot(platform, token, ranges)), timeout=SETTLE_TIMEOUT,
-                                 interval=0.5,
-                                 message=lambda: f"the {name} installation to settle: "
-                                                 f"{progress(snapshot(platform, token, ranges))}")
+        sides[name] = wait_until(
+            lambda: settled(snapshot(platform, token, ranges)),
+            timeout=SETTLE_TIMEOUT,
+            interval=0.5,
+            message=lambda: (
+                f"the {name} installation to settle: {progress(snapshot(platform, token, ranges))}"
+            ),
+        )
     hl7_side, json_side = sides["hl7"], sides["json"]
     for part in ("patients", "tasks", "appointments", "summary_week", "summary_month"):
         assert_same(hl7_side[part], json_side[part], f"{part} (HL7 side, JSON side)")
-    departments = {d["department"]: (d["visits"], d["first_visits"], d["discharges"])
-                   for d in json_side["summary_week"]["by_department"]}
-    assert departments == {"心内科": (3, 2, 1), "急诊科": (1, 0, 0), "妇科": (1, 1, 0), "骨科": (4, 3, 0),
-                           "普外科": (0, 0, 1), "肿瘤科": (0, 0, 1), "0999": (1, 1, 0)}
+    departments = {
+        d["department"]: (d["visits"], d["first_visits"], d["discharges"])
+        for d in json_side["summary_week"]["by_department"]
+    }
+    assert departments == {
+        "心内科": (3, 2, 1),
+        "急诊科": (1, 0, 0),
+        "妇科": (1, 1, 0),
+        "骨科": (4, 3, 0),
+        "普外科": (0, 0, 1),
+        "肿瘤科": (0, 0, 1),
+        "0999": (1, 1, 0),
+    }
     # The moved appointment is at its new time; the withdrawn one is never live.
     assert json_side["appointments"]["M2001"] == [
-        ["心内科", hl7_week.iso(hl7_week.at(week.today + datetime.timedelta(days=3), "10:00")), 30, "D017",
-         "booked"]]
+        [
+            "心内科",
+            hl7_week.iso(hl7_week.at(week.today + datetime.timedelta(days=3), "10:00")),
+            30,
+            "D017",
+            "booked",
+        ]
+    ]
     assert all(a[-1] == "cancelled" for a in json_side["cancelled_appointments"].get("M2003", []))
     dead = json_side["patients"]["M2006"]
     assert dead["contact_consent"] is False and dead["marketing_consent"] is False
@@ -201,9 +249,14 @@ def test_the_week_as_hl7_equals_the_week_as_json(installations, week):
 def recorded(platform):
     """{source event id: (type, occurred_at, data)} of the week's events intake recorded
     (without merged_patient_id, intake's own id of the retired record)."""
-    return {doc["source_event_id"]: [doc["event_type"], doc["occurred_at"].isoformat(),
-                                     {k: v for k, v in doc["data"].items() if k != "merged_patient_id"}]
-            for doc in platform.intake_db.events.find({"source": hl7_week.SOURCE})}
+    return {
+        doc["source_event_id"]: [
+            doc["event_type"],
+            doc["occurred_at"].isoformat(),
+            {k: v for k, v in doc["data"].items() if k != "merged_patient_id"},
+        ]
+        for doc in platform.intake_db.events.find({"source": hl7_week.SOURCE})
+    }
 
 
 def get(platform, token, path):
@@ -222,23 +275,55 @@ def snapshot(platform, token, ranges):
             mrn_of[patient_id] = get(platform, token, f"/api/v1/patients/{patient_id}")["mrn"]
         return mrn_of[patient_id]
 
-    state = {"patients": {p["mrn"]: {k: p[k] for k in (
-        "visit_count", "stage", "segment", "merged_mrns", "name", "phone", "gender", "birth_date", "region",
-        "contact_consent", "marketing_consent")} for p in patients}}
+    state = {
+        "patients": {
+            p["mrn"]: {
+                k: p[k]
+                for k in (
+                    "visit_count",
+                    "stage",
+                    "segment",
+                    "merged_mrns",
+                    "name",
+                    "phone",
+                    "gender",
+                    "birth_date",
+                    "region",
+                    "contact_consent",
+                    "marketing_consent",
+                )
+            }
+            for p in patients
+        }
+    }
     tasks = get(platform, token, "/api/v1/followups?limit=500")["items"]
     appointments = get(platform, token, "/api/v1/appointments?limit=500")["items"]
-    state["tasks"] = by_mrn((mrn(t["patient_id"]), [t["kind"], t["due_at"], t["status"], t["department"]])
-                            for t in tasks if t["status"] != "cancelled")
-    state["cancelled_tasks"] = by_mrn((mrn(t["patient_id"]), [t["kind"], t["due_at"], t["cancel_reason"]])
-                                      for t in tasks if t["status"] == "cancelled")
-    rows = [(mrn(a["patient_id"]), [a["department"], a["starts_at"], a["duration_minutes"], a["doctor_id"],
-                                    a["status"]]) for a in appointments]
+    state["tasks"] = by_mrn(
+        (mrn(t["patient_id"]), [t["kind"], t["due_at"], t["status"], t["department"]])
+        for t in tasks
+        if t["status"] != "cancelled"
+    )
+    state["cancelled_tasks"] = by_mrn(
+        (mrn(t["patient_id"]), [t["kind"], t["due_at"], t["cancel_reason"]])
+        for t in tasks
+        if t["status"] == "cancelled"
+    )
+    rows = [
+        (
+            mrn(a["patient_id"]),
+            [a["department"], a["starts_at"], a["duration_minutes"], a["doctor_id"], a["status"]],
+        )
+        for a in appointments
+    ]
     state["appointments"] = by_mrn(row for row in rows if row[1][-1] != "cancelled")
     state["cancelled_appointments"] = by_mrn(row for row in rows if row[1][-1] == "cancelled")
     for name, (first, last) in ranges.items():
         summary = get(platform, token, f"/api/v1/analytics/summary?from={first}&to={last}")
-        state[f"summary_{name}"] = {k: v for k, v in summary.items()
-                                    if k not in ("from", "to", "generated_at", "computed_at")}
+        state[f"summary_{name}"] = {
+            k: v
+            for k, v in summary.items()
+            if k not in ("from", "to", "generated_at", "computed_at")
+        }
     return state
 
 
@@ -252,8 +337,13 @@ def by_mrn(rows):
 def observed(state):
     """The shape the waits look for (PATIENTS, LIVE_TASKS, LIVE_APPOINTMENTS, WEEK_FIGURES)."""
     return {
-        "patients": {m: (p["visit_count"], p["stage"], p["merged_mrns"]) for m, p in state["patients"].items()},
-        "tasks": {m: sorted(t[0] for t in ts if t[2] == "pending") for m, ts in state["tasks"].items()},
+        "patients": {
+            m: (p["visit_count"], p["stage"], p["merged_mrns"])
+            for m, p in state["patients"].items()
+        },
+        "tasks": {
+            m: sorted(t[0] for t in ts if t[2] == "pending") for m, ts in state["tasks"].items()
+        },
         "appointments": {m: [a[-1] for a in ts] for m, ts in state["appointments"].items()},
         "week": {k: state["summary_week"].get(k) for k in WEEK_FIGURES},
         # Every live task is due within the month's range; cancelled ones are not counted.
@@ -262,9 +352,13 @@ def observed(state):
 
 
 def expected():
-    return {"patients": {m: tuple(v) for m, v in PATIENTS.items()}, "tasks": LIVE_TASKS,
-            "appointments": LIVE_APPOINTMENTS, "week": WEEK_FIGURES,
-            "followups_due": sum(len(kinds) for kinds in LIVE_TASKS.values())}
+    return {
+        "patients": {m: tuple(v) for m, v in PATIENTS.items()},
+        "tasks": LIVE_TASKS,
+        "appointments": LIVE_APPOINTMENTS,
+        "week": WEEK_FIGURES,
+        "followups_due": sum(len(kinds) for kinds in LIVE_TASKS.values()),
+    }
 
 
 def settled(state):
@@ -277,7 +371,9 @@ def progress(state):
 
 def assert_same(left, right, what):
     found = differences(left, right)
-    assert not found, f"{what} differ:\n" + json.dumps(found, ensure_ascii=False, indent=1, default=str)
+    assert not found, f"{what} differ:\n" + json.dumps(
+        found, ensure_ascii=False, indent=1, default=str
+    )
 
 
 def differences(left, right, path=""):
@@ -285,7 +381,8 @@ def differences(left, right, path=""):
     if isinstance(left, dict) and isinstance(right, dict):
         found = {}
         for key in sorted(set(left) | set(right), key=str):
-            found.update(differences(left.get(key, "<absent>"), right.get(key, "<absent>"),
-                                     f"{path}/{key}"))
+            found.update(
+                differences(left.get(key, "<absent>"), right.get(key, "<absent>"), f"{path}/{key}")
+            )
         return found
     return {} if left == right else {path or "/": (left, right)}

@@ -1,5 +1,6 @@
 """Issue 2's acceptance run, end to end: hospital systems publish over AMQP, staff read
 through the gateway, intake is killed with -9 halfway and started again."""
+
 import json
 import random
 
@@ -17,7 +18,7 @@ def hospital_week(rng):
     """1,000 distinct valid events and what they must produce, computed without the service."""
     mrns = [f"MRN-{i:05d}" for i in range(PATIENTS)]
     phones = {mrn: f"138{i:08d}" for i, mrn in enumerate(mrns)}
-    events, expected_visits = [], {mrn: 0 for mrn in mrns}
+    events, expected_visits = [], dict.fromkeys(mrns, 0)
 
     def person(mrn):
         return {"name": rng.choice(["张伟", "王芳", "李娜", "刘洋", "陈静"]), "phone": phones[mrn]}
@@ -42,7 +43,9 @@ def hospital_week(rng):
 def all_patients(platform, token):
     items, offset = [], 0
     while True:
-        status, page = platform.http("GET", f"/api/v1/patients?limit=500&offset={offset}", token=token)
+        status, page = platform.http(
+            "GET", f"/api/v1/patients?limit=500&offset={offset}", token=token
+        )
         assert status == 200, page
         items += page["items"]
         offset += 500
@@ -66,8 +69,12 @@ def test_a_shuffled_week_with_duplicates_poison_and_a_crash(platform):
         platform.publish(None, routing_key=key, raw=raw)
 
     # kill -9 once about half of the messages are through, then start again.
-    wait_until(lambda: platform.queue_depth("intake.inbound") <= len(messages) // 2,
-               timeout=120, interval=0.05, message="intake to work through half of the messages")
+    wait_until(
+        lambda: platform.queue_depth("intake.inbound") <= len(messages) // 2,
+        timeout=120,
+        interval=0.05,
+        message="intake to work through half of the messages",
+    )
     intake.kill()
     platform.start_service("intake")
 
@@ -77,20 +84,33 @@ def test_a_shuffled_week_with_duplicates_poison_and_a_crash(platform):
     def settled():
         patients = all_patients(platform, token)
         by_mrn = {p["mrn"]: p["visit_count"] for p in patients if p["mrn"]}
-        observed.update(patients=len(patients), wrong={
-            mrn: (by_mrn.get(mrn), n) for mrn, n in expected_visits.items() if by_mrn.get(mrn) != n})
+        observed.update(
+            patients=len(patients),
+            wrong={
+                mrn: (by_mrn.get(mrn), n)
+                for mrn, n in expected_visits.items()
+                if by_mrn.get(mrn) != n
+            },
+        )
         return len(patients) == expected_patients and by_mrn == expected_visits and patients
 
     try:
-        patients = wait_until(settled, timeout=180, interval=1.0,
-                              message="every patient with the exact visit_count")
-    except AssertionError:
-        raise AssertionError(f"expected {expected_patients} patients, saw {observed['patients']}; "
-                             f"(seen, expected) visit counts that differ: {observed['wrong']}")
+        patients = wait_until(
+            settled, timeout=180, interval=1.0, message="every patient with the exact visit_count"
+        )
+    except AssertionError as exc:
+        raise AssertionError(
+            f"expected {expected_patients} patients, saw {observed['patients']}; "
+            f"(seen, expected) visit counts that differ: {observed['wrong']}"
+        ) from exc
     assert sum(1 for p in patients if p["mrn"] is None and p["stage"] == "prospect") == PROSPECTS
     assert {p["stage"] for p in patients if p["mrn"] in {f"MRN-{i:05d}" for i in range(60)}} <= {
-        "recovering", "recovered"}
-    wait_until(lambda: platform.queue_depth("intake.inbound") == 0, message="an empty inbound queue")
+        "recovering",
+        "recovered",
+    }
+    wait_until(
+        lambda: platform.queue_depth("intake.inbound") == 0, message="an empty inbound queue"
+    )
 
     rejected = platform.drain("hospital.events.rejected")
     assert sorted(body for body, _ in rejected) == sorted(raw for _, raw, _ in malformed)

@@ -8,6 +8,7 @@ Screenshots of every step go to artifacts/portal/; with HCRM_README_SHOTS=1, the
 README's "First hour" shows are also written to docs/img/.
 Nothing sleeps and hopes: every wait is a condition with a deadline.
 """
+
 import base64
 import datetime
 import http.client
@@ -29,8 +30,12 @@ expect = sync_api.expect
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = REPO / "artifacts" / "portal"
 README_SHOTS = REPO / "docs" / "img"  # only with HCRM_README_SHOTS=1
-README_SHOT_NAMES = {"01-manager-dashboard-before", "03-worklist", "05-call-recorded",
-                     "09-manager-dashboard-after"}
+README_SHOT_NAMES = {
+    "01-manager-dashboard-before",
+    "03-worklist",
+    "05-call-recorded",
+    "09-manager-dashboard-after",
+}
 LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
 CJK = re.compile(r"[\u3000-\u9fff\uff00-\uffef]")
 HOSPITAL_TZ = zoneinfo.ZoneInfo("Asia/Shanghai")  # the platform's default time zone
@@ -58,8 +63,9 @@ def today():
 
 def visit_yesterday():
     """A visit yesterday (hospital time): its post-visit call is due at the end of today."""
-    visited = datetime.datetime.combine(today() - datetime.timedelta(days=1), datetime.time(9, 30),
-                                        HOSPITAL_TZ)
+    visited = datetime.datetime.combine(
+        today() - datetime.timedelta(days=1), datetime.time(9, 30), HOSPITAL_TZ
+    )
     event = factories.visit(PATIENT["mrn"], name=PATIENT["name"], phone=PATIENT["phone"])
     event["data"]["visited_at"] = visited.isoformat()
     event["occurred_at"] = (visited + datetime.timedelta(minutes=40)).isoformat()
@@ -80,7 +86,9 @@ def dashboard_range():
 
 def summary(platform, token):
     start, end = dashboard_range()
-    status, body = platform.http("GET", f"/api/v1/analytics/summary?from={start}&to={end}", token=token)
+    status, body = platform.http(
+        "GET", f"/api/v1/analytics/summary?from={start}&to={end}", token=token
+    )
     assert status == 200, body
     return body
 
@@ -89,12 +97,18 @@ def summary(platform, token):
 def portal(platform):
     for service in ("intake", "followup", "appointments", "analytics"):
         platform.start_service(service)
-    platform.start_service("complaints", COMPLAINTS_SLA_CHECK_INTERVAL_S="1")  # breaches seen quickly
+    platform.start_service(
+        "complaints", COMPLAINTS_SLA_CHECK_INTERVAL_S="1"
+    )  # breaches seen quickly
     platform.start_gateway()
     admin = platform.token()
     for (username, password), role in ((AGENT, "agent"), (MANAGER, "manager")):
-        status, body = platform.http("POST", "/api/v1/users",
-                                     {"username": username, "password": password, "role": role}, token=admin)
+        status, body = platform.http(
+            "POST",
+            "/api/v1/users",
+            {"username": username, "password": password, "role": role},
+            token=admin,
+        )
         assert status == 201, body
     return platform
 
@@ -104,7 +118,9 @@ def browser():
     SHOTS.mkdir(parents=True, exist_ok=True)
     expect.set_options(timeout=UI_TIMEOUT_MS)
     with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
+        )
         yield chromium
         chromium.close()
 
@@ -113,8 +129,12 @@ class Tab:
     """A browser context (its own sessionStorage) with one page, its console errors kept."""
 
     def __init__(self, browser, base_url, label):
-        self.context = browser.new_context(base_url=base_url, viewport={"width": 1280, "height": 900},
-                                           locale="zh-CN", timezone_id="Asia/Shanghai")
+        self.context = browser.new_context(
+            base_url=base_url,
+            viewport={"width": 1280, "height": 900},
+            locale="zh-CN",
+            timezone_id="Asia/Shanghai",
+        )
         self.page = self.context.new_page()
         self.page.set_default_timeout(UI_TIMEOUT_MS)
         self.label = label
@@ -150,7 +170,8 @@ def reload_dashboard(tab):
     before = page.locator("#view").get_attribute("data-loaded-at")
     page.click("#dash-refresh")
     page.wait_for_function(
-        "before => document.querySelector('#view').dataset.loadedAt !== before", arg=before)
+        "before => document.querySelector('#view').dataset.loadedAt !== before", arg=before
+    )
 
 
 def test_agent_call_then_manager_sees_it_on_the_dashboard(portal, browser):
@@ -161,28 +182,67 @@ def test_agent_call_then_manager_sees_it_on_the_dashboard(portal, browser):
 
     # Yesterday's visit: a post-visit call due today; and two complaints for the queue.
     platform.publish(visit_yesterday())
-    task = wait_until(lambda: next(iter(platform.http(
-        "GET", "/api/v1/followups?status=pending&due_today=true", token=agent_token)[1]["items"]), None),
-        timeout=60, message="the post-visit call due today")
+    task = wait_until(
+        lambda: next(
+            iter(
+                platform.http(
+                    "GET", "/api/v1/followups?status=pending&due_today=true", token=agent_token
+                )[1]["items"]
+            ),
+            None,
+        ),
+        timeout=60,
+        message="the post-visit call due today",
+    )
     assert task["kind"] == "post_visit_call" and task["patient_name"] == PATIENT["name"]
-    wait_until(lambda: summary(platform, manager_token)["followups_due"] == 1, timeout=60,
-               message="analytics to count the call as due")
-    late = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=3)).isoformat()
-    for body in ({"channel": "phone", "category": "waiting_time", "severity": "high",
-                  "description": "候诊超过两小时，无人解释。", "received_at": late},
-                 {"channel": "wechat", "category": "attitude", "severity": "medium",
-                  "description": "<b>挂号处</b>态度冷淡 <script>alert(1)</script>"}):
+    wait_until(
+        lambda: summary(platform, manager_token)["followups_due"] == 1,
+        timeout=60,
+        message="analytics to count the call as due",
+    )
+    late = (datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=3)).isoformat()
+    for body in (
+        {
+            "channel": "phone",
+            "category": "waiting_time",
+            "severity": "high",
+            "description": "候诊超过两小时，无人解释。",
+            "received_at": late,
+        },
+        {
+            "channel": "wechat",
+            "category": "attitude",
+            "severity": "medium",
+            "description": "<b>挂号处</b>态度冷淡 <script>alert(1)</script>",
+        },
+    ):
         status, created = platform.http("POST", "/api/v1/complaints", body, token=agent_token)
         assert status == 201, created
     # The late one is past its 2-hour acknowledge deadline: the SLA timer escalates it.
-    wait_until(lambda: platform.http("GET", "/api/v1/complaints?status=escalated",
-                                     token=agent_token)[1]["total"] == 1,
-               timeout=30, message="the breached complaint to be escalated")
+    wait_until(
+        lambda: (
+            platform.http("GET", "/api/v1/complaints?status=escalated", token=agent_token)[1][
+                "total"
+            ]
+            == 1
+        ),
+        timeout=30,
+        message="the breached complaint to be escalated",
+    )
 
     starts = next_working_morning()
-    status, booked = platform.http("POST", "/api/v1/appointments", {
-        "patient_id": task["patient_id"], "department": "心内科", "doctor_id": "DR-LIU",
-        "starts_at": starts.isoformat(), "channel": "phone"}, token=agent_token)
+    status, booked = platform.http(
+        "POST",
+        "/api/v1/appointments",
+        {
+            "patient_id": task["patient_id"],
+            "department": "心内科",
+            "doctor_id": "DR-LIU",
+            "starts_at": starts.isoformat(),
+            "channel": "phone",
+        },
+        token=agent_token,
+    )
     assert status == 201, booked
 
     manager = Tab(browser, platform.gateway_url, "manager")
@@ -219,10 +279,17 @@ def test_agent_call_then_manager_sees_it_on_the_dashboard(portal, browser):
         card.locator("button.show-phone").click()
         expect(card.locator(".phone")).to_have_text(PATIENT["phone"])
         agent.shot("04-phone-revealed")
-        audit = wait_until(lambda: [e for e in platform.http(
-            "GET", f"/api/v1/audit?patient_id={task['patient_id']}", token=admin)[1]["items"]
-            if e["route"] == f"/api/v1/followups/{task['followup_id']}/contact"],
-            timeout=10, message="the audit entry of the phone reveal")
+        audit = wait_until(
+            lambda: [
+                e
+                for e in platform.http(
+                    "GET", f"/api/v1/audit?patient_id={task['patient_id']}", token=admin
+                )[1]["items"]
+                if e["route"] == f"/api/v1/followups/{task['followup_id']}/contact"
+            ],
+            timeout=10,
+            message="the audit entry of the phone reveal",
+        )
         assert audit[0]["user"] == AGENT[0] and audit[0]["status"] == 200
 
         # -- reached, satisfaction 5: one click --------------------------------------------
@@ -230,8 +297,12 @@ def test_agent_call_then_manager_sees_it_on_the_dashboard(portal, browser):
         expect(card.locator(".result")).to_have_text("已记录：已接通 · 满意度 5")
         agent.shot("05-call-recorded")
         status, done = platform.http("GET", f"/api/v1/followups/{task['followup_id']}", token=admin)
-        assert (done["status"], done["outcome"], done["satisfaction"], done["completed_by"]) == \
-            ("done", "reached", 5, AGENT[0])
+        assert (done["status"], done["outcome"], done["satisfaction"], done["completed_by"]) == (
+            "done",
+            "reached",
+            5,
+            AGENT[0],
+        )
 
         # -- appointments of a day: confirm, then check in ---------------------------------
         page.click("#nav-appointments")
@@ -256,7 +327,8 @@ def test_agent_call_then_manager_sees_it_on_the_dashboard(portal, browser):
         expect(page.locator(".countdown:not(.breached)")).to_contain_text("剩余")
         expect(page.locator("button.escalate")).to_have_count(0)
         expect(page.locator("article.complaint .description", has_text="alert(1)")).to_have_text(
-            "<b>挂号处</b>态度冷淡 <script>alert(1)</script>")
+            "<b>挂号处</b>态度冷淡 <script>alert(1)</script>"
+        )
         assert page.locator("article.complaint b").count() == 0  # text, never markup
         expect(page.locator("#complaint-list")).not_to_contain_text("null")
         agent.shot("07-complaints-agent")
@@ -268,7 +340,9 @@ def test_agent_call_then_manager_sees_it_on_the_dashboard(portal, browser):
         page.click("#patient-submit")
         page.locator("a.open-timeline").first.click()
         expect(page.locator("#patient-profile h1")).to_have_text(PATIENT["name"])
-        expect(page.locator('#timeline li[data-event-type="PatientVisited"]')).to_contain_text("门诊就诊")
+        expect(page.locator('#timeline li[data-event-type="PatientVisited"]')).to_contain_text(
+            "门诊就诊"
+        )
         agent.shot("08-patient-timeline")
 
         # -- the manager's figures change ---------------------------------------------------
@@ -276,10 +350,17 @@ def test_agent_call_then_manager_sees_it_on_the_dashboard(portal, browser):
 
         def dashboard_shows_the_call():
             reload_dashboard(manager)
-            return (manager.figure("followups_completed").inner_text() == "1"
-                    and manager.figure("avg_satisfaction").inner_text() == "5.00")
-        wait_until(dashboard_shows_the_call, timeout=60, interval=0.5,
-                   message="the dashboard to show the completed call and its score")
+            return (
+                manager.figure("followups_completed").inner_text() == "1"
+                and manager.figure("avg_satisfaction").inner_text() == "5.00"
+            )
+
+        wait_until(
+            dashboard_shows_the_call,
+            timeout=60,
+            interval=0.5,
+            message="the dashboard to show the completed call and its score",
+        )
         expect(manager.figure("followup_completion_rate")).to_have_text("100.0%")
         expect(page.locator("#chart-satisfaction circle")).not_to_have_count(0)
         manager.shot("09-manager-dashboard-after")
@@ -287,7 +368,9 @@ def test_agent_call_then_manager_sees_it_on_the_dashboard(portal, browser):
         # -- English, once; the choice is remembered ---------------------------------------
         page.click("#lang-toggle")
         expect(page.locator("#view h1")).to_have_text("Manager's dashboard")
-        expect(page.locator('[data-figure="followups_completed"] .figure-label')).to_have_text("Follow-ups completed")
+        expect(page.locator('[data-figure="followups_completed"] .figure-label')).to_have_text(
+            "Follow-ups completed"
+        )
         assert page.evaluate("localStorage.getItem('hcrm.lang')") == "en"
         page.reload()
         expect(page.locator("#nav-worklist")).to_have_text("Today's calls")
@@ -302,8 +385,12 @@ def test_agent_call_then_manager_sees_it_on_the_dashboard(portal, browser):
         with manager.context.expect_page() as popup_info:
             page.click("#monthly-open")
         popup = popup_info.value
-        expect(page.locator("#monthly-output a.report-open")).to_have_attribute("href", re.compile(r"^blob:"))
-        popup.wait_for_function("location.protocol === 'blob:' && document.adoptedStyleSheets.length > 0")
+        expect(page.locator("#monthly-output a.report-open")).to_have_attribute(
+            "href", re.compile(r"^blob:")
+        )
+        popup.wait_for_function(
+            "location.protocol === 'blob:' && document.adoptedStyleSheets.length > 0"
+        )
         expect(popup.locator("h1")).to_be_visible()
         popup.screenshot(path=str(SHOTS / "11-monthly-report.png"), full_page=True)
         popup.close()
@@ -320,7 +407,11 @@ def test_agent_call_then_manager_sees_it_on_the_dashboard(portal, browser):
 
         # -- a token the gateway refuses (401) sends back to the login page -----------------
         page = agent.page
-        forged = agent_token.rsplit(".", 1)[0] + "." + base64.urlsafe_b64encode(b"x" * 32).decode().rstrip("=")
+        forged = (
+            agent_token.rsplit(".", 1)[0]
+            + "."
+            + base64.urlsafe_b64encode(b"x" * 32).decode().rstrip("=")
+        )
         page.evaluate("token => sessionStorage.setItem('hcrm.token', token)", forged)
         page.click("#nav-worklist")
         expect(page.locator("#login-form")).to_be_visible()
@@ -329,8 +420,10 @@ def test_agent_call_then_manager_sees_it_on_the_dashboard(portal, browser):
         agent.shot("13-back-to-login-after-401")
 
         # -- an error wholly in the page's language: no English in Chinese, and vice versa --
-        for lang, expected, foreign in (("zh", "用户名或密码错误", LATIN_WORD),
-                                        ("en", "Wrong username or password.", CJK)):
+        for lang, expected, foreign in (
+            ("zh", "用户名或密码错误", LATIN_WORD),
+            ("en", "Wrong username or password.", CJK),
+        ):
             if lang == "en":
                 page.click("#lang-toggle")
                 expect(page.locator("#login-form h1")).to_have_text("Staff sign-in")
@@ -356,14 +449,24 @@ def test_static_files_are_served_safely(platform):
     assert status == 200 and headers["content-type"].startswith("text/html")
     assert "default-src 'self'" in headers["content-security-policy"]
     assert b'<script src="app.js"' in body and b"://" not in body  # nothing from elsewhere
-    for name, content_type in (("app.js", "text/javascript"), ("styles.css", "text/css"),
-                               ("favicon.svg", "image/svg+xml")):
+    for name, content_type in (
+        ("app.js", "text/javascript"),
+        ("styles.css", "text/css"),
+        ("favicon.svg", "image/svg+xml"),
+    ):
         status, headers, _ = raw_get(platform, f"/portal/{name}")
         assert status == 200 and headers["content-type"].startswith(content_type), (name, headers)
         assert "default-src 'self'" in headers["content-security-policy"]
-    for path in ("/portal/../services/gateway/app.py", "/portal/%2e%2e/routes/portal.py",
-                 "/portal/..%2froutes%2fportal.py", "/portal/%2e%2e%2f%2e%2e%2fapp.py",
-                 "/portal/.hidden", "/portal/nope.js", "/portal/..\\app.py", "/portal/%00app.js"):
+    for path in (
+        "/portal/../services/gateway/app.py",
+        "/portal/%2e%2e/routes/portal.py",
+        "/portal/..%2froutes%2fportal.py",
+        "/portal/%2e%2e%2f%2e%2e%2fapp.py",
+        "/portal/.hidden",
+        "/portal/nope.js",
+        "/portal/..\\app.py",
+        "/portal/%00app.js",
+    ):
         status, _, body = raw_get(platform, path)
         assert status in (400, 404), (path, status)
         assert b"import" not in body and b"def " not in body, path

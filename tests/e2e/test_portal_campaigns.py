@@ -6,6 +6,7 @@ the agent's worklist with the campaign's text; an agent has no campaigns page.
 Fixtures and the browser helpers come from test_portal_browser.py. Screenshots go to
 artifacts/portal/campaign-*.png. Nothing sleeps and hopes: every wait has a deadline.
 """
+
 import datetime
 
 import pymongo
@@ -17,8 +18,12 @@ from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
 
-PEOPLE = (("CAMP-E2E-1", "张伟", "13900000101", "心内科", True), ("CAMP-E2E-2", "李娜", "13900000102", "心内科", True),
-          ("CAMP-E2E-3", "王强", "13900000103", "心内科", False), ("CAMP-E2E-4", "刘洋", "13900000104", "骨科", True))
+PEOPLE = (
+    ("CAMP-E2E-1", "张伟", "13900000101", "心内科", True),
+    ("CAMP-E2E-2", "李娜", "13900000102", "心内科", True),
+    ("CAMP-E2E-3", "王强", "13900000103", "心内科", False),
+    ("CAMP-E2E-4", "刘洋", "13900000104", "骨科", True),
+)
 
 
 @pytest.fixture
@@ -26,20 +31,35 @@ def outreach(platform):
     platform.start_service("intake")
     platform.start_service("followup")
     # No quiet hours here: the test runs at any hour (tests/unit covers them).
-    platform.start_service("campaigns", CAMPAIGNS_TIMER_INTERVAL_S="0.3", CAMPAIGNS_QUIET_START="00:00",
-                           CAMPAIGNS_QUIET_END="00:00")
+    platform.start_service(
+        "campaigns",
+        CAMPAIGNS_TIMER_INTERVAL_S="0.3",
+        CAMPAIGNS_QUIET_START="00:00",
+        CAMPAIGNS_QUIET_END="00:00",
+    )
     platform.start_gateway()
     admin = platform.token()
     for (username, password), role in ((AGENT, "agent"), (MANAGER, "manager")):
-        status, body = platform.http("POST", "/api/v1/users",
-                                     {"username": username, "password": password, "role": role}, token=admin)
+        status, body = platform.http(
+            "POST",
+            "/api/v1/users",
+            {"username": username, "password": password, "role": role},
+            token=admin,
+        )
         assert status == 201, body
     for mrn, name, phone, department, consent in PEOPLE:
-        platform.publish(factories.visit(mrn, department=department, name=name, phone=phone,
-                                         marketing_consent=consent))
+        platform.publish(
+            factories.visit(
+                mrn, department=department, name=name, phone=phone, marketing_consent=consent
+            )
+        )
     db = pymongo.MongoClient(platform.database_uri("campaigns")).get_default_database()
     try:
-        wait_until(lambda: db.people.count_documents({}) == len(PEOPLE), timeout=60, message="campaigns knows them")
+        wait_until(
+            lambda: db.people.count_documents({}) == len(PEOPLE),
+            timeout=60,
+            message="campaigns knows them",
+        )
     finally:
         db.client.close()
     return platform
@@ -47,15 +67,19 @@ def outreach(platform):
 
 def done(page):
     """Refresh the page until the report shown says done."""
+
     def check():
         before = page.locator("#view").get_attribute("data-loaded-at")
         page.click("#camp-refresh")
-        page.wait_for_function("before => document.querySelector('#view').dataset.loadedAt !== before", arg=before)
+        page.wait_for_function(
+            "before => document.querySelector('#view').dataset.loadedAt !== before", arg=before
+        )
         return page.locator("#camp-report-status").text_content() == "已完成"
+
     wait_until(check, timeout=30, interval=0.3, message="the campaign done")
 
 
-def test_the_campaigns_page(outreach, browser):  # noqa: F811 (the imported fixture)
+def test_the_campaigns_page(outreach, browser):  # `browser`: the imported fixture
     platform = outreach
     manager = Tab(browser, platform.gateway_url, "manager")
     agent = Tab(browser, platform.gateway_url, "agent")
@@ -66,7 +90,9 @@ def test_the_campaigns_page(outreach, browser):  # noqa: F811 (the imported fixt
         page.click("#nav-campaigns")
         expect(page.locator("#view h1")).to_have_text("关怀与营销活动")
         expect(page.locator("#camp-rows")).to_contain_text("还没有活动。")
-        expect(page.locator("#camp-consent-note")).to_contain_text("00:00–00:00 不发送，每人每天最多 1 条")
+        expect(page.locator("#camp-consent-note")).to_contain_text(
+            "00:00–00:00 不发送，每人每天最多 1 条"
+        )
         # A manager lands on the dashboard, whose figures come from analytics, not started here.
         assert all("503" in error for error in manager.errors), manager.errors
         manager.errors.clear()
@@ -81,7 +107,9 @@ def test_the_campaigns_page(outreach, browser):  # noqa: F811 (the imported fixt
         manager.shot("campaign-01-form-zh")
         page.click("#camp-create")
         expect(page.locator("#notice")).to_contain_text("活动已创建：心内科义诊周")
-        expect(page.locator("#camp-report h2")).to_have_text("活动效果：心内科义诊周")  # shown at once
+        expect(page.locator("#camp-report h2")).to_have_text(
+            "活动效果：心内科义诊周"
+        )  # shown at once
         done(page)
         row = page.locator("#camp-rows tr").first
         expect(manager.figure("targeted")).to_have_text("3")

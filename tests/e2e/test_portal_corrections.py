@@ -17,6 +17,7 @@ times relative to today in the hospital's time zone, so the calls are due today)
 Screenshots of every step go to artifacts/portal/v11-*.png. Nothing sleeps and hopes: each
 wait is a condition with a deadline (wait_until, or Playwright's expect).
 """
+
 import datetime
 import re
 
@@ -24,8 +25,18 @@ import pytest
 
 from tests import factories
 from tests.e2e.test_portal_browser import (  # noqa: F401 (fixtures)
-    AGENT, HOSPITAL_TZ, MANAGER, Tab, browser, expect, next_working_morning, portal, reload_dashboard,
-    summary, today)
+    AGENT,
+    HOSPITAL_TZ,
+    MANAGER,
+    Tab,
+    browser,
+    expect,
+    next_working_morning,
+    portal,
+    reload_dashboard,
+    summary,
+    today,
+)
 from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -74,8 +85,9 @@ def working_day_after(day):
 
 # -- reading the platform through the gateway --------------------------------------------
 def due_today(platform, token):
-    status, body = platform.http("GET", "/api/v1/followups?status=pending&due_today=true&limit=200",
-                                 token=token)
+    status, body = platform.http(
+        "GET", "/api/v1/followups?status=pending&due_today=true&limit=200", token=token
+    )
     assert status == 200, body
     return body["items"]
 
@@ -93,7 +105,9 @@ def followup(platform, token, followup_id):
 
 
 def mirrored_appointment(platform, token, patient_id):
-    status, body = platform.http("GET", f"/api/v1/appointments?patient_id={patient_id}", token=token)
+    status, body = platform.http(
+        "GET", f"/api/v1/appointments?patient_id={patient_id}", token=token
+    )
     assert status == 200, body
     return next((a for a in body["items"] if a.get("external_id") == HIS_APPOINTMENT), None)
 
@@ -105,9 +119,15 @@ def figures_reach(platform, token, **expected):
     def reached():
         seen.update(summary(platform, token))
         return all(seen.get(key) == value for key, value in expected.items())
-    wait_until(reached, timeout=EVENT_TIMEOUT, interval=0.5,
-               message=lambda: f"the summary to show {expected}; it shows "
-                               f"{ {key: seen.get(key) for key in expected} }")
+
+    wait_until(
+        reached,
+        timeout=EVENT_TIMEOUT,
+        interval=0.5,
+        message=lambda: (
+            f"the summary to show {expected}; it shows { {key: seen.get(key) for key in expected} }"
+        ),
+    )
 
 
 # -- the portal ---------------------------------------------------------------------------
@@ -125,6 +145,7 @@ def cards(tab):
 def dashboard_shows(tab, **expected):
     """The manager's figures as text: reload until they are `expected` (analytics may still
     be counting what the services just published)."""
+
     def shown():  # without waiting: also what the failure message shows
         return {key: next(iter(tab.figure(key).all_inner_texts()), None) for key in expected}
 
@@ -134,8 +155,12 @@ def dashboard_shows(tab, **expected):
 
     def seen():
         notice = " ".join(tab.page.locator("#notice:visible").all_inner_texts())
-        return (f"the dashboard to show {expected}; it shows {shown()}"
-                + (f", notice: {notice!r}" if notice else "") + f", errors: {tab.errors[-3:]}")
+        return (
+            f"the dashboard to show {expected}; it shows {shown()}"
+            + (f", notice: {notice!r}" if notice else "")
+            + f", errors: {tab.errors[-3:]}"
+        )
+
     wait_until(reached, timeout=EVENT_TIMEOUT, interval=0.5, message=seen)
 
 
@@ -171,8 +196,11 @@ def test_cancel_merge_and_reschedule_as_the_agent_sees_them(portal, browser):
     # -- 1. A and B visited yesterday: two calls due today ---------------------------------
     platform.publish(visit_of(A, yesterday_at(9, 30)))
     platform.publish(visit_of(B, yesterday_at(10, 0)))
-    tasks = wait_until(lambda: (lambda items: len(items) == 2 and items)(due_today(platform, agent_token)),
-                       timeout=EVENT_TIMEOUT, message="the two post-visit calls due today")
+    tasks = wait_until(
+        lambda: (lambda items: len(items) == 2 and items)(due_today(platform, agent_token)),
+        timeout=EVENT_TIMEOUT,
+        message="the two post-visit calls due today",
+    )
     task_of = {task["patient_name"]: task for task in tasks}
     assert set(task_of) == {A["name"], B["name"]}, tasks
     figures_reach(platform, manager_token, visits=2, unique_patients=2, followups_due=2)
@@ -184,7 +212,9 @@ def test_cancel_merge_and_reschedule_as_the_agent_sees_them(portal, browser):
         page = agent.page
         expect(cards(agent)).to_have_count(2)
         for who in (A, B):
-            card = page.locator(f'article.task[data-followup-id="{task_of[who["name"]]["followup_id"]}"]')
+            card = page.locator(
+                f'article.task[data-followup-id="{task_of[who["name"]]["followup_id"]}"]'
+            )
             expect(card.locator(".patient-name")).to_have_text(who["name"])
             expect(card.locator(".why-kind")).to_have_text("门诊后回访")
         expect(page.locator("#task-count")).to_have_text("共 2 条")
@@ -193,14 +223,21 @@ def test_cancel_merge_and_reschedule_as_the_agent_sees_them(portal, browser):
         manager.login(*MANAGER)
         expect(manager.page.locator("#view h1")).to_have_text("管理看板")
         dashboard_shows(manager, visits=2, unique_patients=2, followups_due=2)
-        expect(manager.page.locator('[data-figure="unique_patients"] .figure-label')).to_have_text("就诊人数")
+        expect(manager.page.locator('[data-figure="unique_patients"] .figure-label')).to_have_text(
+            "就诊人数"
+        )
         manager.shot("v11-02-dashboard-two-visits")
 
         # -- 2. the HIS cancels A's visit: A's call leaves the worklist ---------------------
-        platform.publish(happening(factories.visit_cancelled(A["mrn"], f"VISIT-{A['mrn']}", **person(A)), 30))
+        platform.publish(
+            happening(factories.visit_cancelled(A["mrn"], f"VISIT-{A['mrn']}", **person(A)), 30)
+        )
         a_task = task_of[A["name"]]["followup_id"]
-        cancelled = wait_until(lambda: (lambda f: f["status"] == "cancelled" and f)(
-            followup(platform, admin, a_task)), timeout=EVENT_TIMEOUT, message="A's call to be cancelled")
+        cancelled = wait_until(
+            lambda: (lambda f: f["status"] == "cancelled" and f)(followup(platform, admin, a_task)),
+            timeout=EVENT_TIMEOUT,
+            message="A's call to be cancelled",
+        )
         assert cancelled["cancel_reason"] == "visit_cancelled", cancelled
         reload_worklist(agent)
         expect(cards(agent)).to_have_count(1)
@@ -223,8 +260,11 @@ def test_cancel_merge_and_reschedule_as_the_agent_sees_them(portal, browser):
 
         # -- 3. C visited yesterday too, then the HIS merges C into B ------------------------
         platform.publish(visit_of(C, yesterday_at(11, 0)))
-        wait_until(lambda: len(due_today(platform, agent_token)) == 2, timeout=EVENT_TIMEOUT,
-                   message="C's post-visit call")
+        wait_until(
+            lambda: len(due_today(platform, agent_token)) == 2,
+            timeout=EVENT_TIMEOUT,
+            message="C's post-visit call",
+        )
         page.click("#nav-worklist")
         expect(cards(agent)).to_have_count(2)
         for who in (B, C):
@@ -236,11 +276,19 @@ def test_cancel_merge_and_reschedule_as_the_agent_sees_them(portal, browser):
         c_id = patient_by_mrn(platform, agent_token, C["mrn"])["patient_id"]
         assert b_id != c_id
         platform.publish(happening(factories.merged(B["mrn"], C["mrn"], **person(B)), 20))
-        wait_until(lambda: patient_by_mrn(platform, agent_token, C["mrn"])["patient_id"] == b_id,
-                   timeout=EVENT_TIMEOUT, message="C's MRN to find B")
-        remaining = wait_until(lambda: (lambda items: len(items) == 1 and items)(due_today(platform, agent_token)),
-                               timeout=EVENT_TIMEOUT, message="one call left for the merged person")
-        assert remaining[0]["patient_id"] == b_id and remaining[0]["patient_name"] == B["name"], remaining
+        wait_until(
+            lambda: patient_by_mrn(platform, agent_token, C["mrn"])["patient_id"] == b_id,
+            timeout=EVENT_TIMEOUT,
+            message="C's MRN to find B",
+        )
+        remaining = wait_until(
+            lambda: (lambda items: len(items) == 1 and items)(due_today(platform, agent_token)),
+            timeout=EVENT_TIMEOUT,
+            message="one call left for the merged person",
+        )
+        assert remaining[0]["patient_id"] == b_id and remaining[0]["patient_name"] == B["name"], (
+            remaining
+        )
 
         # Searching the retired MRN opens B, and says so.
         row = search_mrn(agent, C["mrn"])
@@ -252,7 +300,9 @@ def test_cancel_merge_and_reschedule_as_the_agent_sees_them(portal, browser):
         row.locator("a.open-timeline").click()
         expect(page.locator("#patient-profile h1")).to_have_text(B["name"])
         expect(page.locator('#patient-profile dd[data-fact="patients.mrn"]')).to_have_text(B["mrn"])
-        expect(page.locator('#patient-profile dd[data-fact="patients.mergedMrns"]')).to_have_text(C["mrn"])
+        expect(page.locator('#patient-profile dd[data-fact="patients.mergedMrns"]')).to_have_text(
+            C["mrn"]
+        )
         merge_entry = page.locator('#timeline li[data-event-type="PatientsMerged"]')
         expect(merge_entry.locator("strong")).to_have_text("病历合并")
         expect(merge_entry.locator("span")).to_have_text(f"并入病历号 {C['mrn']}")
@@ -272,13 +322,32 @@ def test_cancel_merge_and_reschedule_as_the_agent_sees_them(portal, browser):
 
         # -- 4. the scheduling system books B, moves the booking, then withdraws it ----------
         first = next_working_morning()
-        moved = datetime.datetime.combine(working_day_after(first.date()), datetime.time(14, 30), HOSPITAL_TZ)
-        platform.publish(happening(factories.appointment_scheduled(
-            B["mrn"], HIS_APPOINTMENT, first.isoformat(), department="心内科", doctor_id="DR-LIU", **person(B)), 15))
-        booked = wait_until(lambda: mirrored_appointment(platform, agent_token, b_id),
-                            timeout=EVENT_TIMEOUT, message="the mirrored appointment")
-        assert (booked["status"], booked["channel"], booked["local_date"]) == \
-            ("booked", "his", first.date().isoformat()), booked
+        moved = datetime.datetime.combine(
+            working_day_after(first.date()), datetime.time(14, 30), HOSPITAL_TZ
+        )
+        platform.publish(
+            happening(
+                factories.appointment_scheduled(
+                    B["mrn"],
+                    HIS_APPOINTMENT,
+                    first.isoformat(),
+                    department="心内科",
+                    doctor_id="DR-LIU",
+                    **person(B),
+                ),
+                15,
+            )
+        )
+        booked = wait_until(
+            lambda: mirrored_appointment(platform, agent_token, b_id),
+            timeout=EVENT_TIMEOUT,
+            message="the mirrored appointment",
+        )
+        assert (booked["status"], booked["channel"], booked["local_date"]) == (
+            "booked",
+            "his",
+            first.date().isoformat(),
+        ), booked
         show_appointments(agent, first.date())
         row = page.locator(f'tr[data-appointment-id="{booked["appointment_id"]}"]')
         expect(row).to_have_attribute("data-status", "booked")
@@ -288,24 +357,50 @@ def test_cancel_merge_and_reschedule_as_the_agent_sees_them(portal, browser):
         expect(row).to_contain_text("已预约")
         agent.shot("v11-11-appointment-booked-by-his")
 
-        platform.publish(happening(factories.appointment_scheduled(
-            B["mrn"], HIS_APPOINTMENT, moved.isoformat(), department="心内科", doctor_id="DR-LIU", **person(B)), 10))
-        wait_until(lambda: mirrored_appointment(platform, agent_token, b_id)["local_date"] == moved.date().isoformat(),
-                   timeout=EVENT_TIMEOUT, message="the appointment to move to its new day")
+        platform.publish(
+            happening(
+                factories.appointment_scheduled(
+                    B["mrn"],
+                    HIS_APPOINTMENT,
+                    moved.isoformat(),
+                    department="心内科",
+                    doctor_id="DR-LIU",
+                    **person(B),
+                ),
+                10,
+            )
+        )
+        wait_until(
+            lambda: (
+                mirrored_appointment(platform, agent_token, b_id)["local_date"]
+                == moved.date().isoformat()
+            ),
+            timeout=EVENT_TIMEOUT,
+            message="the appointment to move to its new day",
+        )
         show_appointments(agent, first.date())
-        expect(page.locator(f'tr[data-appointment-id="{booked["appointment_id"]}"]')).to_have_count(0)
+        expect(page.locator(f'tr[data-appointment-id="{booked["appointment_id"]}"]')).to_have_count(
+            0
+        )
         expect(page.locator("#appt-rows")).to_contain_text("暂无数据")
         show_appointments(agent, moved.date())
         row = page.locator(f'tr[data-appointment-id="{booked["appointment_id"]}"]')
         expect(row).to_have_attribute("data-status", "booked")
         expect(row.locator("td").nth(0)).to_contain_text("14:30")
         expect(row.locator("td").nth(1)).to_have_text(B["name"])
-        expect(page.locator("#appt-rows tr[data-appointment-id]")).to_have_count(1)  # moved, not copied
+        expect(page.locator("#appt-rows tr[data-appointment-id]")).to_have_count(
+            1
+        )  # moved, not copied
         agent.shot("v11-12-appointment-moved")
 
-        platform.publish(happening(factories.appointment_withdrawn(B["mrn"], HIS_APPOINTMENT, **person(B)), 5))
-        wait_until(lambda: mirrored_appointment(platform, agent_token, b_id)["status"] == "cancelled",
-                   timeout=EVENT_TIMEOUT, message="the withdrawn appointment to be cancelled")
+        platform.publish(
+            happening(factories.appointment_withdrawn(B["mrn"], HIS_APPOINTMENT, **person(B)), 5)
+        )
+        wait_until(
+            lambda: mirrored_appointment(platform, agent_token, b_id)["status"] == "cancelled",
+            timeout=EVENT_TIMEOUT,
+            message="the withdrawn appointment to be cancelled",
+        )
         show_appointments(agent, moved.date())
         row = page.locator(f'tr[data-appointment-id="{booked["appointment_id"]}"]')
         expect(row).to_have_attribute("data-status", "cancelled")
@@ -320,14 +415,19 @@ def test_cancel_merge_and_reschedule_as_the_agent_sees_them(portal, browser):
         expect(row).to_contain_text("Cancelled")
         row.locator("td").nth(1).locator("a").click()
         expect(page.locator("#patient-profile h1")).to_have_text(B["name"])
-        expect(page.locator('#patient-profile dd[data-fact="patients.mergedMrns"]')).to_have_text(C["mrn"])
+        expect(page.locator('#patient-profile dd[data-fact="patients.mergedMrns"]')).to_have_text(
+            C["mrn"]
+        )
         expect(page.locator("#patient-profile dl")).to_contain_text("Merged MRNs")
         merge_entry = page.locator('#timeline li[data-event-type="PatientsMerged"]')
         expect(merge_entry.locator("strong")).to_have_text("Records merged")
         expect(merge_entry.locator("span")).to_have_text(f"merged in MRN {C['mrn']}")
-        expect(page.locator('#timeline li[data-event-type="AppointmentScheduled"]')).to_have_count(2)
-        expect(page.locator('#timeline li[data-event-type="AppointmentWithdrawn"] strong')).to_have_text(
-            "Appointment withdrawn (hospital)")
+        expect(page.locator('#timeline li[data-event-type="AppointmentScheduled"]')).to_have_count(
+            2
+        )
+        expect(
+            page.locator('#timeline li[data-event-type="AppointmentWithdrawn"] strong')
+        ).to_have_text("Appointment withdrawn (hospital)")
         agent.shot("v11-14-profile-merged-en")
 
         # No script error, no CSP violation, no failed request.

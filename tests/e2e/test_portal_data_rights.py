@@ -9,13 +9,13 @@
 Screenshots of every step go to artifacts/portal/dpr-*.png. Nothing sleeps and hopes: each
 wait is a condition with a deadline (wait_until, or Playwright's expect).
 """
+
 import re
 
 import pytest
 
 from tests import factories
-from tests.e2e.test_portal_browser import (  # noqa: F401 (fixtures)
-    AGENT, MANAGER, SHOTS, Tab, browser, expect, portal)
+from tests.e2e.test_portal_browser import AGENT, MANAGER, SHOTS, Tab, browser, expect, portal  # noqa: F401 (fixtures)
 from tests.support import ADMIN, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -26,11 +26,27 @@ PERSON = {"mrn": "DPR-001", "name": "上官婉儿", "phone": "13911112222"}
 def test_manager_exports_agent_does_not_admin_erases(portal, browser):
     platform = portal
     admin_token = platform.token()
-    platform.publish(factories.visit(PERSON["mrn"], name=PERSON["name"], phone=PERSON["phone"],
-                                     region="海淀区", birth_date="1990-02-03"))
-    patient = wait_until(lambda: next(iter(platform.http(
-        "GET", f"/api/v1/patients?mrn={PERSON['mrn']}", token=admin_token)[1]["items"]), None),
-        timeout=60, message="the patient's record")
+    platform.publish(
+        factories.visit(
+            PERSON["mrn"],
+            name=PERSON["name"],
+            phone=PERSON["phone"],
+            region="海淀区",
+            birth_date="1990-02-03",
+        )
+    )
+    patient = wait_until(
+        lambda: next(
+            iter(
+                platform.http("GET", f"/api/v1/patients?mrn={PERSON['mrn']}", token=admin_token)[1][
+                    "items"
+                ]
+            ),
+            None,
+        ),
+        timeout=60,
+        message="the patient's record",
+    )
     view = f"/portal/#/patient/{patient['patient_id']}"
 
     manager = Tab(browser, platform.gateway_url, "manager")
@@ -48,8 +64,12 @@ def test_manager_exports_agent_does_not_admin_erases(portal, browser):
         with manager.context.expect_page() as popup_info:
             page.click("#patient-export")
         popup = popup_info.value
-        expect(page.locator("#export-output a.report-open")).to_have_attribute("href", re.compile(r"^blob:"))
-        popup.wait_for_function("location.protocol === 'blob:' && document.adoptedStyleSheets.length > 0")
+        expect(page.locator("#export-output a.report-open")).to_have_attribute(
+            "href", re.compile(r"^blob:")
+        )
+        popup.wait_for_function(
+            "location.protocol === 'blob:' && document.adoptedStyleSheets.length > 0"
+        )
         expect(popup.locator("h1")).to_contain_text(PERSON["name"])
         expect(popup.locator("body")).to_contain_text(PERSON["mrn"])
         expect(popup.locator("h2", has_text="Follow-ups")).to_be_visible()
@@ -84,13 +104,25 @@ def test_manager_exports_agent_does_not_admin_erases(portal, browser):
         assert PERSON["name"] not in page.content() and PERSON["phone"] not in page.content()
         admin.shot("dpr-05-erased")
 
-        status, record = platform.http("GET", f"/api/v1/patients/{patient['patient_id']}", token=admin_token)
-        assert status == 200 and record["name"] is None and record["phone"] is None and record["erased_at"]
-        _, audit = platform.http("GET", f"/api/v1/audit?patient_id={patient['patient_id']}", token=admin_token)
+        status, record = platform.http(
+            "GET", f"/api/v1/patients/{patient['patient_id']}", token=admin_token
+        )
+        assert (
+            status == 200
+            and record["name"] is None
+            and record["phone"] is None
+            and record["erased_at"]
+        )
+        _, audit = platform.http(
+            "GET", f"/api/v1/audit?patient_id={patient['patient_id']}", token=admin_token
+        )
         erasure = next(e for e in audit["items"] if e["route"].endswith("/erase"))
         assert erasure["user"] == ADMIN[0] and erasure["reason"] == "个人信息删除申请 DPO-2026-031"
         assert manager.errors == [] and agent.errors == [] and admin.errors == [], (
-            manager.errors, agent.errors, admin.errors)
+            manager.errors,
+            agent.errors,
+            admin.errors,
+        )
     finally:
         for tab in (manager, agent, admin):
             tab.close()

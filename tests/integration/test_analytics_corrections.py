@@ -1,6 +1,7 @@
 """Analytics and the v1.1 corrections and merges (docs/EVENTS.md) on the real broker and store:
 a cancelled visit, admission or discharge leaves every figure of its day, in either arrival
 order and after its day's partial was cached; a merged person counts once."""
+
 import pytest
 from pymongo import MongoClient
 
@@ -18,7 +19,9 @@ def hospital(platform):
     platform.start_service("analytics")
     platform.start_gateway()
     token = platform.token()
-    db = MongoClient(platform.database_uri("analytics"), serverSelectionTimeoutMS=3000).get_default_database()
+    db = MongoClient(
+        platform.database_uri("analytics"), serverSelectionTimeoutMS=3000
+    ).get_default_database()
 
     def summary(query=MARCH):
         status, body = platform.http("GET", f"/api/v1/analytics/summary?{query}", token=token)
@@ -35,7 +38,9 @@ def hospital(platform):
 
 
 def test_a_cancelled_visit_leaves_its_day_in_either_order(hospital):
-    baseline_visit = factories.visit("VC0", day=4, phone="13700000000", department="骨科", visit_type="return")
+    baseline_visit = factories.visit(
+        "VC0", day=4, phone="13700000000", department="骨科", visit_type="return"
+    )
     hospital.publish(baseline_visit)
     before = hospital.settled(lambda s: s["visits"] == 1, "the baseline visit")
     assert before["unique_patients"] == 1
@@ -45,28 +50,47 @@ def test_a_cancelled_visit_leaves_its_day_in_either_order(hospital):
     hospital.publish(counted)
     during = hospital.settled(lambda s: s["visits"] == 2, "the visit counted")
     assert (during["first_visits"], during["unique_patients"], during["by_source"]) == (
-        1, 2, [{"source_channel": "friend_referral", "first_visits": 1}])
+        1,
+        2,
+        [{"source_channel": "friend_referral", "first_visits": 1}],
+    )
     assert before["first_visits"] == 0 and before["by_source"] == []
     hospital.publish(factories.visit_cancelled("VC1", "V-late-cancel", day=4, phone="13700000001"))
     assert hospital.settled(lambda s: s["visits"] == 1, "the cancelled visit gone") == before
 
     # The cancel first: the visit, when it comes, never counts.
     hospital.publish(factories.visit_cancelled("VC2", "V-early-cancel", day=4, phone="13700000002"))
-    wait_until(lambda: hospital.analytics_db.voids.count_documents({"_id": "visit|V-early-cancel"}) == 1,
-               message="the cancel recorded")
+    wait_until(
+        lambda: hospital.analytics_db.voids.count_documents({"_id": "visit|V-early-cancel"}) == 1,
+        message="the cancel recorded",
+    )
     hospital.publish(factories.visit("VC2", day=4, visit_id="V-early-cancel", phone="13700000002"))
-    wait_until(lambda: hospital.analytics_db.facts.count_documents({"ref": "visit|V-early-cancel", "void": 1}) == 1,
-               message="the visit recorded as void")
+    wait_until(
+        lambda: (
+            hospital.analytics_db.facts.count_documents({"ref": "visit|V-early-cancel", "void": 1})
+            == 1
+        ),
+        message="the visit recorded as void",
+    )
     wait_until(lambda: hospital.queue_depth("analytics.inbound") == 0, message="analytics idle")
     assert hospital.summary() == before
-    assert hospital.summary("from=2026-03-04&to=2026-03-04&department=%E5%BF%83%E5%86%85%E7%A7%91")["visits"] == 0
+    assert (
+        hospital.summary("from=2026-03-04&to=2026-03-04&department=%E5%BF%83%E5%86%85%E7%A7%91")[
+            "visits"
+        ]
+        == 0
+    )
 
 
 def test_a_cancelled_discharge_stops_counting_and_a_later_discharge_counts(hospital):
     hospital.publish(factories.admitted("DC1", "A-DC1", day=3, phone="13700000011"))
     hospital.publish(factories.discharged("DC1", "A-DC1", day=8, phone="13700000011"))
-    hospital.settled(lambda s: (s["admissions"], s["discharges"]) == (1, 1), "admission and discharge")
-    hospital.publish(factories.discharge_cancelled("DC1", "A-DC1", day=8, hour=20, phone="13700000011"))
+    hospital.settled(
+        lambda s: (s["admissions"], s["discharges"]) == (1, 1), "admission and discharge"
+    )
+    hospital.publish(
+        factories.discharge_cancelled("DC1", "A-DC1", day=8, hour=20, phone="13700000011")
+    )
     after = hospital.settled(lambda s: s["discharges"] == 0, "the discharge cancelled")
     assert after["admissions"] == 1 and all(d["discharges"] == 0 for d in after["by_department"])
     # The patient leaves again after the cancellation: that discharge counts, on its own day.
@@ -78,12 +102,18 @@ def test_a_cancelled_discharge_stops_counting_and_a_later_discharge_counts(hospi
 
     # An admission cancelled (here before its events arrive) voids it and its discharge.
     hospital.publish(factories.admission_cancelled("DC2", "A-DC2", day=3, phone="13700000012"))
-    wait_until(lambda: hospital.analytics_db.voids.count_documents({"_id": "admission|A-DC2"}) == 1,
-               message="the cancel recorded")
+    wait_until(
+        lambda: hospital.analytics_db.voids.count_documents({"_id": "admission|A-DC2"}) == 1,
+        message="the cancel recorded",
+    )
     hospital.publish(factories.admitted("DC2", "A-DC2", day=3, phone="13700000012"))
     hospital.publish(factories.discharged("DC2", "A-DC2", day=9, phone="13700000012"))
-    wait_until(lambda: hospital.analytics_db.facts.count_documents({"ref": "admission|A-DC2", "void": 1}) == 2,
-               message="both recorded as void")
+    wait_until(
+        lambda: (
+            hospital.analytics_db.facts.count_documents({"ref": "admission|A-DC2", "void": 1}) == 2
+        ),
+        message="both recorded as void",
+    )
     wait_until(lambda: hospital.queue_depth("analytics.inbound") == 0, message="analytics idle")
     final = hospital.summary()
     assert (final["admissions"], final["discharges"]) == (1, 1)
@@ -105,14 +135,26 @@ def test_a_merged_person_counts_once(hospital):
     # An event of the retired id published before the merge and delivered after it is the
     # survivor's: a visit on another day of the range adds a visit, not a person.
     from shared.messaging import publish as publish_raw
-    late = {"event_id": "late-retired-visit", "event_type": "PatientVisited", "schema_version": 1,
-            "occurred_at": factories.at(7, 10), "recorded_at": factories.at(7, 10), "service": "intake",
-            "source": "his", "source_event_id": "late", "patient_id": retired_id,
-            "data": factories.visit("MG-R", day=7, phone="13700000022", visit_type="return")["data"]}
+
+    late = {
+        "event_id": "late-retired-visit",
+        "event_type": "PatientVisited",
+        "schema_version": 1,
+        "occurred_at": factories.at(7, 10),
+        "recorded_at": factories.at(7, 10),
+        "service": "intake",
+        "source": "his",
+        "source_event_id": "late",
+        "patient_id": retired_id,
+        "data": factories.visit("MG-R", day=7, phone="13700000022", visit_type="return")["data"],
+    }
     publish_raw(hospital.amqp_uri, "", "analytics.inbound", late)
     final = hospital.settled(lambda s: s["visits"] == 3, "the late visit counted")
     assert final["unique_patients"] == 1
-    assert hospital.analytics_db.facts.find_one({"_id": "late-retired-visit"})["patient_id"] == survivor_id
+    assert (
+        hospital.analytics_db.facts.find_one({"_id": "late-retired-visit"})["patient_id"]
+        == survivor_id
+    )
     assert hospital.summary("from=2026-03-07&to=2026-03-07")["unique_patients"] == 1
 
 
@@ -120,9 +162,13 @@ def test_a_conversion_is_undone_by_cancelling_its_visit(hospital):
     hospital.publish(factories.consultation("13700000031", day=2))
     hospital.publish(factories.consultation("13700000032", day=2))  # never visits
     hospital.publish(factories.visit("CV1", day=6, visit_id="V-CV1", phone="13700000031"))
-    converted = hospital.settled(lambda s: (s["consultations"], s["conversions"]) == (2, 1), "one conversion")
+    converted = hospital.settled(
+        lambda s: (s["consultations"], s["conversions"]) == (2, 1), "one conversion"
+    )
     assert converted["conversion_rate"] == 0.5
-    assert hospital.summary("from=2026-03-02&to=2026-03-02")["conversions"] == 1  # the day's partial cached
+    assert (
+        hospital.summary("from=2026-03-02&to=2026-03-02")["conversions"] == 1
+    )  # the day's partial cached
     hospital.publish(factories.visit_cancelled("CV1", "V-CV1", day=6, phone="13700000031"))
     undone = hospital.settled(lambda s: s["conversions"] == 0, "the conversion undone")
     assert (undone["consultations"], undone["visits"], undone["conversion_rate"]) == (2, 0, 0.0)

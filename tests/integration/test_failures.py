@@ -1,4 +1,5 @@
 """Transient failures are retried with backoff, then dead-lettered; `hcrm dlq` replays them."""
+
 import subprocess
 import sys
 
@@ -20,7 +21,10 @@ def own_store(log_dir):
 
 def visits_of(platform, mrn):
     from pymongo import MongoClient
-    db = MongoClient(platform.database_uri("intake"), serverSelectionTimeoutMS=2000).get_default_database()
+
+    db = MongoClient(
+        platform.database_uri("intake"), serverSelectionTimeoutMS=2000
+    ).get_default_database()
     patient = db.patients.find_one({"mrn": mrn})
     return patient and patient.get("view", {}).get("visit_count")
 
@@ -32,22 +36,41 @@ def test_store_outage_is_retried_then_dead_lettered_then_replayed(own_store, log
         own_store.kill()
         platform.publish(factories.visit("M-OUT", event_id="outage-1"))
         platform.publish(factories.visit("M-OUT", event_id="outage-2"))
-        wait_until(lambda: platform.queue_depth("intake.dlq") == 2, timeout=120,
-                   message="both messages dead-lettered after their retries")
+        wait_until(
+            lambda: platform.queue_depth("intake.dlq") == 2,
+            timeout=120,
+            message="both messages dead-lettered after their retries",
+        )
         own_store.start()
         assert visits_of(platform, "M-OUT") is None
 
-        listing = subprocess.run([sys.executable, "-m", "shared.cli", "dlq", "show", "intake.dlq"],
-                                 env=platform.env("dlq"), capture_output=True, text=True, timeout=60)
+        listing = subprocess.run(
+            [sys.executable, "-m", "shared.cli", "dlq", "show", "intake.dlq"],
+            env=platform.env("dlq"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert listing.returncode == 0, listing.stderr
-        assert listing.stdout.count("ServerSelectionTimeoutError") == 2 or "AutoReconnect" in listing.stdout
+        assert (
+            listing.stdout.count("ServerSelectionTimeoutError") == 2
+            or "AutoReconnect" in listing.stdout
+        )
         assert "138-0013-8000" not in listing.stdout  # bodies are shown masked
 
-        replay = subprocess.run([sys.executable, "-m", "shared.cli", "dlq", "replay", "intake.dlq"],
-                                env=platform.env("dlq"), capture_output=True, text=True, timeout=60)
+        replay = subprocess.run(
+            [sys.executable, "-m", "shared.cli", "dlq", "replay", "intake.dlq"],
+            env=platform.env("dlq"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert "replayed 2 message(s)" in replay.stdout, replay.stdout + replay.stderr
-        wait_until(lambda: visits_of(platform, "M-OUT") == 2, timeout=60,
-                   message="the replayed visits recorded")
+        wait_until(
+            lambda: visits_of(platform, "M-OUT") == 2,
+            timeout=60,
+            message="the replayed visits recorded",
+        )
         assert platform.queue_depth("intake.dlq") == 0
     finally:
         platform.close()
@@ -59,11 +82,17 @@ def test_a_short_outage_heals_by_itself(own_store, log_dir):
         platform.start_service("intake", HCRM_RETRY_DELAYS_MS="1000,3000,10000,20000")
         own_store.kill()
         platform.publish(factories.visit("M-BLIP", event_id="blip-1"))
-        wait_until(lambda: "retrying later" in platform.processes[0].output(), timeout=60,
-                   message="a first failed attempt")
+        wait_until(
+            lambda: "retrying later" in platform.processes[0].output(),
+            timeout=60,
+            message="a first failed attempt",
+        )
         own_store.start()
-        wait_until(lambda: visits_of(platform, "M-BLIP") == 1, timeout=90,
-                   message="the visit recorded after the store came back")
+        wait_until(
+            lambda: visits_of(platform, "M-BLIP") == 1,
+            timeout=90,
+            message="the visit recorded after the store came back",
+        )
         assert platform.queue_depth("intake.dlq") == 0
     finally:
         platform.close()

@@ -1,5 +1,6 @@
 """The HL7 listener through real sockets (MLLP) and the gateway, with intake, the real broker
 and an NX-27017 store: what docs/HL7.md promises a sending system."""
+
 import pathlib
 import socket
 import subprocess
@@ -29,7 +30,11 @@ def installation(store_server, log_dir):
     platform.start_gateway()
     platform.intake_db = MongoClient(platform.database_uri("intake")).get_default_database()
     platform.hl7_db = MongoClient(platform.database_uri("hl7")).get_default_database()
-    wait_until(lambda: platform.http("GET", "/readyz")[0] == 200, timeout=60, message="intake and hl7 ready")
+    wait_until(
+        lambda: platform.http("GET", "/readyz")[0] == 200,
+        timeout=60,
+        message="intake and hl7 ready",
+    )
     yield platform
     platform.close()
 
@@ -38,14 +43,26 @@ def unique(prefix):
     return f"{prefix}{uuid.uuid4().hex[:8].upper()}"
 
 
-def a04(control_id, mrn, visit_id=None, patient_class="O", name="陈^秀兰", charset="UNICODE UTF-8",
-        message_type="ADT^A04^ADT_A01", version="2.5", extra=""):
-    return (f"MSH|^~\\&|HIS|XHYY|HCRM|HCRM|20260302093000||{message_type}|{control_id}|P|{version}"
-            f"||||||{charset}\r"
-            "EVN|A04|20260302093000||||20260302092500\r"
-            f"PID|1||{mrn}^^^XHYY^MR||{name}||19580312|F|||^^北京市^北京市^^CHN^H^^东城区||13900001111\r"
-            f"PV1|1|{patient_class}|0301^^^XHYY||||D017^刘^洋|||CARD|||||||||{visit_id or 'V' + control_id}\r"
-            f"{extra}").encode("gb18030" if "18030" in charset else "utf-8")
+def a04(
+    control_id,
+    mrn,
+    visit_id=None,
+    patient_class="O",
+    name="陈^秀兰",
+    charset="UNICODE UTF-8",
+    message_type="ADT^A04^ADT_A01",
+    version="2.5",
+    extra="",
+):
+    return (
+        f"MSH|^~\\&|HIS|XHYY|HCRM|HCRM|20260302093000||{message_type}|{control_id}|P|{version}"
+        f"||||||{charset}\r"
+        "EVN|A04|20260302093000||||20260302092500\r"
+        f"PID|1||{mrn}^^^XHYY^MR||{name}||19580312|F|||^^北京市^北京市^^CHN^H^^东城区||13900001111\r"
+        f"PV1|1|{patient_class}|0301^^^XHYY||||D017^刘^洋|||CARD|||||||||"
+        f"{visit_id or 'V' + control_id}\r"
+        f"{extra}"
+    ).encode("gb18030" if "18030" in charset else "utf-8")
 
 
 def msa(ack):
@@ -80,7 +97,9 @@ def test_an_a04_reaches_intake_and_the_patient_appears(installation):
     ack = send(installation, a04(control_id, mrn))
     assert msa(ack) == ("AA", control_id)
     assert ack.startswith(b"MSH|^~\\&|HCRM|HCRM|HIS|XHYY|")  # sender and receiver swapped
-    record = wait_until(lambda: patient(installation, mrn), timeout=30, message=f"patient {mrn} at intake")
+    record = wait_until(
+        lambda: patient(installation, mrn), timeout=30, message=f"patient {mrn} at intake"
+    )
     assert record["view"]["name"] == "陈秀兰" and record["view"]["visit_count"] == 1
     stored = installation.hl7_db.messages.find_one({"control_id": control_id})
     assert stored["raw"] == a04(control_id, mrn) and stored["status"] == "accepted"
@@ -106,12 +125,17 @@ def test_split_frames_several_frames_in_one_write_and_bytes_outside_frames(insta
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         frame = encode(a04(ids[0], unique("M")))
         for at in range(0, len(frame), 37):  # one frame in many writes
-            sock.sendall(frame[at:at + 37])
+            sock.sendall(frame[at : at + 37])
             time.sleep(0.002)
         assert [msa(a) for a in read_acks(sock, 1)] == [("AA", ids[0])]
         # Two frames in one write, with junk before, between and after them.
-        sock.sendall(b"junk before" + encode(a04(ids[1], unique("M"))) + b"\r\nnoise"
-                     + encode(a04(ids[2], unique("M"))) + b"trailing junk")
+        sock.sendall(
+            b"junk before"
+            + encode(a04(ids[1], unique("M")))
+            + b"\r\nnoise"
+            + encode(a04(ids[2], unique("M")))
+            + b"trailing junk"
+        )
         assert [msa(a) for a in read_acks(sock, 2)] == [("AA", ids[1]), ("AA", ids[2])]
         sock.sendall(encode(a04(ids[3], unique("M"))))  # the connection is still usable
         assert [msa(a) for a in read_acks(sock, 1)] == [("AA", ids[3])]
@@ -129,7 +153,11 @@ def test_an_oversized_frame_is_answered_ar_and_the_connection_stays_usable(insta
         sock.sendall(encode(a04(after, unique("M"))))
         assert [msa(a) for a in read_acks(sock, 1)] == [("AA", after)]
     stored = installation.hl7_db.messages.find_one({"control_id": control_id})
-    assert stored["raw_truncated"] and stored["raw_size"] > 1024 * 1024 and len(stored["raw"]) <= 64 * 1024
+    assert (
+        stored["raw_truncated"]
+        and stored["raw_size"] > 1024 * 1024
+        and len(stored["raw"]) <= 64 * 1024
+    )
     # No readable header at all: dropped, the connection closed cleanly, the listener fine.
     with socket.create_connection(("127.0.0.1", installation.hl7_port), timeout=30) as sock:
         sock.sendall(encode(b"\x00" * (1100 * 1024)))
@@ -149,8 +177,11 @@ def test_a_client_that_vanishes_mid_frame_does_not_disturb_the_listener(installa
     assert msa(send(installation, a04(control_id, unique("M"))))[0] == "AA"
     silent.close()
     hl7 = next(p for p in installation.processes if p.name == "hl7")
-    wait_until(lambda: "MLLP peer closed mid-frame" in hl7.output(), timeout=10,
-               message="the log line of the unfinished frame")
+    wait_until(
+        lambda: "MLLP peer closed mid-frame" in hl7.output(),
+        timeout=10,
+        message="the log line of the unfinished frame",
+    )
     assert hl7.alive()
 
 
@@ -172,11 +203,15 @@ def test_content_errors_are_ae_and_other_types_ar_with_nothing_published(install
 def test_a_gb18030_message_is_read_and_answered_in_gb18030(installation):
     raw = (SAMPLES / "cn-a01-gb18030.hl7").read_bytes()
     control_id, mrn = unique("G"), unique("M")
-    raw = raw.replace(b"|CN0002|", f"|{control_id}|".encode()).replace(b"M2001^", f"{mrn}^".encode())
+    raw = raw.replace(b"|CN0002|", f"|{control_id}|".encode()).replace(
+        b"M2001^", f"{mrn}^".encode()
+    )
     ack = send(installation, raw)
     assert msa(ack) == ("AA", control_id)
     assert ack.decode("gb18030").split("\r")[0].endswith("GB 18030-2000")
-    record = wait_until(lambda: patient(installation, mrn), timeout=30, message="the GB18030 patient")
+    record = wait_until(
+        lambda: patient(installation, mrn), timeout=30, message="the GB18030 patient"
+    )
     assert record["view"]["name"] == "欧阳娜娜"
 
 
@@ -199,14 +234,21 @@ def test_twenty_connections_at_once(installation):
         thread.join(120)
     assert not errors and len(results) == 20 * per_connection
     assert set(results.values()) == {"AA"}
-    wait_until(lambda: all(patient(installation, mrn) for mrn in results), timeout=60,
-               message="every patient of the 20 connections at intake")
+    wait_until(
+        lambda: all(patient(installation, mrn) for mrn in results),
+        timeout=60,
+        message="every patient of the 20 connections at intake",
+    )
 
 
 def test_post_hl7_through_the_gateway(installation):
     admin = installation.token()
-    status, _ = installation.http("POST", "/api/v1/users", {"username": "his-engine", "password": "engine-password-1",
-                                                            "role": "integration"}, token=admin)
+    status, _ = installation.http(
+        "POST",
+        "/api/v1/users",
+        {"username": "his-engine", "password": "engine-password-1", "role": "integration"},
+        token=admin,
+    )
     assert status in (201, 409)
     token = installation.token("his-engine", "engine-password-1")
     control_id, mrn = unique("H"), unique("M")
@@ -221,7 +263,9 @@ def test_post_hl7_through_the_gateway(installation):
     status, body = installation.http("POST", "/api/v1/hl7", raw=b'{"x": 1}', token=token)
     assert status == 415 and body["error"]["code"] == "unsupported_media_type"
     audit = installation.http("GET", f"/api/v1/audit?patient_id=mrn:{mrn}", token=admin)[1]["items"]
-    assert [(a["route"], a["status"], a["user"]) for a in audit][:1] == [("/api/v1/hl7", 200, "his-engine")]
+    assert [(a["route"], a["status"], a["user"]) for a in audit][:1] == [
+        ("/api/v1/hl7", 200, "his-engine")
+    ]
     # The admin page's view: the message, no text of it, counts by trigger and ACK code.
     status, page = installation.http("GET", "/api/v1/hl7/messages?limit=500", token=admin)
     assert status == 200
@@ -235,12 +279,19 @@ def test_post_hl7_through_the_gateway(installation):
 def post(platform, raw, token):
     import urllib.error
     import urllib.request
-    request = urllib.request.Request(platform.gateway_url + "/api/v1/hl7", data=raw, method="POST",
-                                     headers={"Content-Type": "x-application/hl7-v2+er7",
-                                              "Authorization": f"Bearer {token}"})
+
+    request = urllib.request.Request(
+        platform.gateway_url + "/api/v1/hl7",
+        data=raw,
+        method="POST",
+        headers={"Content-Type": "x-application/hl7-v2+er7", "Authorization": f"Bearer {token}"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, {"body": response.read(), "content_type": response.headers["Content-Type"]}
+            return response.status, {
+                "body": response.read(),
+                "content_type": response.headers["Content-Type"],
+            }
     except urllib.error.HTTPError as exc:
         return exc.code, {"body": exc.read(), "content_type": exc.headers["Content-Type"]}
 
@@ -248,30 +299,75 @@ def post(platform, raw, token):
 def test_hcrm_hl7_send_and_replay(installation, tmp_path):
     ids, mrn = [unique("F") for _ in range(3)], unique("M")
     # Three messages in one file: \n line ends, no blank line between the first two.
-    text = b"".join(a04(cid, mrn if n == 0 else unique("M")).replace(b"\r", b"\n") for n, cid in enumerate(ids[:2]))
+    text = b"".join(
+        a04(cid, mrn if n == 0 else unique("M")).replace(b"\r", b"\n")
+        for n, cid in enumerate(ids[:2])
+    )
     text += b"\n# a comment\n\n" + a04(ids[2], "").replace(b"\r", b"\r\n")  # no MRN: AE
     path = tmp_path / "feed.hl7"
     path.write_bytes(text)
     assert len(split_messages(text)) == 3
-    env = {"PATH": "/usr/bin:/bin", "HCRM_AMQP_URI": installation.amqp_uri, "PYTHONWARNINGS": "ignore"}
-    done = subprocess.run([PYTHON, "-m", "shared.cli", "hl7", "send", str(path), "--port", str(installation.hl7_port)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HCRM_AMQP_URI": installation.amqp_uri,
+        "PYTHONWARNINGS": "ignore",
+    }
+    done = subprocess.run(
+        [
+            PYTHON,
+            "-m",
+            "shared.cli",
+            "hl7",
+            "send",
+            str(path),
+            "--port",
+            str(installation.hl7_port),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     lines = [line.split("\t") for line in done.stdout.splitlines()]
-    assert [(l[0], l[1], l[2]) for l in lines] == [(ids[0], "ADT^A04", "AA"), (ids[1], "ADT^A04", "AA"),
-                                                   (ids[2], "ADT^A04", "AE")]
+    assert [(line[0], line[1], line[2]) for line in lines] == [
+        (ids[0], "ADT^A04", "AA"),
+        (ids[1], "ADT^A04", "AA"),
+        (ids[2], "ADT^A04", "AE"),
+    ]
     assert "PID-3" in lines[2][3] and done.returncode == 1
-    wait_until(lambda: patient(installation, mrn), timeout=30, message="the patient sent from the file")
-    done = subprocess.run([PYTHON, "-m", "shared.cli", "hl7", "replay", "--control-id", ids[0], "--dry-run"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    wait_until(
+        lambda: patient(installation, mrn), timeout=30, message="the patient sent from the file"
+    )
+    done = subprocess.run(
+        [PYTHON, "-m", "shared.cli", "hl7", "replay", "--control-id", ids[0], "--dry-run"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "1 stored message(s) read; would publish 1 event(s): 0 new, 1 unchanged" in done.stdout
-    done = subprocess.run([PYTHON, "-m", "shared.cli", "hl7", "replay", "--control-id", ids[0]],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [PYTHON, "-m", "shared.cli", "hl7", "replay", "--control-id", ids[0]],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0 and "published 1 event(s)" in done.stdout, done.stdout + done.stderr
-    wait_until(lambda: installation.hl7_db.messages.find_one({"control_id": ids[0], "outbox_state": "published",
-                                                              "replays": 1}),
-               timeout=30, message="the replayed event published")
-    assert installation.intake_db.events.count_documents({"data.patient.mrn": mrn}) == 1  # a no-op for intake
+    wait_until(
+        lambda: installation.hl7_db.messages.find_one(
+            {"control_id": ids[0], "outbox_state": "published", "replays": 1}
+        ),
+        timeout=30,
+        message="the replayed event published",
+    )
+    assert (
+        installation.intake_db.events.count_documents({"data.patient.mrn": mrn}) == 1
+    )  # a no-op for intake
 
 
 def test_a_week_of_a_hospital_feed_from_the_samples_reaches_intake_whole(installation):
@@ -279,17 +375,43 @@ def test_a_week_of_a_hospital_feed_from_the_samples_reaches_intake_whole(install
     event it maps to recorded by intake (v1.1: cancellations, merges, scheduling), none
     refused."""
     env = {"PATH": "/usr/bin:/bin", "PYTHONWARNINGS": "ignore"}
-    done = subprocess.run([PYTHON, "-m", "shared.cli", "hl7", "send", str(SAMPLES / "hospital-week.txt"),
-                           "--port", str(installation.hl7_port)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            PYTHON,
+            "-m",
+            "shared.cli",
+            "hl7",
+            "send",
+            str(SAMPLES / "hospital-week.txt"),
+            "--port",
+            str(installation.hl7_port),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     lines = [line.split("\t") for line in done.stdout.splitlines()]
     assert done.returncode == 0 and len(lines) == 21, done.stdout + done.stderr
     assert {line[2] for line in lines} == {"AA"}
-    sent = {doc["control_id"]: len(doc["events"]) for doc in installation.hl7_db.messages.find(
-        {"sending_application": "HIS", "control_id": {"$regex": "^W0"}}, {"control_id": 1, "events": 1})}
+    sent = {
+        doc["control_id"]: len(doc["events"])
+        for doc in installation.hl7_db.messages.find(
+            {"sending_application": "HIS", "control_id": {"$regex": "^W0"}},
+            {"control_id": 1, "events": 1},
+        )
+    }
     assert len(sent) == 21 and sent["W0020"] == 0  # the A02: answered AA, no event
-    wait_until(lambda: installation.intake_db.events.count_documents(
-        {"source": "hl7", "source_event_id": {"$regex": "^HIS\\|XHYY\\|W0"}}) == sum(sent.values()),
-        timeout=60, message="every event of the week at intake")
+    wait_until(
+        lambda: (
+            installation.intake_db.events.count_documents(
+                {"source": "hl7", "source_event_id": {"$regex": "^HIS\\|XHYY\\|W0"}}
+            )
+            == sum(sent.values())
+        ),
+        timeout=60,
+        message="every event of the week at intake",
+    )
     assert installation.queue_depth("hospital.events.rejected") == 0
     assert patient(installation, "M1001")["view"]["name"] == "陈秀兰"

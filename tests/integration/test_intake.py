@@ -1,4 +1,5 @@
 """Intake against the real RabbitMQ and a real NX-27017 process."""
+
 import json
 
 import pytest
@@ -12,10 +13,13 @@ pytestmark = pytest.mark.integration
 def test_every_malformed_message_waits_in_rejected_with_its_reason(platform):
     platform.start_service("intake")
     cases = factories.malformed_events()
-    for label, raw, key in cases:
+    for _label, raw, key in cases:
         platform.publish(None, routing_key=key, raw=raw)
-    wait_until(lambda: platform.queue_depth("hospital.events.rejected") == len(cases),
-               timeout=30, message="every malformed message in hospital.events.rejected")
+    wait_until(
+        lambda: platform.queue_depth("hospital.events.rejected") == len(cases),
+        timeout=30,
+        message="every malformed message in hospital.events.rejected",
+    )
     rejected = platform.drain("hospital.events.rejected")
     assert len(rejected) == len(cases)
     assert sorted(body for body, _ in rejected) == sorted(raw for _, raw, _ in cases)
@@ -49,14 +53,18 @@ def test_duplicates_count_once_and_the_profile_takes_the_latest_fields(platform)
         return items[0] if items and items[0]["visit_count"] == 2 and items[0]["gender"] else None
 
     record = wait_until(patient, timeout=30, message="patient M-1 with both visits")
-    assert record["region"] == "朝阳区"        # the latest occurred_at wins, not the last to arrive
-    assert record["gender"] == "female"        # a field only an older event states stays
+    assert record["region"] == "朝阳区"  # the latest occurred_at wins, not the last to arrive
+    assert record["gender"] == "female"  # a field only an older event states stays
     assert record["stage"] == "returning"
-    status, timeline = platform.http("GET", f"/api/v1/patients/{record['patient_id']}/timeline",
-                                     token=token)
+    status, timeline = platform.http(
+        "GET", f"/api/v1/patients/{record['patient_id']}/timeline", token=token
+    )
     assert status == 200
     assert [e["event_type"] for e in timeline["items"]] == [
-        "PatientRegistered", "PatientVisited", "PatientVisited"]
+        "PatientRegistered",
+        "PatientVisited",
+        "PatientVisited",
+    ]
 
 
 def test_a_prospect_is_linked_to_the_patient_who_later_visits(platform):
@@ -64,8 +72,12 @@ def test_a_prospect_is_linked_to_the_patient_who_later_visits(platform):
     platform.start_gateway()
     token = platform.token()
     platform.publish(factories.consultation("+86 139 0000 1111", name="赵敏"))
-    wait_until(lambda: platform.http("GET", "/api/v1/patients?phone=13900001111",
-                                     token=token)[1]["total"] == 1, message="the prospect")
+    wait_until(
+        lambda: (
+            platform.http("GET", "/api/v1/patients?phone=13900001111", token=token)[1]["total"] == 1
+        ),
+        message="the prospect",
+    )
     _, body = platform.http("GET", "/api/v1/patients?phone=13900001111", token=token)
     prospect = body["items"][0]
     assert prospect["stage"] == "prospect" and prospect["mrn"] is None
@@ -90,14 +102,19 @@ def test_canonical_events_are_published_with_patient_id_on_the_stream(platform):
     platform.publish(event)  # a duplicate is not published again
     wait_until(lambda: platform.queue_depth("hcrm.analytics") >= 1, message="the stream entry")
     from kombu import Connection
+
     with Connection(platform.amqp_uri) as connection:
         channel = connection.channel()
         channel.basic_qos(0, 10, False)
         received = []
-        channel.basic_consume("hcrm.analytics", callback=received.append,
-                              arguments={"x-stream-offset": "first"})
-        wait_until(lambda: connection.drain_events(timeout=1) or received, timeout=10,
-                   message="a message from the stream")
+        channel.basic_consume(
+            "hcrm.analytics", callback=received.append, arguments={"x-stream-offset": "first"}
+        )
+        wait_until(
+            lambda: connection.drain_events(timeout=1) or received,
+            timeout=10,
+            message="a message from the stream",
+        )
     body = json.loads(received[0].body)
     assert body["event_type"] == "PatientAdmitted"
     assert body["service"] == "intake" and body["patient_id"]

@@ -1,5 +1,6 @@
 """The outbox with a real store process and the real broker: two writers (replicas) appending
 to the same documents at once publish every event exactly once, and none is left behind."""
+
 import collections
 import datetime
 import json
@@ -20,9 +21,13 @@ def _event(event_id):
 def test_two_writers_of_the_same_documents_publish_each_event_exactly_once(platform):
     platform.witness(EXCHANGE)
     collection = MongoClient(platform.database_uri("outboxtest")).get_default_database()["things"]
-    now = datetime.datetime.now(datetime.timezone.utc)
-    collection.insert_many([{"_id": f"doc-{n}", **Outbox.fields(*_event(f"created-{n}"), now)}
-                            for n in range(DOCUMENTS)])
+    now = datetime.datetime.now(datetime.UTC)
+    collection.insert_many(
+        [
+            {"_id": f"doc-{n}", **Outbox.fields(*_event(f"created-{n}"), now)}
+            for n in range(DOCUMENTS)
+        ]
+    )
     replicas = [Outbox(collection, platform.amqp_uri, "test") for _ in range(2)]
     errors = []
 
@@ -33,13 +38,16 @@ def test_two_writers_of_the_same_documents_publish_each_event_exactly_once(platf
                     doc = collection.find_one_and_update(
                         {"_id": f"doc-{n}"},
                         Outbox.append({}, [_event(f"{name}-{n}-{round_}")], now),
-                        return_document=ReturnDocument.AFTER)
+                        return_document=ReturnDocument.AFTER,
+                    )
                     replica.publish_or_leave(doc)
         except Exception as exc:  # surfaced by the assertion below
             errors.append(exc)
 
-    writers = [threading.Thread(target=write, args=(replica, f"replica{i}"))
-               for i, replica in enumerate(replicas)]
+    writers = [
+        threading.Thread(target=write, args=(replica, f"replica{i}"))
+        for i, replica in enumerate(replicas)
+    ]
     for writer in writers:
         writer.start()
     for writer in writers:
@@ -49,7 +57,9 @@ def test_two_writers_of_the_same_documents_publish_each_event_exactly_once(platf
     replicas[0].relay(now=now + datetime.timedelta(days=1))
 
     assert list(collection.find({"outbox_state": PENDING}, {"_id": 1})) == []
-    published = collections.Counter(json.loads(body)["event_id"] for body, _ in platform.drain("witness"))
+    published = collections.Counter(
+        json.loads(body)["event_id"] for body, _ in platform.drain("witness")
+    )
     assert {event_id: n for event_id, n in published.items() if n > 1} == {}
     assert len(published) == DOCUMENTS * (1 + 2 * ROUNDS)
     for replica in replicas:
@@ -59,7 +69,7 @@ def test_two_writers_of_the_same_documents_publish_each_event_exactly_once(platf
 def test_a_document_written_before_the_publishing_lock_existed_is_published(platform):
     platform.witness(EXCHANGE)
     collection = MongoClient(platform.database_uri("outboxtest")).get_default_database()["things"]
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     legacy = {"_id": "old", **Outbox.fields(*_event("old-1"), now)}
     del legacy["outbox_lock_ts"]
     collection.insert_one(legacy)

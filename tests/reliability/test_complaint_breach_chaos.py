@@ -13,6 +13,7 @@ complaints.events is at least once (a publisher that dies between the broker's c
 marking its document published sends the event again, with the same event_id: see
 shared/outbox.py). Consumers count an event_id once, and so does this test; the raw copies
 are reported in the output."""
+
 import collections
 import datetime
 import json
@@ -30,8 +31,8 @@ pytestmark = pytest.mark.reliability
 SLA_CHECK_INTERVAL_S = 0.5
 ACK_HOURS = {"high": 2, "medium": 24}  # docs/RULES.md § Complaints (the defaults)
 RESOLVE_HOURS = {"high": 24, "medium": 48}
-LEAD_S = 8.0       # opening the complaints takes a few seconds: the first deadline is after it
-SPACING_S = 0.5    # one deadline passes every half second from then on
+LEAD_S = 8.0  # opening the complaints takes a few seconds: the first deadline is after it
+SPACING_S = 0.5  # one deadline passes every half second from then on
 FAULT_AFTER_S = 2.0  # the fault starts about then, while deadlines are passing
 ACK_DURING, RESOLVE_DURING = 30, 10  # complaints whose acknowledge / resolve deadline passes then
 # Bursts: many deadlines passing at once keep a replica's SLA check busy for a while. The
@@ -44,7 +45,7 @@ AT_LEAST_DURING_FAULT = 3  # deadlines that must pass inside the fault for the r
 
 
 def iso(ts):
-    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat()
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).isoformat()
 
 
 class Planned:
@@ -52,7 +53,7 @@ class Planned:
 
     def __init__(self, complaint, due, breaches):
         self.id = complaint["complaint_id"]
-        self.due = due            # {deadline: epoch seconds} of the deadlines that pass in the test
+        self.due = due  # {deadline: epoch seconds} of the deadlines that pass in the test
         self.breaches = breaches  # the deadlines that must be recorded as breached
 
 
@@ -63,8 +64,14 @@ def open_complaints(rpc, base):
 
     def open_(severity, received_ts, description):
         return rpc.complaints.open_complaint(
-            channel="phone", category="waiting_time", severity=severity, description=description,
-            received_at=iso(received_ts), department="心内科", opened_by="chaos")
+            channel="phone",
+            category="waiting_time",
+            severity=severity,
+            description=description,
+            received_at=iso(received_ts),
+            department="心内科",
+            opened_by="chaos",
+        )
 
     # The acknowledge deadline passes during the test: one breach, one escalation.
     for i in range(ACK_DURING):
@@ -90,7 +97,9 @@ def open_complaints(rpc, base):
         complaint = open_("high", ack_due - ACK_HOURS["high"] * 3600, f"已及时答复 {i}")
         rpc.complaints.acknowledge(complaint_id=complaint["complaint_id"], actor="chaos")
         if i % 2:
-            rpc.complaints.resolve(complaint_id=complaint["complaint_id"], actor="chaos", resolution="apology")
+            rpc.complaints.resolve(
+                complaint_id=complaint["complaint_id"], actor="chaos", resolution="apology"
+            )
         planned.append(Planned(complaint, {}, set()))
     complaint = open_("medium", time.time(), "刚收到")  # due in a day
     planned.append(Planned(complaint, {}, set()))
@@ -138,9 +147,18 @@ def busy_replica_first(replicas, first_burst_ts):
     before = [process.output().count(BREACH_LOGGED) for process in processes]
 
     def busy():
-        return next((process for process, count in zip(processes, before)
-                     if process.output().count(BREACH_LOGGED) > count), None)
-    replica = wait_until(busy, timeout=10, interval=0.02, message="a replica recording the burst's breaches")
+        return next(
+            (
+                process
+                for process, count in zip(processes, before, strict=True)
+                if process.output().count(BREACH_LOGGED) > count
+            ),
+            None,
+        )
+
+    replica = wait_until(
+        busy, timeout=10, interval=0.02, message="a replica recording the burst's breaches"
+    )
     processes.remove(replica)
     processes.insert(0, replica)
 
@@ -158,19 +176,34 @@ def history_of(doc):
     return [json.loads(h) if isinstance(h, str) else h for h in doc.get("history") or []]
 
 
-@pytest.mark.parametrize("fault", [kill_the_busy_replica, restart_the_broker],
-                         ids=["kill-9-a-replica", "broker-restart"])
+@pytest.mark.parametrize(
+    "fault", [kill_the_busy_replica, restart_the_broker], ids=["kill-9-a-replica", "broker-restart"]
+)
 def test_each_passed_deadline_breaches_once_through_the_fault(store_server, log_dir, fault):
     started = time.monotonic()
-    platform = Platform(store_server, log_dir, extra_env={
-        "COMPLAINTS_SLA_CHECK_INTERVAL_S": str(SLA_CHECK_INTERVAL_S),
-        "HCRM_RETRY_DELAYS_MS": "1000,3000,6000,12000,20000"})
+    platform = Platform(
+        store_server,
+        log_dir,
+        extra_env={
+            "COMPLAINTS_SLA_CHECK_INTERVAL_S": str(SLA_CHECK_INTERVAL_S),
+            "HCRM_RETRY_DELAYS_MS": "1000,3000,6000,12000,20000",
+        },
+    )
     try:
-        replicas = {"complaints": [platform.start_service("complaints"), platform.start_service("complaints")]}
+        replicas = {
+            "complaints": [
+                platform.start_service("complaints"),
+                platform.start_service("complaints"),
+            ]
+        }
         witness = Witness(platform)
-        db = MongoClient(platform.database_uri("complaints"), serverSelectionTimeoutMS=3000).get_default_database()
+        db = MongoClient(
+            platform.database_uri("complaints"), serverSelectionTimeoutMS=3000
+        ).get_default_database()
         base = time.time() + LEAD_S
-        with ClusterRpcProxy({"AMQP_URI": platform.amqp_uri, "serializer": "json"}, timeout=20) as rpc:
+        with ClusterRpcProxy(
+            {"AMQP_URI": platform.amqp_uri, "serializer": "json"}, timeout=20
+        ) as rpc:
             planned = open_complaints(rpc, base)
         opened_by = time.time()
 
@@ -180,10 +213,13 @@ def test_each_passed_deadline_breaches_once_through_the_fault(store_server, log_
         fault_to = time.time()
         deadlines = [ts for p in planned for ts in p.due.values()]
         during = sum(fault_from <= ts <= fault_to for ts in deadlines)
-        print(f"\n[{fault.__name__}] opened in {opened_by - base + LEAD_S:.1f}s "
-              f"(first deadline {base - opened_by:+.1f}s after); fault {fault_to - fault_from:.1f}s; "
-              f"deadlines passing before / during / after it: {sum(ts < fault_from for ts in deadlines)} / "
-              f"{during} / {sum(ts > fault_to for ts in deadlines)}")
+        print(
+            f"\n[{fault.__name__}] opened in {opened_by - base + LEAD_S:.1f}s "
+            f"(first deadline {base - opened_by:+.1f}s after); fault {fault_to - fault_from:.1f}s; "
+            "deadlines passing before / during / after it: "
+            f"{sum(ts < fault_from for ts in deadlines)} / "
+            f"{during} / {sum(ts > fault_to for ts in deadlines)}"
+        )
         assert during >= AT_LEAST_DURING_FAULT, "the fault missed the deadlines: nothing was tested"
 
         # The last deadlines pass after the fault: the replicas as they are then record them.
@@ -191,21 +227,43 @@ def test_each_passed_deadline_breaches_once_through_the_fault(store_server, log_
         by_id = {p.id: p for p in planned}
 
         def flags_exact():
-            docs = {d["_id"]: d for d in db.complaints.find({}, {"ack_breach": 1, "resolve_breach": 1})}
-            return all((docs[cid]["ack_breach"] == "breached") == ("acknowledge" in p.breaches)
-                       and (docs[cid]["resolve_breach"] == "breached") == ("resolve" in p.breaches)
-                       for cid, p in by_id.items())
-        wait_until(flags_exact, timeout=60, interval=0.5, message="each passed deadline recorded as breached")
+            docs = {
+                d["_id"]: d for d in db.complaints.find({}, {"ack_breach": 1, "resolve_breach": 1})
+            }
+            return all(
+                (docs[cid]["ack_breach"] == "breached") == ("acknowledge" in p.breaches)
+                and (docs[cid]["resolve_breach"] == "breached") == ("resolve" in p.breaches)
+                for cid, p in by_id.items()
+            )
+
+        wait_until(
+            flags_exact,
+            timeout=60,
+            interval=0.5,
+            message="each passed deadline recorded as breached",
+        )
         # Published: no document's events wait in its outbox (a killed writer's wait out its
         # claim, 30 s, then the relay of the other replica publishes them).
-        wait_until(lambda: db.complaints.count_documents({"outbox_state": "pending"}) == 0, timeout=120,
-                   interval=0.5, message="every complaint's events published")
+        wait_until(
+            lambda: db.complaints.count_documents({"outbox_state": "pending"}) == 0,
+            timeout=120,
+            interval=0.5,
+            message="every complaint's events published",
+        )
         expected_breaches = {(p.id, deadline) for p in planned for deadline in p.breaches}
         escalated = {p.id for p in planned if p.breaches}
-        wait_until(lambda: witness.collect() and set(witness.distinct("ComplaintSlaBreached", breach_key))
-                   == expected_breaches, timeout=30, interval=0.5,
-                   message=lambda: f"{len(expected_breaches)} breaches on complaints.events; seen "
-                                   f"{len(witness.distinct('ComplaintSlaBreached', breach_key))}")
+        wait_until(
+            lambda: (
+                witness.collect()
+                and set(witness.distinct("ComplaintSlaBreached", breach_key)) == expected_breaches
+            ),
+            timeout=30,
+            interval=0.5,
+            message=lambda: (
+                f"{len(expected_breaches)} breaches on complaints.events; seen "
+                f"{len(witness.distinct('ComplaintSlaBreached', breach_key))}"
+            ),
+        )
         witness.collect()
 
         # Once per passed deadline, once per complaint: in the events...
@@ -218,18 +276,25 @@ def test_each_passed_deadline_breaches_once_through_the_fault(store_server, log_
         # ...and in each complaint's own history.
         for doc in db.complaints.find({}, {"history": 1, "status": 1}):
             plan, history = by_id[doc["_id"]], history_of(doc)
-            recorded = collections.Counter(h["note"].split()[0] for h in history if h["action"] == "sla_breach")
+            recorded = collections.Counter(
+                h["note"].split()[0] for h in history if h["action"] == "sla_breach"
+            )
             assert recorded == collections.Counter(plan.breaches), (doc["_id"], recorded)
             escalations_recorded = sum(h["to"] == "escalated" != h["from"] for h in history)
             assert escalations_recorded == (1 if plan.breaches else 0), (doc["_id"], history)
             if plan.breaches:
                 assert doc["status"] == "escalated"
         assert platform.queue_depth("complaints.dlq") == 0
-        assert all(process.alive() for process in replicas["complaints"]), "a replica died of the fault"
-        print(f"[{fault.__name__}] {len(expected_breaches)} breaches and {len(escalated)} escalations, each "
-              f"once; raw copies on the queue: {witness.copies('ComplaintSlaBreached')} ComplaintSlaBreached, "
-              f"{witness.copies('ComplaintEscalated')} ComplaintEscalated; outbox relay take-overs: "
-              f"{sum(p.output().count('outbox relay published') for p in platform.processes)}; "
-              f"{time.monotonic() - started:.0f}s")
+        assert all(process.alive() for process in replicas["complaints"]), (
+            "a replica died of the fault"
+        )
+        print(
+            f"[{fault.__name__}] {len(expected_breaches)} breaches and {len(escalated)} "
+            "escalations, each once; raw copies on the queue: "
+            f"{witness.copies('ComplaintSlaBreached')} ComplaintSlaBreached, "
+            f"{witness.copies('ComplaintEscalated')} ComplaintEscalated; outbox relay take-overs: "
+            f"{sum(p.output().count('outbox relay published') for p in platform.processes)}; "
+            f"{time.monotonic() - started:.0f}s"
+        )
     finally:
         platform.close()

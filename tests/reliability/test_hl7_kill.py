@@ -3,6 +3,7 @@ MLLP connection, resending whatever got no ACK (as integration engines do); the 
 killed and restarted on the same port. At the end intake holds exactly the N visits: AA only
 after the message was durable means nothing is lost, the (MSH-3, MSH-4, MSH-10) key and the
 event ids mean nothing is doubled, and the outbox relay publishes what the kill interrupted."""
+
 import random
 import threading
 import time
@@ -17,10 +18,12 @@ pytestmark = pytest.mark.reliability
 
 
 def a04(control_id, mrn, visit_id):
-    return (f"MSH|^~\\&|HIS|XHYY|HCRM|HCRM|20260302093000||ADT^A04^ADT_A01|{control_id}|P|2.5\r"
-            "EVN|A04|20260302093000||||20260302092500\r"
-            f"PID|1||{mrn}^^^XHYY^MR||王^芳||19700101|F|||||138{int(mrn[1:]):08d}\r"
-            f"PV1|1|O|0301^^^XHYY|||||||CARD|||||||||{visit_id}\r").encode()
+    return (
+        f"MSH|^~\\&|HIS|XHYY|HCRM|HCRM|20260302093000||ADT^A04^ADT_A01|{control_id}|P|2.5\r"
+        "EVN|A04|20260302093000||||20260302092500\r"
+        f"PID|1||{mrn}^^^XHYY^MR||王^芳||19700101|F|||||138{int(mrn[1:]):08d}\r"
+        f"PV1|1|O|0301^^^XHYY|||||||CARD|||||||||{visit_id}\r"
+    ).encode()
 
 
 def stream(count, seed):
@@ -30,7 +33,9 @@ def stream(count, seed):
     messages, expected = [], {}
     for n in range(count):
         mrn = f"K{(n if n < patients else rng.randrange(patients)):06d}"
-        messages.append((f"KILL{seed}-{n:05d}", a04(f"KILL{seed}-{n:05d}", mrn, f"KV{seed}-{n:05d}")))
+        messages.append(
+            (f"KILL{seed}-{n:05d}", a04(f"KILL{seed}-{n:05d}", mrn, f"KV{seed}-{n:05d}"))
+        )
         expected[mrn] = expected.get(mrn, 0) + 1
     return messages, expected
 
@@ -59,9 +64,15 @@ class Sender(threading.Thread):
 
 
 def visit_counts(platform):
-    db = MongoClient(platform.database_uri("intake"), serverSelectionTimeoutMS=3000).get_default_database()
-    return {p["mrn"]: p["view"]["visit_count"] for p in db.patients.find(
-        {"mrn": {"$regex": "^K"}, "event_count": {"$gt": 0}}, {"mrn": 1, "view": 1})}
+    db = MongoClient(
+        platform.database_uri("intake"), serverSelectionTimeoutMS=3000
+    ).get_default_database()
+    return {
+        p["mrn"]: p["view"]["visit_count"]
+        for p in db.patients.find(
+            {"mrn": {"$regex": "^K"}, "event_count": {"$gt": 0}}, {"mrn": 1, "view": 1}
+        )
+    }
 
 
 def test_the_listener_killed_with_minus_9_midstream_loses_and_doubles_nothing(platform):
@@ -71,7 +82,11 @@ def test_the_listener_killed_with_minus_9_midstream_loses_and_doubles_nothing(pl
     messages, expected = stream(400, seed=7)
     sender = Sender(port, messages)
     sender.start()
-    wait_until(lambda: sender.acked >= len(messages) // 3, timeout=120, message="a third of the stream answered")
+    wait_until(
+        lambda: sender.acked >= len(messages) // 3,
+        timeout=120,
+        message="a third of the stream answered",
+    )
     listener.kill()
     killed_at = sender.acked
     platform.start_hl7(HL7_PORT=port)
@@ -81,19 +96,29 @@ def test_the_listener_killed_with_minus_9_midstream_loses_and_doubles_nothing(pl
     assert set(sender.codes.values()) == {"AA"}
     # The relay publishes what the kill left between the insert and the publish (its claim
     # runs out after 30 s), so the wait allows for it.
-    wait_until(lambda: visit_counts(platform) == expected, timeout=120, interval=0.5,
-               message=lambda: f"exact visit counts for every patient (have {sum(visit_counts(platform).values())} "
-                               f"of {sum(expected.values())} visits; sender resent {sender.resent})")
+    wait_until(
+        lambda: visit_counts(platform) == expected,
+        timeout=120,
+        interval=0.5,
+        message=lambda: (
+            f"exact visit counts for every patient (have {sum(visit_counts(platform).values())} "
+            f"of {sum(expected.values())} visits; sender resent {sender.resent})"
+        ),
+    )
     intake = MongoClient(platform.database_uri("intake")).get_default_database()
     assert intake.events.count_documents({"source": "hl7"}) == len(messages)
     hl7 = MongoClient(platform.database_uri("hl7")).get_default_database()
     assert hl7.messages.count_documents({"control_id": {"$regex": "^KILL"}}) == len(messages)
-    wait_until(lambda: platform.queue_depth("intake.inbound") == 0, message="an empty inbound queue")
+    wait_until(
+        lambda: platform.queue_depth("intake.inbound") == 0, message="an empty inbound queue"
+    )
     assert platform.queue_depth("hospital.events.rejected") == 0
     assert platform.queue_depth("intake.dlq") == 0
 
 
-def test_a_crash_between_the_insert_and_the_publish_is_relayed_and_the_resend_answered_once(platform):
+def test_a_crash_between_the_insert_and_the_publish_is_relayed_and_the_resend_answered_once(
+    platform,
+):
     """HCRM_FAILPOINT kills the listener right after the first message's insert, before its
     event is published and (the outbox's sender runs first) before its ACK is written. The
     sender resends it to the restarted listener: a duplicate, answered with the stored ACK;
@@ -104,16 +129,25 @@ def test_a_crash_between_the_insert_and_the_publish_is_relayed_and_the_resend_an
     messages, expected = stream(5, seed=8)
     sender = Sender(port, messages)
     sender.start()
-    wait_until(lambda: not crashing.alive(), timeout=60, message="the listener killed by its failpoint")
+    wait_until(
+        lambda: not crashing.alive(), timeout=60, message="the listener killed by its failpoint"
+    )
     restarted = platform.start_hl7(HL7_PORT=port)
     sender.join(timeout=120)
     assert sender.acked == len(messages) and set(sender.codes.values()) == {"AA"}
-    wait_until(lambda: visit_counts(platform) == expected, timeout=120, interval=0.5,
-               message="every visit at intake, the interrupted one relayed")
+    wait_until(
+        lambda: visit_counts(platform) == expected,
+        timeout=120,
+        interval=0.5,
+        message="every visit at intake, the interrupted one relayed",
+    )
     hl7 = MongoClient(platform.database_uri("hl7")).get_default_database()
     assert hl7.messages.count_documents({"control_id": {"$regex": "^KILL8-"}}) == len(messages)
     first = messages[0][0]
-    wait_until(lambda: hl7.messages.find_one({"control_id": first, "outbox_state": "published"}),
-               timeout=60, message="the interrupted message's outbox published")
+    wait_until(
+        lambda: hl7.messages.find_one({"control_id": first, "outbox_state": "published"}),
+        timeout=60,
+        message="the interrupted message's outbox published",
+    )
     if sender.resent:  # the ACK had not been written: the resend was a duplicate
         assert '"HL7 duplicate answered with its first ACK"' in restarted.output()

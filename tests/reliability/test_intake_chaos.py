@@ -1,5 +1,6 @@
 """Faults with events flowing: replicas killed with -9, the broker restarted, the store
 stopped for 10 s. After each, the figures are exact: nothing lost, nothing doubled."""
+
 import random
 import subprocess
 import threading
@@ -16,8 +17,10 @@ pytestmark = pytest.mark.reliability
 def stream_of_events(count, seed):
     """`count` distinct visits over 50 patients, with 10% duplicates, shuffled."""
     rng = random.Random(seed)
-    events = [factories.visit(f"R{seed}-{rng.randrange(50):03d}", phone=f"136{seed:02d}{i:06d}"[:11])
-              for i in range(count)]
+    events = [
+        factories.visit(f"R{seed}-{rng.randrange(50):03d}", phone=f"136{seed:02d}{i:06d}"[:11])
+        for i in range(count)
+    ]
     # one phone per patient: later visits restate the same phone
     phones = {}
     for event in events:
@@ -25,7 +28,9 @@ def stream_of_events(count, seed):
         patient["phone"] = phones.setdefault(patient["mrn"], patient["phone"])
     expected = {}
     for event in events:
-        expected[event["data"]["patient"]["mrn"]] = expected.get(event["data"]["patient"]["mrn"], 0) + 1
+        expected[event["data"]["patient"]["mrn"]] = (
+            expected.get(event["data"]["patient"]["mrn"], 0) + 1
+        )
     messages = events + rng.sample(events, count // 10)
     rng.shuffle(messages)
     return messages, expected
@@ -33,8 +38,9 @@ def stream_of_events(count, seed):
 
 def publish_steadily(platform, messages, rate=200.0):
     """A hospital system: publishes with confirms and retries until the broker takes each one."""
+
     def run():
-        for index, event in enumerate(messages):
+        for event in messages:
             while True:
                 try:
                     platform.publish(event)
@@ -42,6 +48,7 @@ def publish_steadily(platform, messages, rate=200.0):
                 except Exception:
                     time.sleep(0.5)
             time.sleep(1.0 / rate)
+
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread
@@ -49,15 +56,28 @@ def publish_steadily(platform, messages, rate=200.0):
 
 def visit_counts(platform):
     from pymongo import MongoClient
-    db = MongoClient(platform.database_uri("intake"), serverSelectionTimeoutMS=3000).get_default_database()
-    return {p["mrn"]: p["view"]["visit_count"] for p in db.patients.find(
-        {"mrn": {"$type": "string"}, "event_count": {"$gt": 0}}, {"mrn": 1, "view": 1})}
+
+    db = MongoClient(
+        platform.database_uri("intake"), serverSelectionTimeoutMS=3000
+    ).get_default_database()
+    return {
+        p["mrn"]: p["view"]["visit_count"]
+        for p in db.patients.find(
+            {"mrn": {"$type": "string"}, "event_count": {"$gt": 0}}, {"mrn": 1, "view": 1}
+        )
+    }
 
 
 def settle(platform, expected, timeout=180):
-    wait_until(lambda: visit_counts(platform) == expected, timeout=timeout, interval=0.5,
-               message="exact visit counts for every patient")
-    wait_until(lambda: platform.queue_depth("intake.inbound") == 0, message="an empty inbound queue")
+    wait_until(
+        lambda: visit_counts(platform) == expected,
+        timeout=timeout,
+        interval=0.5,
+        message="exact visit counts for every patient",
+    )
+    wait_until(
+        lambda: platform.queue_depth("intake.inbound") == 0, message="an empty inbound queue"
+    )
     assert platform.queue_depth("intake.dlq") == 0
     assert platform.queue_depth("hospital.events.rejected") == 0
 

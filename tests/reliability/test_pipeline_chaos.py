@@ -8,6 +8,7 @@ pairs of records merged into one person, and duplicates of some corrections. Age
 meanwhile complete calls with a low score (each opens a complaint). Afterwards every figure
 is exact: patients in intake, tasks in followup, complaints in complaints, and the same
 counts in analytics. Nothing is lost, nothing is doubled, nothing voided is counted."""
+
 import subprocess
 import threading
 import time
@@ -68,7 +69,7 @@ def weave(base, phases):
     size = -(-len(base) // len(phases))
     out = []
     for index, extra in enumerate(phases):
-        chunk = base[index * size:(index + 1) * size]
+        chunk = base[index * size : (index + 1) * size]
         step = max(1, len(chunk) // (len(extra) + 1))
         for position, item in enumerate(chunk):
             out.append(item)
@@ -95,42 +96,67 @@ def corrections_and_merges():
         first = factories.discharged(mrn, admission, phone=phone, day=10)  # 10th 16:00
         cancel = factories.discharge_cancelled(mrn, admission, day=10, hour=18, phone=phone)
         again = factories.discharged(mrn, admission, phone=phone, day=12)  # after the cancel
-        groups.append([[first, cancel, again], [cancel, first, again], [again, first, cancel],
-                       [first, None, cancel], [cancel, None, first], [None, first, cancel]][i])
+        groups.append(
+            [
+                [first, cancel, again],
+                [cancel, first, again],
+                [again, first, cancel],
+                [first, None, cancel],
+                [cancel, None, first],
+                [None, first, cancel],
+            ][i]
+        )
         if i in (0, 3):
             duplicates.append(cancel)
     for i in range(MERGES):
         survivor, retired = f"S-{i:04d}", f"R-{i:04d}"
         phone = f"1370005{i:04d}"
         survivor_visit = factories.visit(survivor, phone=phone, day=3)
-        retired_visit = factories.visit(retired, phone=f"1370006{i:04d}",
-                                        day=3 if i < SAME_DAY_MERGES else 4)
+        retired_visit = factories.visit(
+            retired, phone=f"1370006{i:04d}", day=3 if i < SAME_DAY_MERGES else 4
+        )
         merge = factories.merged(survivor, retired, day=9, phone=phone)
-        groups.append([[survivor_visit, retired_visit, merge], [merge, survivor_visit, retired_visit],
-                       [retired_visit, merge, survivor_visit], [survivor_visit, merge, retired_visit],
-                       [merge, retired_visit, survivor_visit]][i])
+        groups.append(
+            [
+                [survivor_visit, retired_visit, merge],
+                [merge, survivor_visit, retired_visit],
+                [retired_visit, merge, survivor_visit],
+                [survivor_visit, merge, retired_visit],
+                [merge, retired_visit, survivor_visit],
+            ][i]
+        )
         if i < 2:
             duplicates.append(merge)
     return groups, duplicates
 
 
 def pipeline_events():
-    events = [factories.visit(f"P-{i:04d}", phone=f"1370000{i:04d}", day=2 + i % 5) for i in range(VISITS)]
-    events += [factories.discharged(f"D-{i:04d}", f"ADM-{i}", phone=f"1370001{i:04d}", day=10)
-               for i in range(DISCHARGES)]
+    events = [
+        factories.visit(f"P-{i:04d}", phone=f"1370000{i:04d}", day=2 + i % 5) for i in range(VISITS)
+    ]
+    events += [
+        factories.discharged(f"D-{i:04d}", f"ADM-{i}", phone=f"1370001{i:04d}", day=10)
+        for i in range(DISCHARGES)
+    ]
     events += [factories.consultation(f"1370002{i:04d}", day=1) for i in range(CONSULTATIONS)]
-    events = [e for pair in zip(events, events[::-1]) for e in pair][:len(events)]  # interleave kinds
+    events = [e for pair in zip(events, events[::-1], strict=True) for e in pair][
+        : len(events)
+    ]  # interleave kinds
     groups, duplicates = corrections_and_merges()
     phases = [[group[k] for group in groups if group[k]] for k in range(3)]
     events = weave(events, phases) + duplicates
-    return events + events[:: 9]  # and some duplicates, as an at-least-once publisher sends
+    return events + events[::9]  # and some duplicates, as an at-least-once publisher sends
 
 
 class Figures:
     def __init__(self, platform):
         self.platform = platform
-        self.db = {s: MongoClient(platform.database_uri(s), serverSelectionTimeoutMS=3000).get_default_database()
-                   for s in ("intake", "followup", "complaints")}
+        self.db = {
+            s: MongoClient(
+                platform.database_uri(s), serverSelectionTimeoutMS=3000
+            ).get_default_database()
+            for s in ("intake", "followup", "complaints")
+        }
 
     def safely(self, read):
         try:
@@ -140,12 +166,18 @@ class Figures:
 
     def patients(self):
         """Live patient records: a retired MRN's record carries `merged_into` (intake's store)."""
-        return self.safely(lambda: self.db["intake"].patients.count_documents(
-            {"mrn": {"$type": "string"}, "merged_into": {"$exists": False}}))
+        return self.safely(
+            lambda: self.db["intake"].patients.count_documents(
+                {"mrn": {"$type": "string"}, "merged_into": {"$exists": False}}
+            )
+        )
 
     def tasks(self):
-        """Tasks not cancelled (a voided visit's or discharge's, or a merged slot's extra one is)."""
-        return self.safely(lambda: self.db["followup"].tasks.count_documents({"status": {"$ne": "cancelled"}}))
+        """Tasks not cancelled (a voided visit's or discharge's, or a merged slot's extra one
+        is)."""
+        return self.safely(
+            lambda: self.db["followup"].tasks.count_documents({"status": {"$ne": "cancelled"}})
+        )
 
     def complaints(self):
         return self.safely(lambda: self.db["complaints"].complaints.count_documents({}))
@@ -153,40 +185,68 @@ class Figures:
     def tasks_by_person(self):
         """{mrn: tasks not cancelled}; a task still filed under a retired record counts for
         the retired MRN (followup re-points them to the survivor)."""
-        mrns = {p["_id"]: p.get("mrn") or "prospect"
-                for p in self.db["intake"].patients.find({}, {"mrn": 1})}
+        mrns = {
+            p["_id"]: p.get("mrn") or "prospect"
+            for p in self.db["intake"].patients.find({}, {"mrn": 1})
+        }
         counts = {}
-        for task in self.db["followup"].tasks.find({"status": {"$ne": "cancelled"}}, {"patient_id": 1}):
+        for task in self.db["followup"].tasks.find(
+            {"status": {"$ne": "cancelled"}}, {"patient_id": 1}
+        ):
             mrn = mrns.get(task["patient_id"], task["patient_id"])
             counts[mrn] = counts.get(mrn, 0) + 1
         return counts
 
     def merges(self):
         """{retired mrn: the mrn of the record it leads to}, and {survivor mrn: its merged_mrns}."""
-        patients = {p["_id"]: p for p in self.db["intake"].patients.find(
-            {"mrn": {"$regex": "^[RS]-"}}, {"mrn": 1, "merged_into": 1, "view": 1})}
-        retired = {p["mrn"]: patients.get(p["merged_into"], {}).get("mrn")
-                   for p in patients.values() if p.get("merged_into")}
-        survivors = {p["mrn"]: (p.get("view") or {}).get("merged_mrns")
-                     for p in patients.values() if not p.get("merged_into")}
+        patients = {
+            p["_id"]: p
+            for p in self.db["intake"].patients.find(
+                {"mrn": {"$regex": "^[RS]-"}}, {"mrn": 1, "merged_into": 1, "view": 1}
+            )
+        }
+        retired = {
+            p["mrn"]: patients.get(p["merged_into"], {}).get("mrn")
+            for p in patients.values()
+            if p.get("merged_into")
+        }
+        survivors = {
+            p["mrn"]: (p.get("view") or {}).get("merged_mrns")
+            for p in patients.values()
+            if not p.get("merged_into")
+        }
         return retired, survivors
 
     def pending_post_visit_calls(self):
         """Pending calls of the patients no correction or merge touches (RECOVERABLE_MRN):
         completing one of a visit cancelled later would keep it done (history stays), so
         the figures would depend on timing."""
+
         def read():
-            recoverable = {p["_id"] for p in self.db["intake"].patients.find(
-                {"mrn": {"$regex": RECOVERABLE_MRN}}, {"_id": 1})}
-            return [t["_id"] for t in self.db["followup"].tasks.find(
-                {"kind": "post_visit_call", "status": "pending"}, {"_id": 1, "patient_id": 1}).sort("_id", 1)
-                if t["patient_id"] in recoverable]
+            recoverable = {
+                p["_id"]
+                for p in self.db["intake"].patients.find(
+                    {"mrn": {"$regex": RECOVERABLE_MRN}}, {"_id": 1}
+                )
+            }
+            return [
+                t["_id"]
+                for t in self.db["followup"]
+                .tasks.find(
+                    {"kind": "post_visit_call", "status": "pending"}, {"_id": 1, "patient_id": 1}
+                )
+                .sort("_id", 1)
+                if t["patient_id"] in recoverable
+            ]
+
         return self.safely(read)
 
     def analytics(self):
         today = hospital_today().isoformat()  # complaints are filed under the hospital's day
         try:
-            with ClusterRpcProxy({"AMQP_URI": self.platform.amqp_uri, "serializer": "json"}, timeout=20) as rpc:
+            with ClusterRpcProxy(
+                {"AMQP_URI": self.platform.amqp_uri, "serializer": "json"}, timeout=20
+            ) as rpc:
                 return rpc.analytics.summary(date_from="2026-03-01", date_to=today)
         except Exception:
             return None
@@ -195,18 +255,26 @@ class Figures:
 def recover_calls(platform, figures, done):
     """Agents complete RECOVERIES calls with satisfaction 1, retrying through the faults; each
     opens one complaint (service recovery). A retry after an unseen success gets 409: done."""
+
     def run():
         def enough():
             calls = figures.pending_post_visit_calls()  # None while the store is down
             return calls if calls and len(calls) >= RECOVERIES else None
+
         calls = wait_until(enough, timeout=240, interval=0.5, message="calls to complete")
         for task_id in calls[:RECOVERIES]:
             while True:
                 try:
-                    with ClusterRpcProxy({"AMQP_URI": platform.amqp_uri, "serializer": "json"},
-                                         timeout=20) as rpc:
-                        rpc.followup.complete(followup_id=task_id, outcome="reached", agent="chaos",
-                                              satisfaction=1, notes="long wait")
+                    with ClusterRpcProxy(
+                        {"AMQP_URI": platform.amqp_uri, "serializer": "json"}, timeout=20
+                    ) as rpc:
+                        rpc.followup.complete(
+                            followup_id=task_id,
+                            outcome="reached",
+                            agent="chaos",
+                            satisfaction=1,
+                            notes="long wait",
+                        )
                     break
                 except Conflict:  # done already: its first completion's answer was lost
                     break
@@ -215,6 +283,7 @@ def recover_calls(platform, figures, done):
                 except Exception:
                     time.sleep(0.5)
         done.set()
+
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread
@@ -278,12 +347,17 @@ def stop_the_store_for_ten_seconds(platform, replicas, store):
     store.start()
 
 
-@pytest.mark.parametrize("fault", [kill_each_service_in_turn, restart_the_broker, stop_the_store_for_ten_seconds],
-                         ids=["kill-9-each-service", "broker-restart", "store-down-10s"])
+@pytest.mark.parametrize(
+    "fault",
+    [kill_each_service_in_turn, restart_the_broker, stop_the_store_for_ten_seconds],
+    ids=["kill-9-each-service", "broker-restart", "store-down-10s"],
+)
 def test_the_figures_are_exact_after_the_fault(log_dir, fault):
     store = StoreServer(log_dir)
     # Every process of the installation (replacements too) retries long enough to outlast the fault.
-    platform = Platform(store, log_dir, extra_env={"HCRM_RETRY_DELAYS_MS": "1000,3000,6000,12000,20000"})
+    platform = Platform(
+        store, log_dir, extra_env={"HCRM_RETRY_DELAYS_MS": "1000,3000,6000,12000,20000"}
+    )
     try:
         replicas = {s: [platform.start_service(s), platform.start_service(s)] for s in SERVICES}
         figures = Figures(platform)
@@ -298,38 +372,82 @@ def test_the_figures_are_exact_after_the_fault(log_dir, fault):
         assert not publisher.is_alive(), "the publisher never got every event confirmed"
         assert recovered.wait(timeout=300), "the agents could not complete their calls"
 
-        wait_until(lambda: figures.patients() == EXPECTED_PATIENTS, timeout=300, interval=1,
-                   message=lambda: f"{EXPECTED_PATIENTS} live patients in intake (last {figures.patients()})")
-        wait_until(lambda: figures.tasks() == EXPECTED_TASKS, timeout=300, interval=1,
-                   message=lambda: f"{EXPECTED_TASKS} follow-up tasks not cancelled (last {figures.tasks()})")
-        wait_until(lambda: figures.complaints() == RECOVERIES, timeout=300, interval=1,
-                   message=f"{RECOVERIES} complaints from service recovery")
+        wait_until(
+            lambda: figures.patients() == EXPECTED_PATIENTS,
+            timeout=300,
+            interval=1,
+            message=lambda: (
+                f"{EXPECTED_PATIENTS} live patients in intake (last {figures.patients()})"
+            ),
+        )
+        wait_until(
+            lambda: figures.tasks() == EXPECTED_TASKS,
+            timeout=300,
+            interval=1,
+            message=lambda: (
+                f"{EXPECTED_TASKS} follow-up tasks not cancelled (last {figures.tasks()})"
+            ),
+        )
+        wait_until(
+            lambda: figures.complaints() == RECOVERIES,
+            timeout=300,
+            interval=1,
+            message=f"{RECOVERIES} complaints from service recovery",
+        )
 
         seen = []
 
         def analytics_exact():
             summary = figures.analytics()
-            seen.append(summary and (summary["visits"], summary["discharges"], summary["consultations"],
-                                     summary["followups_due"], summary["followups_completed"],
-                                     summary["complaints_opened"]))
-            return seen[-1] == (EXPECTED_VISITS, EXPECTED_DISCHARGES, CONSULTATIONS, EXPECTED_TASKS,
-                                RECOVERIES, RECOVERIES)
-        wait_until(analytics_exact, timeout=300, interval=2,
-                   message=lambda: f"exact analytics figures; last (visits, discharges, consultations, "
-                                   f"followups_due, followups_completed, complaints_opened): {seen[-1:]}")
+            seen.append(
+                summary
+                and (
+                    summary["visits"],
+                    summary["discharges"],
+                    summary["consultations"],
+                    summary["followups_due"],
+                    summary["followups_completed"],
+                    summary["complaints_opened"],
+                )
+            )
+            return seen[-1] == (
+                EXPECTED_VISITS,
+                EXPECTED_DISCHARGES,
+                CONSULTATIONS,
+                EXPECTED_TASKS,
+                RECOVERIES,
+                RECOVERIES,
+            )
+
+        wait_until(
+            analytics_exact,
+            timeout=300,
+            interval=2,
+            message=lambda: (
+                f"exact analytics figures; last (visits, discharges, consultations, "
+                f"followups_due, followups_completed, complaints_opened): {seen[-1:]}"
+            ),
+        )
         # Exact and stable: nothing more arrives late, nothing sits in a dead-letter queue.
         time.sleep(3)  # a doubled event would land within the relay's interval: look again after it
         assert (figures.patients(), figures.tasks(), figures.complaints()) == (
-            EXPECTED_PATIENTS, EXPECTED_TASKS, RECOVERIES)
+            EXPECTED_PATIENTS,
+            EXPECTED_TASKS,
+            RECOVERIES,
+        )
         assert figures.tasks_by_person() == expected_tasks_by_person()
-        assert figures.merges() == ({f"R-{i:04d}": f"S-{i:04d}" for i in range(MERGES)},
-                                    {f"S-{i:04d}": [f"R-{i:04d}"] for i in range(MERGES)})
+        assert figures.merges() == (
+            {f"R-{i:04d}": f"S-{i:04d}" for i in range(MERGES)},
+            {f"S-{i:04d}": [f"R-{i:04d}"] for i in range(MERGES)},
+        )
         assert analytics_exact()
         for service in SERVICES:
             assert platform.queue_depth(f"{service}.dlq") == 0, f"{service}.dlq"
         assert platform.queue_depth("hospital.events.rejected") == 0
         supervisor.stop()
-        print(f"\n[{fault.__name__}] replicas that died of the fault (restarted): {supervisor.deaths}")
+        print(
+            f"\n[{fault.__name__}] replicas that died of the fault (restarted): {supervisor.deaths}"
+        )
         assert supervisor.late_deaths() == [], "a replica died after the fault"
     finally:
         platform.close()

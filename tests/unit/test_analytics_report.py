@@ -1,4 +1,5 @@
 """The monthly leadership report's arithmetic and rendering, on hand-made figures."""
+
 import datetime
 
 import pytest
@@ -15,7 +16,11 @@ def test_months_are_parsed_and_shifted_across_years():
     assert report.shift_month(datetime.date(2026, 1, 1), -1) == datetime.date(2025, 12, 1)
     assert report.shift_month(datetime.date(2026, 3, 1), -12) == datetime.date(2025, 3, 1)
     months = report.trend_months(datetime.date(2026, 3, 1))
-    assert len(months) == 12 and months[0] == datetime.date(2025, 4, 1) and months[-1] == datetime.date(2026, 3, 1)
+    assert (
+        len(months) == 12
+        and months[0] == datetime.date(2025, 4, 1)
+        and months[-1] == datetime.date(2026, 3, 1)
+    )
 
 
 def test_change_is_absolute_and_relative_and_none_without_a_figure():
@@ -26,17 +31,31 @@ def test_change_is_absolute_and_relative_and_none_without_a_figure():
 
 
 def _summary(visits, rate):
-    return {"visits": visits, "conversion_rate": rate, "avg_satisfaction": None,
-            "by_department": [{"department": "骨科", "visits": visits, "first_visits": 1, "discharges": 0,
-                               "complaints_opened": 0, "avg_satisfaction": None}],
-            "by_source": [{"source_channel": "friend_referral", "first_visits": 1}],
-            "top_complaint_categories": [{"category": "billing", "complaints": 2}]}
+    return {
+        "visits": visits,
+        "conversion_rate": rate,
+        "avg_satisfaction": None,
+        "by_department": [
+            {
+                "department": "骨科",
+                "visits": visits,
+                "first_visits": 1,
+                "discharges": 0,
+                "complaints_opened": 0,
+                "avg_satisfaction": None,
+            }
+        ],
+        "by_source": [{"source_channel": "friend_referral", "first_visits": 1}],
+        "top_complaint_categories": [{"category": "billing", "complaints": 2}],
+    }
 
 
 def _built():
     march = datetime.date(2026, 3, 1)
     trend = [(m, _summary(10 + i, None)) for i, m in enumerate(report.trend_months(march))]
-    return report.build(march, None, _summary(21, 0.5), _summary(20, 0.25), _summary(7, None), trend)
+    return report.build(
+        march, None, _summary(21, 0.5), _summary(20, 0.25), _summary(7, None), trend
+    )
 
 
 def test_the_report_compares_month_on_month_and_year_on_year():

@@ -1,4 +1,5 @@
 """docs/asyncapi.yaml is generated from shared/events.py and must not drift from it."""
+
 import pathlib
 
 import yaml
@@ -18,6 +19,12 @@ def test_it_describes_every_inbound_type_with_its_required_fields():
     assert set(doc["components"]["messages"]) == set(DATA_SCHEMAS)
     visited = doc["components"]["messages"]["PatientVisited"]["payload"]["allOf"][1]
     assert {"patient", "visit_id", "department", "visit_type", "visited_at"} <= set(
-        visited["properties"]["data"]["required"])
+        visited["properties"]["data"]["required"]
+    )
     assert document()["components"]["schemas"]["Envelope"]["required"] == [
-        "event_id", "event_type", "occurred_at", "source", "data"]
+        "event_id",
+        "event_type",
+        "occurred_at",
+        "source",
+        "data",
+    ]

@@ -1,5 +1,6 @@
 """v1.1 corrections: which events a cancellation voids (shared/corrections.py), and how
 intake's record and the conflicting-duplicate rule follow from it."""
+
 import itertools
 
 from services.intake import domain
@@ -20,13 +21,18 @@ def test_a_cancelled_visit_counts_nowhere_whatever_the_arrival_order():
 
 
 def test_a_cancel_that_arrives_first_voids_the_visit_when_it_comes():
-    events = recorded(factories.visit_cancelled("M1", "V1", day=1), factories.visit("M1", day=2, visit_id="V1"))
+    events = recorded(
+        factories.visit_cancelled("M1", "V1", day=1), factories.visit("M1", day=2, visit_id="V1")
+    )
     assert effective(events) == []  # even though the cancel "occurred" before the visit
 
 
 def test_an_admission_cancelled_voids_the_admission_and_its_discharge():
-    events = recorded(factories.admitted("M1", "A1", day=3), factories.discharged("M1", "A1", day=8),
-                      factories.admission_cancelled("M1", "A1", day=9))
+    events = recorded(
+        factories.admitted("M1", "A1", day=3),
+        factories.discharged("M1", "A1", day=8),
+        factories.admission_cancelled("M1", "A1", day=9),
+    )
     view = domain.project(events)
     assert view["admission_count"] == 0
     assert view["facts"]["last_admitted_at"] is None and view["facts"]["last_discharged_at"] is None
@@ -50,13 +56,21 @@ def test_a_cancelled_discharge_makes_an_inpatient_again_until_a_later_discharge(
 
 
 def test_a_cancelled_deceased_discharge_is_forgotten_and_voids_keep_the_latest_cancel():
-    voids = Voids(recorded(factories.discharge_cancelled("M1", "A1", day=8),
-                           factories.discharge_cancelled("M1", "A1", day=10)))
+    voids = Voids(
+        recorded(
+            factories.discharge_cancelled("M1", "A1", day=8),
+            factories.discharge_cancelled("M1", "A1", day=10),
+        )
+    )
     assert voids.voids(recorded(factories.discharged("M1", "A1", day=9))[0])
     assert not voids.voids(recorded(factories.discharged("M1", "A1", day=11))[0])
     assert not voids.voids(recorded(factories.discharged("M1", "A2", day=9))[0])
-    view = domain.project(recorded(factories.discharged("M1", "A1", day=8, disposition="deceased"),
-                                   factories.discharge_cancelled("M1", "A1", day=8, hour=20)))
+    view = domain.project(
+        recorded(
+            factories.discharged("M1", "A1", day=8, disposition="deceased"),
+            factories.discharge_cancelled("M1", "A1", day=8, hour=20),
+        )
+    )
     assert view["deceased"] is False
 
 

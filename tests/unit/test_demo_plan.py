@@ -1,5 +1,6 @@
 """`make demo`'s date plan (shared.simulate.demo_plan): a hospital's last months, dated so that
 today's worklist, this month, the comparison with last month and the report have figures."""
+
 import datetime
 import random
 import zoneinfo
@@ -7,8 +8,14 @@ import zoneinfo
 import pytest
 
 from services.followup import domain as followup
-from shared.simulate import (KINDS, TODAY_EVENTS, YESTERDAY_VISITS, Hospital, demo_plan,
-                             history_start)
+from shared.simulate import (
+    KINDS,
+    TODAY_EVENTS,
+    YESTERDAY_VISITS,
+    Hospital,
+    demo_plan,
+    history_start,
+)
 
 SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
 
@@ -17,20 +24,25 @@ def at(day, hour, minute=0):
     return datetime.datetime.combine(day, datetime.time(hour, minute), SHANGHAI)
 
 
-@pytest.mark.parametrize("today,months,start", [
-    (datetime.date(2026, 3, 18), 3, datetime.date(2026, 1, 1)),
-    (datetime.date(2026, 1, 5), 3, datetime.date(2025, 11, 1)),   # across the year
-    (datetime.date(2026, 2, 1), 1, datetime.date(2026, 2, 1)),
-    (datetime.date(2026, 12, 31), 12, datetime.date(2026, 1, 1)),
-])
+@pytest.mark.parametrize(
+    "today,months,start",
+    [
+        (datetime.date(2026, 3, 18), 3, datetime.date(2026, 1, 1)),
+        (datetime.date(2026, 1, 5), 3, datetime.date(2025, 11, 1)),  # across the year
+        (datetime.date(2026, 2, 1), 1, datetime.date(2026, 2, 1)),
+        (datetime.date(2026, 12, 31), 12, datetime.date(2026, 1, 1)),
+    ],
+)
 def test_history_starts_on_the_first_of_a_month(today, months, start):
     assert history_start(today, months) == start
 
 
-NOWS = [at(datetime.date(2026, 3, 18), 14, 20),   # a Wednesday afternoon
-        at(datetime.date(2026, 3, 2), 8, 5),      # a Monday morning
-        at(datetime.date(2026, 3, 1), 0, 30),     # the first of the month, just after midnight
-        at(datetime.date(2026, 3, 8), 23, 50)]    # a Sunday night
+NOWS = [
+    at(datetime.date(2026, 3, 18), 14, 20),  # a Wednesday afternoon
+    at(datetime.date(2026, 3, 2), 8, 5),  # a Monday morning
+    at(datetime.date(2026, 3, 1), 0, 30),  # the first of the month, just after midnight
+    at(datetime.date(2026, 3, 8), 23, 50),
+]  # a Sunday night
 
 
 @pytest.mark.parametrize("now", NOWS)
@@ -53,7 +65,9 @@ def test_yesterdays_outpatients_make_todays_worklist(now):
     visits = [when for when, kind in plan if kind == "visit" and when.date() == yesterday]
     assert len(visits) >= YESTERDAY_VISITS
     rule = followup.DEFAULT_RULES["post_visit_call"]
-    assert {followup.due_at(rule, when, SHANGHAI, lambda day: False).date() for when in visits} == {now.date()}
+    assert {followup.due_at(rule, when, SHANGHAI, lambda day: False).date() for when in visits} == {
+        now.date()
+    }
 
 
 @pytest.mark.parametrize("now", NOWS)
@@ -75,7 +89,9 @@ def test_weekdays_are_busier_than_sundays_and_opening_hours_than_nights():
     weekday = sum(1 for when, _ in plan if when.weekday() == 1)
     sunday = sum(1 for when, _ in plan if when.weekday() == 6)
     assert weekday > 2 * sunday
-    opening = sum(1 for when, _ in plan if datetime.time(7, 30) <= when.time() <= datetime.time(18, 0))
+    opening = sum(
+        1 for when, _ in plan if datetime.time(7, 30) <= when.time() <= datetime.time(18, 0)
+    )
     assert opening > 0.8 * len(plan)
 
 
@@ -90,12 +106,15 @@ def test_the_hospital_discharges_only_after_an_admission():
         if event["event_type"] == "PatientAdmitted":
             admitted[data["admission_id"]] = datetime.datetime.fromisoformat(data["admitted_at"])
         elif event["event_type"] == "PatientDischarged":
-            stay = datetime.datetime.fromisoformat(data["discharged_at"]) - admitted.pop(data["admission_id"])
+            stay = datetime.datetime.fromisoformat(data["discharged_at"]) - admitted.pop(
+                data["admission_id"]
+            )
             assert stay >= datetime.timedelta(days=2)
 
 
 def test_the_demos_events_keep_the_contract():
     from shared.events import load_event
+
     now = at(datetime.date(2026, 3, 18), 14, 20)
     hospital = Hospital(seed=2, now=now)
     for when, kind in demo_plan(now, 300, 3, hospital.rng):

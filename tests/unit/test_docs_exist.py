@@ -1,5 +1,6 @@
 """Every document the code and the docs name is in the repository: a reader who cloned the
 project can open every page a comment, docstring, README or report sends them to."""
+
 import pathlib
 import re
 
@@ -14,7 +15,11 @@ NOT_OURS = {"CHANGELOG.md"}
 
 def _sources():
     for path in REPO.rglob("*"):
-        if path.is_file() and path.suffix in SUFFIXES and not (SKIP_DIRS & set(path.relative_to(REPO).parts)):
+        if (
+            path.is_file()
+            and path.suffix in SUFFIXES
+            and not (SKIP_DIRS & set(path.relative_to(REPO).parts))
+        ):
             yield path
 
 
@@ -30,7 +35,9 @@ def test_every_named_document_exists_in_the_repository():
     for source in _sources():
         if source.name == "RESULTS.md":  # the bench's log quotes history verbatim
             continue
-        for number, line in enumerate(source.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        for number, line in enumerate(
+            source.read_text(encoding="utf-8", errors="replace").splitlines(), 1
+        ):
             for name in NAMED.findall(line):
                 if name not in NOT_OURS and not _exists(name, source):
                     missing.append(f"{source.relative_to(REPO)}:{number}: {name}")
@@ -41,7 +48,13 @@ def test_nothing_sends_the_reader_outside_the_repository():
     outside = []
     for source in _sources():
         text = source.read_text(encoding="utf-8", errors="replace")
-        for marker in ("../shared/", "contract/EVENTS", "contract/API", "contract/PROTOCOLS", "contract/HL7"):
+        for marker in (
+            "../shared/",
+            "contract/EVENTS",
+            "contract/API",
+            "contract/PROTOCOLS",
+            "contract/HL7",
+        ):
             if marker in text and source.name != pathlib.Path(__file__).name:
                 outside.append(f"{source.relative_to(REPO)}: {marker}")
     assert not outside, outside

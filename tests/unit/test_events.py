@@ -1,7 +1,9 @@
 """The inbound contract (docs/EVENTS.md) as the schemas enforce it."""
+
 import pytest
 
-from shared.events import EventInvalid, dump_event, load_event, phone_digits
+from shared.events import EventInvalid, dump_event, load_event
+from shared.phones import phone_digits
 from tests import factories
 
 
@@ -11,10 +13,16 @@ def errors_of(event):
     return caught.value.errors
 
 
-@pytest.mark.parametrize("make", [
-    lambda: factories.visit("M1"), lambda: factories.registered("M1"),
-    lambda: factories.consultation("139 0000 1111"), lambda: factories.admitted("M1", "A1"),
-    lambda: factories.discharged("M1", "A1")])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: factories.visit("M1"),
+        lambda: factories.registered("M1"),
+        lambda: factories.consultation("139 0000 1111"),
+        lambda: factories.admitted("M1", "A1"),
+        lambda: factories.discharged("M1", "A1"),
+    ],
+)
 def test_each_event_type_loads_and_dumps_to_the_same_contract(make):
     event = make()
     loaded = load_event(event)
@@ -33,6 +41,7 @@ def test_unknown_fields_are_ignored_in_envelope_and_data():
 @pytest.mark.parametrize("label,raw,_key", factories.malformed_events()[3:])
 def test_every_malformed_json_event_names_its_bad_field(label, raw, _key):
     import json
+
     assert errors_of(json.loads(raw)), label
 
 
@@ -61,8 +70,15 @@ def test_every_error_of_an_event_is_reported_at_once():
     assert {"event_id", "occurred_at", "source", "data.patient.mrn", "data.visit_id"} <= set(errors)
 
 
-@pytest.mark.parametrize("phone,key", [
-    ("+86 139 0000 1111", "13900001111"), ("0086-139-0000-1111", "13900001111"),
-    ("139-0000-1111", "13900001111"), ("+1 415 555 0100", "14155550100"), ("010 8888 6666", "01088886666")])
+@pytest.mark.parametrize(
+    "phone,key",
+    [
+        ("+86 139 0000 1111", "13900001111"),
+        ("0086-139-0000-1111", "13900001111"),
+        ("139-0000-1111", "13900001111"),
+        ("+1 415 555 0100", "14155550100"),
+        ("010 8888 6666", "01088886666"),
+    ],
+)
 def test_phone_key_is_the_national_digits(phone, key):
     assert phone_digits(phone) == key

@@ -1,4 +1,5 @@
 """Follow-up rules (docs/RULES.md § Follow-ups) as tables: due dates, gating, dedupe."""
+
 import datetime
 import itertools
 import zoneinfo
@@ -24,42 +25,77 @@ def eod(y, m, d):
     return datetime.datetime(y, m, d, 23, 59, 59, tzinfo=TZ)
 
 
-@pytest.mark.parametrize("kind,anchor,expected", [
-    ("post_visit_call", local(2026, 3, 2), eod(2026, 3, 3)),
-    ("post_visit_call", local(2026, 3, 31, 23, 50), eod(2026, 4, 1)),          # month end, near midnight
-    ("post_visit_call", local(2026, 12, 31, 20), eod(2027, 1, 1)),            # year end
-    # 23:30 UTC on 2 March is already 3 March in Shanghai: the next day is the 4th.
-    ("post_visit_call", datetime.datetime(2026, 3, 2, 23, 30, tzinfo=datetime.timezone.utc), eod(2026, 3, 4)),
-    ("post_discharge_call", local(2026, 3, 6, 15), eod(2026, 3, 10)),          # Friday afternoon -> Tuesday
-    ("post_discharge_call", local(2026, 3, 2), eod(2026, 3, 4)),               # Monday -> Wednesday
-    ("post_discharge_call", local(2026, 9, 30, 16), eod(2026, 10, 9)),         # National Day week
-    ("post_discharge_call", local(2026, 2, 13, 12), eod(2026, 2, 25)),         # Spring Festival
-    ("recovery_check", local(2026, 3, 6, 15), local(2026, 3, 13, 15)),
-    ("return_visit_reminder", local(2026, 3, 6, 15), local(2026, 4, 5, 15)),
-    ("prospect_call", local(2026, 3, 2, 23, 59), eod(2026, 3, 3)),
-    ("no_show_call", local(2026, 3, 2, 9), eod(2026, 3, 3)),
-])
+@pytest.mark.parametrize(
+    "kind,anchor,expected",
+    [
+        ("post_visit_call", local(2026, 3, 2), eod(2026, 3, 3)),
+        (
+            "post_visit_call",
+            local(2026, 3, 31, 23, 50),
+            eod(2026, 4, 1),
+        ),  # month end, near midnight
+        ("post_visit_call", local(2026, 12, 31, 20), eod(2027, 1, 1)),  # year end
+        # 23:30 UTC on 2 March is already 3 March in Shanghai: the next day is the 4th.
+        (
+            "post_visit_call",
+            datetime.datetime(2026, 3, 2, 23, 30, tzinfo=datetime.UTC),
+            eod(2026, 3, 4),
+        ),
+        (
+            "post_discharge_call",
+            local(2026, 3, 6, 15),
+            eod(2026, 3, 10),
+        ),  # Friday afternoon -> Tuesday
+        ("post_discharge_call", local(2026, 3, 2), eod(2026, 3, 4)),  # Monday -> Wednesday
+        ("post_discharge_call", local(2026, 9, 30, 16), eod(2026, 10, 9)),  # National Day week
+        ("post_discharge_call", local(2026, 2, 13, 12), eod(2026, 2, 25)),  # Spring Festival
+        ("recovery_check", local(2026, 3, 6, 15), local(2026, 3, 13, 15)),
+        ("return_visit_reminder", local(2026, 3, 6, 15), local(2026, 4, 5, 15)),
+        ("prospect_call", local(2026, 3, 2, 23, 59), eod(2026, 3, 3)),
+        ("no_show_call", local(2026, 3, 2, 9), eod(2026, 3, 3)),
+    ],
+)
 def test_due_dates(kind, anchor, expected):
     assert domain.due_at(domain.DEFAULT_RULES[kind], anchor, TZ, is_holiday) == expected
 
 
 def event(kind, data, when, event_id, patient=None):
     data = dict(data)
-    data.setdefault("patient", patient if patient is not None else {"mrn": "M1", "name": "王芳", "phone": "13800138000"})
+    data.setdefault(
+        "patient",
+        patient if patient is not None else {"mrn": "M1", "name": "王芳", "phone": "13800138000"},
+    )
     return {"event_id": event_id, "event_type": kind, "occurred_at": when.isoformat(), "data": data}
 
 
 def visit(day, hour=10, vid=None, **patient):
     person = {"mrn": "M1", "name": "王芳", "phone": "13800138000", **patient}
-    return event("PatientVisited", {"visit_id": vid or f"V{day}{hour}", "department": "心内科",
-                                    "visit_type": "first", "visited_at": local(2026, 3, day, hour).isoformat()},
-                 local(2026, 3, day, hour), f"e-v{day}-{hour}-{vid}", person)
+    return event(
+        "PatientVisited",
+        {
+            "visit_id": vid or f"V{day}{hour}",
+            "department": "心内科",
+            "visit_type": "first",
+            "visited_at": local(2026, 3, day, hour).isoformat(),
+        },
+        local(2026, 3, day, hour),
+        f"e-v{day}-{hour}-{vid}",
+        person,
+    )
 
 
 def discharge(day, disposition="home", admission="A1"):
-    return event("PatientDischarged", {"admission_id": admission, "department": "骨科",
-                                       "discharged_at": local(2026, 3, day, 15).isoformat(),
-                                       "disposition": disposition}, local(2026, 3, day, 15), f"e-d{day}-{disposition}")
+    return event(
+        "PatientDischarged",
+        {
+            "admission_id": admission,
+            "department": "骨科",
+            "discharged_at": local(2026, 3, day, 15).isoformat(),
+            "disposition": disposition,
+        },
+        local(2026, 3, day, 15),
+        f"e-d{day}-{disposition}",
+    )
 
 
 def kinds(planned):
@@ -67,13 +103,30 @@ def kinds(planned):
 
 
 def test_each_event_type_creates_its_kinds():
-    consult = event("ConsultationLogged", {"consultation_id": "C1", "channel": "phone"}, local(2026, 3, 1),
-                    "e-c", {"name": "赵敏", "phone": "13900001111"})
-    no_show = event("AppointmentNoShow", {"appointment_id": "AP1", "department": "眼科",
-                                          "starts_at": local(2026, 3, 4).isoformat()}, local(2026, 3, 4, 11), "e-n")
+    consult = event(
+        "ConsultationLogged",
+        {"consultation_id": "C1", "channel": "phone"},
+        local(2026, 3, 1),
+        "e-c",
+        {"name": "赵敏", "phone": "13900001111"},
+    )
+    no_show = event(
+        "AppointmentNoShow",
+        {"appointment_id": "AP1", "department": "眼科", "starts_at": local(2026, 3, 4).isoformat()},
+        local(2026, 3, 4, 11),
+        "e-n",
+    )
     planned = domain.plan("P1", [visit(2), discharge(6), consult, no_show], TZ, is_holiday)
-    assert kinds(planned) == sorted(["post_visit_call", "post_discharge_call", "recovery_check",
-                                     "return_visit_reminder", "prospect_call", "no_show_call"])
+    assert kinds(planned) == sorted(
+        [
+            "post_visit_call",
+            "post_discharge_call",
+            "recovery_check",
+            "return_visit_reminder",
+            "prospect_call",
+            "no_show_call",
+        ]
+    )
 
 
 def test_two_visits_the_same_day_give_one_call_and_duplicates_change_nothing():
@@ -86,8 +139,18 @@ def test_two_visits_the_same_day_give_one_call_and_duplicates_change_nothing():
 
 def test_no_consent_no_phone_or_deceased_means_no_task():
     assert domain.plan("P1", [visit(2, contact_consent=False)], TZ, is_holiday) == {}
-    assert domain.plan("P1", [visit(2, phone=None) | {"data": {**visit(2)["data"], "patient": {"mrn": "M1", "name": "x"}}}],
-                       TZ, is_holiday) == {}
+    assert (
+        domain.plan(
+            "P1",
+            [
+                visit(2, phone=None)
+                | {"data": {**visit(2)["data"], "patient": {"mrn": "M1", "name": "x"}}}
+            ],
+            TZ,
+            is_holiday,
+        )
+        == {}
+    )
     assert domain.plan("P1", [visit(2), discharge(6, "deceased")], TZ, is_holiday) == {}
 
 
@@ -97,20 +160,35 @@ def test_consent_switched_off_later_wins_whatever_the_arrival_order():
         assert domain.plan("P1", events, TZ, is_holiday) == {}
         assert domain.contact_of(events).why_not == "no_consent"
     # consent given again later: calls are allowed again
-    assert kinds(domain.plan("P1", [visit(2), withdrawn, visit(7, contact_consent=True)], TZ, is_holiday)) == [
-        "post_visit_call"] * 3
+    assert (
+        kinds(
+            domain.plan("P1", [visit(2), withdrawn, visit(7, contact_consent=True)], TZ, is_holiday)
+        )
+        == ["post_visit_call"] * 3
+    )
 
 
 def test_a_discharge_before_its_admission_still_plans_the_discharge_calls():
-    admission = event("PatientAdmitted", {"admission_id": "A1", "department": "骨科",
-                                          "admitted_at": local(2026, 3, 1).isoformat()}, local(2026, 3, 1), "e-a")
+    admission = event(
+        "PatientAdmitted",
+        {"admission_id": "A1", "department": "骨科", "admitted_at": local(2026, 3, 1).isoformat()},
+        local(2026, 3, 1),
+        "e-a",
+    )
     assert kinds(domain.plan("P1", [discharge(6), admission], TZ, is_holiday)) == [
-        "post_discharge_call", "recovery_check", "return_visit_reminder"]
+        "post_discharge_call",
+        "recovery_check",
+        "return_visit_reminder",
+    ]
 
 
 def test_department_overrides_and_disabled_kinds():
-    departments = {"骨科": {"recovery_check": domain.Rule(14, end_of_day=False),
-                           "return_visit_reminder": domain.Rule(30, enabled=False)}}
+    departments = {
+        "骨科": {
+            "recovery_check": domain.Rule(14, end_of_day=False),
+            "return_visit_reminder": domain.Rule(30, enabled=False),
+        }
+    }
     planned = domain.plan("P1", [discharge(6)], TZ, is_holiday, department_rules=departments)
     by_kind = {task.kind: task for task in planned.values()}
     assert by_kind["recovery_check"].due_at == local(2026, 3, 20, 15)
@@ -119,13 +197,24 @@ def test_department_overrides_and_disabled_kinds():
 
 def test_unreachable_is_retried_next_day_until_the_attempts_run_out():
     now = local(2026, 3, 3, 22)
-    assert domain.completion({"attempts": 0}, "unreachable", now, 3, TZ) == ("retry", eod(2026, 3, 4))
+    assert domain.completion({"attempts": 0}, "unreachable", now, 3, TZ) == (
+        "retry",
+        eod(2026, 3, 4),
+    )
     assert domain.completion({"attempts": 2}, "unreachable", now, 3, TZ) == ("done", None)
     assert domain.completion({"attempts": 0}, "reached", now, 3, TZ) == ("done", None)
 
 
-@pytest.mark.parametrize("satisfaction,complaint,recovery", [
-    (1, None, True), (2, "", True), (3, None, False), (None, "wait too long", True), (5, "  ", False)])
+@pytest.mark.parametrize(
+    "satisfaction,complaint,recovery",
+    [
+        (1, None, True),
+        (2, "", True),
+        (3, None, False),
+        (None, "wait too long", True),
+        (5, "  ", False),
+    ],
+)
 def test_service_recovery(satisfaction, complaint, recovery):
     assert domain.needs_recovery(satisfaction, complaint) is recovery
 
@@ -138,7 +227,9 @@ def test_overdue():
 
 # -- corrections and merges (docs/EVENTS.md v1.1) -------------------------------------------
 def cancel(kind, day, hour=12, **data):
-    return event(kind, data, local(2026, 3, day, hour), f"e-{kind}-{day}-{hour}-{sorted(data.items())}")
+    return event(
+        kind, data, local(2026, 3, day, hour), f"e-{kind}-{day}-{hour}-{sorted(data.items())}"
+    )
 
 
 def visit_cancelled(visit_id, day=20):
@@ -164,12 +255,20 @@ def test_a_cancelled_visit_plans_nothing_whenever_the_cancel_arrives():
 
 
 def test_a_cancelled_visit_leaves_the_other_visit_of_its_day_and_of_other_days():
-    kept = domain.plan("P1", [visit(2, 9, vid="V1"), visit(2, 15, vid="V2"), visit(3, vid="V3")], TZ, is_holiday)
-    after = domain.plan("P1", [visit(2, 9, vid="V1"), visit(2, 15, vid="V2"), visit(3, vid="V3"),
-                               visit_cancelled("V1")], TZ, is_holiday)
+    kept = domain.plan(
+        "P1", [visit(2, 9, vid="V1"), visit(2, 15, vid="V2"), visit(3, vid="V3")], TZ, is_holiday
+    )
+    after = domain.plan(
+        "P1",
+        [visit(2, 9, vid="V1"), visit(2, 15, vid="V2"), visit(3, vid="V3"), visit_cancelled("V1")],
+        TZ,
+        is_holiday,
+    )
     assert sorted(after) == sorted(kept)  # the same slots, the same ids
-    assert {task.cause_event_id for task in after.values()} == {visit(2, 15, vid="V2")["event_id"],
-                                                                visit(3, vid="V3")["event_id"]}
+    assert {task.cause_event_id for task in after.values()} == {
+        visit(2, 15, vid="V2")["event_id"],
+        visit(3, vid="V3")["event_id"],
+    }
 
 
 def test_an_admission_cancelled_voids_its_discharges_and_a_reported_death():
@@ -182,7 +281,10 @@ def test_an_admission_cancelled_voids_its_discharges_and_a_reported_death():
     assert domain.contact_of(events).callable
     assert kinds(domain.plan("P1", events, TZ, is_holiday)) == ["post_visit_call"]
     # another admission's cancellation changes nothing
-    assert kinds(domain.plan("P1", [discharge(6), admission_cancelled("A2")], TZ, is_holiday)) == DISCHARGE_KINDS
+    assert (
+        kinds(domain.plan("P1", [discharge(6), admission_cancelled("A2")], TZ, is_holiday))
+        == DISCHARGE_KINDS
+    )
 
 
 def test_a_discharge_cancelled_voids_the_discharges_until_it_and_a_later_one_counts_again():
@@ -224,9 +326,17 @@ def deliver(arrivals, patient_id="P1", tasks=None, done=()):
 
 
 def stored(task, patient_id):
-    return {"_id": task.followup_id, "patient_id": patient_id, "kind": task.kind, "anchor_key": task.key,
-            "status": "pending", "due_ts": task.due_at.timestamp(), "planned_due_ts": task.due_at.timestamp(),
-            "anchor_ts": task.anchor_at.timestamp(), "cause_event_id": task.cause_event_id}
+    return {
+        "_id": task.followup_id,
+        "patient_id": patient_id,
+        "kind": task.kind,
+        "anchor_key": task.key,
+        "status": "pending",
+        "due_ts": task.due_at.timestamp(),
+        "planned_due_ts": task.due_at.timestamp(),
+        "anchor_ts": task.anchor_at.timestamp(),
+        "cause_event_id": task.cause_event_id,
+    }
 
 
 def by_status(tasks):
@@ -261,23 +371,31 @@ def test_a_cancelled_visit_on_a_day_with_another_visit_keeps_the_call():
     assert list(deliver([v1, v2, visit_cancelled("V1")])) == list(deliver([v1]))
     # order v1, cancel, v2: the day's call was cancelled, the second visit gets a new one
     tasks = deliver([v1, visit_cancelled("V1"), v2])
-    assert by_status(tasks) == {"cancelled": [("post_visit_call", "visit_cancelled")],
-                                "pending": [("post_visit_call", None)]}
+    assert by_status(tasks) == {
+        "cancelled": [("post_visit_call", "visit_cancelled")],
+        "pending": [("post_visit_call", None)],
+    }
     assert deliver([v1, visit_cancelled("V1"), v2, v2, visit_cancelled("V1")]) == tasks
     # both visits cancelled: no call
-    assert "pending" not in by_status(deliver([v1, v2, visit_cancelled("V1"), visit_cancelled("V2")]))
+    assert "pending" not in by_status(
+        deliver([v1, v2, visit_cancelled("V1"), visit_cancelled("V2")])
+    )
 
 
 def test_discharge_cancelled_then_a_new_discharge_gets_new_tasks_under_new_ids():
     first, again = discharge(6), discharge(9)
     tasks = deliver([first, discharge_cancelled(7)])
-    assert by_status(tasks) == {"cancelled": [(kind, "discharge_cancelled") for kind in DISCHARGE_KINDS]}
+    assert by_status(tasks) == {
+        "cancelled": [(kind, "discharge_cancelled") for kind in DISCHARGE_KINDS]
+    }
     old_ids = set(tasks)
     tasks = deliver([again, again, discharge_cancelled(7)], tasks=tasks)
     assert by_status(tasks)["pending"] == [(kind, None) for kind in DISCHARGE_KINDS]
     new = {task["_id"] for task in tasks.values() if task["status"] == "pending"}
     assert not new & old_ids
-    assert {task["cause_event_id"] for task in tasks.values() if task["status"] == "pending"} == {again["event_id"]}
+    assert {task["cause_event_id"] for task in tasks.values() if task["status"] == "pending"} == {
+        again["event_id"]
+    }
     # every arrival order leaves the three tasks of the second discharge pending, once
     for order in itertools.permutations([first, discharge_cancelled(7), again]):
         pending = [t for t in deliver(list(order)).values() if t["status"] == "pending"]
@@ -286,15 +404,21 @@ def test_discharge_cancelled_then_a_new_discharge_gets_new_tasks_under_new_ids()
 
 
 def test_a_second_discharge_cancelled_voids_the_re_discharge_and_a_third_gets_a_third_generation():
-    tasks = deliver([discharge(6), discharge_cancelled(7), discharge(9), discharge_cancelled(10), discharge(12)])
-    assert by_status(tasks) == {"cancelled": sorted([(kind, "discharge_cancelled") for kind in DISCHARGE_KINDS] * 2),
-                                "pending": [(kind, None) for kind in DISCHARGE_KINDS]}
+    tasks = deliver(
+        [discharge(6), discharge_cancelled(7), discharge(9), discharge_cancelled(10), discharge(12)]
+    )
+    assert by_status(tasks) == {
+        "cancelled": sorted([(kind, "discharge_cancelled") for kind in DISCHARGE_KINDS] * 2),
+        "pending": [(kind, None) for kind in DISCHARGE_KINDS],
+    }
     assert len(set(tasks)) == 9
 
 
 def test_admission_cancelled_cancels_the_discharge_tasks_for_good():
     tasks = deliver([discharge(6), admission_cancelled(), discharge(9)])
-    assert by_status(tasks) == {"cancelled": [(kind, "admission_cancelled") for kind in DISCHARGE_KINDS]}
+    assert by_status(tasks) == {
+        "cancelled": [(kind, "admission_cancelled") for kind in DISCHARGE_KINDS]
+    }
 
 
 def test_a_task_cancelled_for_consent_keeps_its_slot():
@@ -313,21 +437,31 @@ def test_a_merge_keeps_one_task_per_slot():
         task["patient_id"] = "S"
     events = [visit(2, 9, vid="VR"), visit(2, 15, vid="VS"), visit(3, vid="VS3")]
     tasks = deliver(events, patient_id="S", tasks=tasks)
-    assert by_status(tasks) == {"pending": [("post_visit_call", None)] * 2,
-                                "cancelled": [("post_visit_call", "merged")]}
-    kept = [t for t in tasks.values() if t["status"] == "pending" and t["anchor_key"] == "2026-03-02"]
-    assert [t["cause_event_id"] for t in kept] == [visit(2, 9, vid="VR")["event_id"]]  # the earliest
+    assert by_status(tasks) == {
+        "pending": [("post_visit_call", None)] * 2,
+        "cancelled": [("post_visit_call", "merged")],
+    }
+    kept = [
+        t for t in tasks.values() if t["status"] == "pending" and t["anchor_key"] == "2026-03-02"
+    ]
+    assert [t["cause_event_id"] for t in kept] == [
+        visit(2, 9, vid="VR")["event_id"]
+    ]  # the earliest
     assert deliver(events, patient_id="S", tasks=tasks) == tasks  # stable
 
 
 def test_a_merge_with_a_done_call_cancels_the_other_record_s_pending_one():
-    tasks = deliver([visit(2, 9, vid="VR")], patient_id="R", done={visit(2, 9, vid="VR")["event_id"]})
+    tasks = deliver(
+        [visit(2, 9, vid="VR")], patient_id="R", done={visit(2, 9, vid="VR")["event_id"]}
+    )
     deliver([visit(2, 15, vid="VS")], patient_id="S", tasks=tasks)
     for task in tasks.values():
         task["patient_id"] = "S"
     tasks = deliver([visit(2, 15, vid="VS"), visit(2, 9, vid="VR")], patient_id="S", tasks=tasks)
-    assert by_status(tasks) == {"done": [("post_visit_call", None)],
-                                "cancelled": [("post_visit_call", "merged")]}
+    assert by_status(tasks) == {
+        "done": [("post_visit_call", None)],
+        "cancelled": [("post_visit_call", "merged")],
+    }
 
 
 def test_tasks_stored_before_v1_1_match_their_slot_by_id():
@@ -337,7 +471,8 @@ def test_tasks_stored_before_v1_1_match_their_slot_by_id():
         del task["anchor_key"], task["planned_due_ts"]
     assert deliver([v1, visit(2, 15, vid="V2")], tasks=tasks) == tasks
     assert by_status(deliver([v1, visit_cancelled("V1")], tasks=tasks)) == {
-        "cancelled": [("post_visit_call", "visit_cancelled")]}
+        "cancelled": [("post_visit_call", "visit_cancelled")]
+    }
 
 
 def test_without_corrections_or_merges_the_stored_tasks_are_not_needed():
@@ -345,7 +480,11 @@ def test_without_corrections_or_merges_the_stored_tasks_are_not_needed():
     planned = domain.plan("P1", events, TZ, is_holiday)
     assert not domain.history_matters(events, domain.void_reasons(events))
     assert domain.reconcile("P1", planned, [], {}).insert == list(planned.values())
-    for corrected, matters in ((events + [visit_cancelled("V-unknown")], False),  # voids nothing (yet)
-                               ([visit(2, vid="V1"), visit_cancelled("V1")], True)):
+    for corrected, matters in (
+        (events + [visit_cancelled("V-unknown")], False),  # voids nothing (yet)
+        ([visit(2, vid="V1"), visit_cancelled("V1")], True),
+    ):
         assert domain.history_matters(corrected, domain.void_reasons(corrected)) is matters
-    assert domain.history_matters([event("PatientsMerged", {"merged_patient_id": "R"}, local(2026, 3, 9), "m")], {})
+    assert domain.history_matters(
+        [event("PatientsMerged", {"merged_patient_id": "R"}, local(2026, 3, 9), "m")], {}
+    )

@@ -1,4 +1,5 @@
 """The gateway's token bucket, on a hand-driven clock."""
+
 from services.gateway.ratelimit import RateLimiter
 
 

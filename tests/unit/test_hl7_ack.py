@@ -1,5 +1,6 @@
 """Original-mode ACKs (docs/HL7.md, Acknowledgements): read back with python-hl7 field by
 field, in the message's version, character set and delimiters."""
+
 import datetime
 import pathlib
 
@@ -10,14 +11,15 @@ from services.hl7.ack import build_ack, build_reject_for_garbage
 from services.hl7.mapping import Hl7Error, MappingSettings, parse, read_header, to_events
 
 SAMPLES = pathlib.Path(__file__).resolve().parent.parent / "hl7_samples"
-NOW = datetime.datetime(2024, 3, 1, 9, 30, 5,
-                        tzinfo=datetime.timezone(datetime.timedelta(hours=8)))
+NOW = datetime.datetime(2024, 3, 1, 9, 30, 5, tzinfo=datetime.timezone(datetime.timedelta(hours=8)))
 
 
 def raw(version="2.5", charset="", encoding="utf-8"):
     tail = f"||||||{charset}" if charset else ""
-    return (f"MSH|^~\\&|HIS^院内|XHYY|HCRM|HCRM_FAC|20240301093000||ADT^A04^ADT_A01|CTL-7|T|"
-            f"{version}{tail}\rPID|1\r").encode(encoding)
+    return (
+        f"MSH|^~\\&|HIS^院内|XHYY|HCRM|HCRM_FAC|20240301093000||ADT^A04^ADT_A01|CTL-7|T|"
+        f"{version}{tail}\rPID|1\r"
+    ).encode(encoding)
 
 
 def segments(ack, encoding="utf-8"):
@@ -47,8 +49,15 @@ def test_each_ack_has_a_new_control_id():
 
 
 def test_ae_from_25_has_err_2_location_err_3_code_and_err_8_text():
-    ack = build_ack(read_header(raw("2.5.1")), "AE", "PID-3: no identifier of type MR",
-                    "PID^1^3", now=NOW, control_id="A", error_code="101")
+    ack = build_ack(
+        read_header(raw("2.5.1")),
+        "AE",
+        "PID-3: no identifier of type MR",
+        "PID^1^3",
+        now=NOW,
+        control_id="A",
+        error_code="101",
+    )
     message = segments(ack)
     assert str(message.segment("MSA")) == "MSA|AE|CTL-7|PID-3: no identifier of type MR"
     err = message.segment("ERR")
@@ -62,8 +71,15 @@ def test_ae_from_25_has_err_2_location_err_3_code_and_err_8_text():
 
 @pytest.mark.parametrize("version", ["2.3", "2.3.1", "2.4"])
 def test_ae_before_25_puts_everything_in_err_1(version):
-    ack = build_ack(read_header(raw(version)), "AE", "PV1-44: 'x' is not an HL7 date/time",
-                    "PV1^1^44", now=NOW, control_id="A", error_code="102")
+    ack = build_ack(
+        read_header(raw(version)),
+        "AE",
+        "PV1-44: 'x' is not an HL7 date/time",
+        "PV1^1^44",
+        now=NOW,
+        control_id="A",
+        error_code="102",
+    )
     err = segments(ack).segment("ERR")
     assert len(err) == 2  # ERR-1 only
     assert str(err(1)) == "PV1^1^44^102&PV1-44: 'x' is not an HL7 date/time&HL70357"
@@ -72,15 +88,23 @@ def test_ae_before_25_puts_everything_in_err_1(version):
 
 def test_ar_carries_its_code_and_defaults():
     header = read_header(raw("2.9"))
-    ack = build_ack(header, "AR", "MSH-12: version '2.9' is not supported (2.3-2.8)",
-                    "MSH^1^12", now=NOW, control_id="A", error_code="203")
+    ack = build_ack(
+        header,
+        "AR",
+        "MSH-12: version '2.9' is not supported (2.3-2.8)",
+        "MSH^1^12",
+        now=NOW,
+        control_id="A",
+        error_code="203",
+    )
     message = segments(ack)
     assert str(message.segment("MSH")(12)) == "2.9"  # the message's version, even unsupported
     assert str(message.segment("ERR")(3)) == "203^Unsupported version id^HL70357"
     default = segments(build_ack(header, "AR", "no", now=NOW)).segment("ERR")
     assert str(default(3)).startswith("200^")
     assert str(segments(build_ack(read_header(raw()), "AE", "x")).segment("ERR")(3)).startswith(
-        "207^")
+        "207^"
+    )
 
 
 def test_an_hl7error_from_the_mapping_becomes_its_ack():
@@ -88,8 +112,13 @@ def test_an_hl7error_from_the_mapping_becomes_its_ack():
     with pytest.raises(Hl7Error) as caught:
         to_events(parse(message), MappingSettings())
     failure = caught.value
-    ack = build_ack(read_header(message), failure.code, failure.reason, failure.location,
-                    error_code=failure.error_code)
+    ack = build_ack(
+        read_header(message),
+        failure.code,
+        failure.reason,
+        failure.location,
+        error_code=failure.error_code,
+    )
     err = segments(ack).segment("ERR")
     assert (str(err(2)), str(err(3)).split("^")[0]) == ("PID^1^3", "101")
     assert str(segments(ack).segment("MSA")(1)) == "AE"
@@ -98,8 +127,7 @@ def test_an_hl7error_from_the_mapping_becomes_its_ack():
 def test_gb18030_message_is_answered_in_gb18030():
     source = (SAMPLES / "cn-a01-gb18030.hl7").read_bytes()
     header = read_header(source)
-    ack = build_ack(header, "AE", "PV1-2: 未知的患者类别 'X'", "PV1^1^2", now=NOW,
-                    control_id="A")
+    ack = build_ack(header, "AE", "PV1-2: 未知的患者类别 'X'", "PV1^1^2", now=NOW, control_id="A")
     with pytest.raises(UnicodeDecodeError):
         ack.decode("utf-8")
     message = segments(ack, "gb18030")
@@ -141,8 +169,9 @@ def test_text_is_escaped_and_truncated():
 
 
 def test_the_ack_uses_the_message_delimiters():
-    source = ("MSH#$*@%#HIS$院内#XHYY#HCRM#HCRM_FAC#20240301093000##ADT$A04#CTL-7#P#2.5\r"
-              "PID#1\r").encode()
+    source = (
+        "MSH#$*@%#HIS$院内#XHYY#HCRM#HCRM_FAC#20240301093000##ADT$A04#CTL-7#P#2.5\rPID#1\r"
+    ).encode()
     header = read_header(source)
     assert header.delimiters == "#$*@%"
     assert header.sending_application == "HIS$院内"
@@ -155,13 +184,15 @@ def test_the_ack_uses_the_message_delimiters():
 
 
 def test_garbage_gets_a_minimal_ar():
-    ack = build_reject_for_garbage("not an HL7 v2 message: it does not begin with MSH",
-                                   now=NOW, control_id="G1")
+    ack = build_reject_for_garbage(
+        "not an HL7 v2 message: it does not begin with MSH", now=NOW, control_id="G1"
+    )
     message = segments(ack)
     header = message.segment("MSH")
     assert (str(header(9)), str(header(10)), str(header(12))) == ("ACK", "G1", "2.5")
     assert str(message.segment("MSA")) == (
-        "MSA|AR||not an HL7 v2 message: it does not begin with MSH")
+        "MSA|AR||not an HL7 v2 message: it does not begin with MSH"
+    )
     assert str(message.segment("ERR")(3)).startswith("100^")
     assert segments(build_reject_for_garbage()).segment("MSA")(1)[0] == "AR"
 

@@ -1,16 +1,19 @@
 """HL7 v2 -> contract events (docs/HL7.md): every mapping row, the identity rules, character
 sets, escapes, terminators, versions and the AE/AR answers. Every event produced is run
 through shared.events.load_event: an HL7 feed must give events the contract accepts."""
+
 import logging
 import pathlib
 import re
+import zoneinfo
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from services.hl7.ack import build_ack
-from services.hl7.mapping import (
-    Hl7Error, MappingSettings, parse, read_header, to_events)
+from services.hl7.mapping import Hl7Error, MappingSettings, parse, read_header, to_events
 from shared.events import load_event
 
 SAMPLES = pathlib.Path(__file__).resolve().parent.parent / "hl7_samples"
@@ -78,8 +81,9 @@ def message(*segments, terminator="\r"):
 
 
 def adt(trigger="A04", klass="O", version="2.5", pid_=None, pv1_=None, evn_=None, extra=()):
-    return message(msh(trigger, version), evn_ or evn(trigger), pid_ or pid(),
-                   pv1_ or pv1(klass), *extra)
+    return message(
+        msh(trigger, version), evn_ or evn(trigger), pid_ or pid(), pv1_ or pv1(klass), *extra
+    )
 
 
 def mapped(raw, has_earlier_visit=lambda mrn: False, **settings):
@@ -106,14 +110,27 @@ def error(raw, **settings):
 def test_a04_public_standard_example_is_a_first_outpatient_visit():
     event = only(public("cabolabs-mirth"))
     assert event == {
-        "event_id": "REGADT|MCM|000001", "event_type": "PatientVisited",
-        "occurred_at": "2003-01-10T14:10:00+08:00", "source": "hl7",
-        "data": {"patient": {"mrn": "191919", "name": "JAMES MASSIE", "phone": "900 485-5344",
-                             "gender": "male", "birth_date": "1956-01-29",
-                             "region": "ISHPEMING"},
-                 "visit_id": "1400", "department": "O/R", "visit_type": "first",
-                 "visited_at": "2003-01-10T14:10:00+08:00", "doctor_id": "0148",
-                 "doctor_name": "ADDISON,JAMES"}}
+        "event_id": "REGADT|MCM|000001",
+        "event_type": "PatientVisited",
+        "occurred_at": "2003-01-10T14:10:00+08:00",
+        "source": "hl7",
+        "data": {
+            "patient": {
+                "mrn": "191919",
+                "name": "JAMES MASSIE",
+                "phone": "900 485-5344",
+                "gender": "male",
+                "birth_date": "1956-01-29",
+                "region": "ISHPEMING",
+            },
+            "visit_id": "1400",
+            "department": "O/R",
+            "visit_type": "first",
+            "visited_at": "2003-01-10T14:10:00+08:00",
+            "doctor_id": "0148",
+            "doctor_name": "ADDISON,JAMES",
+        },
+    }
 
 
 def test_a04_of_an_emergency_is_an_emergency_visit():
@@ -215,9 +232,20 @@ def test_a03_death_by_pid30_overrides_a_home_disposition():
     assert data["patient"]["mrn"] == "40800000"
 
 
-@pytest.mark.parametrize("code,expected", [
-    ("20", "deceased"), ("01", "home"), ("07", "against_advice"), ("02", "transfer"),
-    ("41", "deceased"), ("5", "deceased"), ("home", "home"), ("ZZ", "other"), ("", "other")])
+@pytest.mark.parametrize(
+    "code,expected",
+    [
+        ("20", "deceased"),
+        ("01", "home"),
+        ("07", "against_advice"),
+        ("02", "transfer"),
+        ("41", "deceased"),
+        ("5", "deceased"),
+        ("home", "home"),
+        ("ZZ", "other"),
+        ("", "other"),
+    ],
+)
 def test_a03_disposition_table(code, expected):
     raw = adt("A03", pv1_=pv1("I", {36: code, 45: "20240306092000"}))
     assert only(raw)["data"]["disposition"] == expected
@@ -233,8 +261,12 @@ def test_a03_disposition_table_is_configurable_over_the_defaults():
 
 
 def test_a03_death_time_from_pid29_when_pv1_45_is_empty():
-    raw = adt("A03", evn_="EVN|A03|20240309041000",
-              pid_=pid({29: "20240309035000", 30: "Y"}), pv1_=pv1("I", {36: "20"}))
+    raw = adt(
+        "A03",
+        evn_="EVN|A03|20240309041000",
+        pid_=pid({29: "20240309035000", 30: "Y"}),
+        pv1_=pv1("I", {36: "20"}),
+    )
     data = only(raw)["data"]
     assert data["discharged_at"] == "2024-03-09T03:50:00+08:00"
     assert data["disposition"] == "deceased"
@@ -249,8 +281,15 @@ def test_an_outpatient_a03_closes_the_visit_without_an_event():
 def test_profile_updates_are_registrations(trigger):
     event = only(adt(trigger))
     assert event["event_type"] == "PatientRegistered"
-    assert event["data"] == {"patient": {"mrn": "M1", "name": "陈秀兰", "phone": "13900001111",
-                                         "gender": "female", "birth_date": "1958-03-12"}}
+    assert event["data"] == {
+        "patient": {
+            "mrn": "M1",
+            "name": "陈秀兰",
+            "phone": "13900001111",
+            "gender": "female",
+            "birth_date": "1958-03-12",
+        }
+    }
     assert event["occurred_at"] == "2024-03-01T09:25:00+08:00"
 
 
@@ -305,29 +344,43 @@ def test_a40_public_sample_merges_by_the_assigning_authority_of_an_untyped_mrg1(
 
 
 def test_a40_mrg1_is_chosen_by_type_code_too():
-    raw = message(msh("A40"), "EVN|A40|20240307110000", pid(),
-                  "MRG|110101195803120025^^^CHN^NNCHN~M9^^^XHYY^MR")
+    raw = message(
+        msh("A40"),
+        "EVN|A40|20240307110000",
+        pid(),
+        "MRG|110101195803120025^^^CHN^NNCHN~M9^^^XHYY^MR",
+    )
     assert only(raw)["data"]["merged_mrn"] == "M9"
     no_mrn = message(msh("A40"), "EVN|A40|20240307110000", pid(), "MRG|X1^^^CHN^NNCHN")
     assert (error(no_mrn).reason, error(no_mrn).location) == (
-        "MRG-1: no identifier of type MR", "MRG^1^1")
+        "MRG-1: no identifier of type MR",
+        "MRG^1^1",
+    )
 
 
 def test_a40_with_several_pairs_gives_numbered_events():
-    raw = message(msh("A40", control="M7"), "EVN|A40|20240307110000",
-                  pid(), "MRG|M8^^^XHYY^MR", pid(mrn="M2^^^XHYY^MR", name="张^伟"),
-                  "MRG|M9^^^XHYY^MR")
+    raw = message(
+        msh("A40", control="M7"),
+        "EVN|A40|20240307110000",
+        pid(),
+        "MRG|M8^^^XHYY^MR",
+        pid(mrn="M2^^^XHYY^MR", name="张^伟"),
+        "MRG|M9^^^XHYY^MR",
+    )
     events = mapped(raw)
     assert [e["event_id"] for e in events] == ["HIS|XHYY|M7#1", "HIS|XHYY|M7#2"]
     assert [(e["data"]["patient"]["mrn"], e["data"]["merged_mrn"]) for e in events] == [
-        ("M1", "M8"), ("M2", "M9")]
+        ("M1", "M8"),
+        ("M2", "M9"),
+    ]
 
 
 def test_a40_merging_a_record_into_itself_is_an_error():
     raw = message(msh("A40"), "EVN|A40|20240307110000", pid(), "MRG|M1^^^XHYY^MR")
     assert error(raw).location == "MRG^1^1"
     assert error(message(msh("A40"), "EVN|A40|20240307110000", pid())).reason == (
-        "MRG: segment missing")
+        "MRG: segment missing"
+    )
 
 
 # -- SIU -> scheduling -------------------------------------------------------------------------
@@ -336,23 +389,47 @@ def siu(trigger="S12", version="2.5", sch="SCH|PL1|AP1|||||||15|min", *rest):
 
 
 def test_s12_books_an_appointment():
-    raw = siu("S12", "2.5", "SCH|PL1^HIS|AP1^HIS|||||||15|min^分钟",
-              "TQ1|1||||||20240311090000", pid(), pv1(), "RGS|1|A",
-              "AIS|1|A|FU^复诊|20240311100000|||20|min", "AIL|1|A|0301^^^XHYY",
-              "AIP|1|A|D017^刘^洋")
+    raw = siu(
+        "S12",
+        "2.5",
+        "SCH|PL1^HIS|AP1^HIS|||||||15|min^分钟",
+        "TQ1|1||||||20240311090000",
+        pid(),
+        pv1(),
+        "RGS|1|A",
+        "AIS|1|A|FU^复诊|20240311100000|||20|min",
+        "AIL|1|A|0301^^^XHYY",
+        "AIP|1|A|D017^刘^洋",
+    )
     event = only(raw, departments={"0301": "心内科"})
     assert event["event_type"] == "AppointmentScheduled"
     assert event["occurred_at"] == "2024-03-01T09:30:00+08:00"  # MSH-7: reschedules keep order
     assert event["data"] == {
-        "patient": {"mrn": "M1", "name": "陈秀兰", "phone": "13900001111", "gender": "female",
-                    "birth_date": "1958-03-12"},
-        "appointment_id": "AP1", "department": "心内科", "doctor_id": "D017",
-        "starts_at": "2024-03-11T09:00:00+08:00", "duration_minutes": 15}
+        "patient": {
+            "mrn": "M1",
+            "name": "陈秀兰",
+            "phone": "13900001111",
+            "gender": "female",
+            "birth_date": "1958-03-12",
+        },
+        "appointment_id": "AP1",
+        "department": "心内科",
+        "doctor_id": "D017",
+        "starts_at": "2024-03-11T09:00:00+08:00",
+        "duration_minutes": 15,
+    }
 
 
 def test_s12_up_to_24_starts_at_sch_11_4_even_when_resources_say_otherwise():
-    raw = siu("S12", "2.3", "SCH|PL1|AP1|||||||60|m|^^60^20110617084500^20110617093000", pid(),
-              "RGS|1|A", "AIS|1|A|FU|20110614084500", "AIL|1|A|OFFICE^^^OFFICE")
+    raw = siu(
+        "S12",
+        "2.3",
+        "SCH|PL1|AP1|||||||60|m|^^60^20110617084500^20110617093000",
+        pid(),
+        "RGS|1|A",
+        "AIS|1|A|FU|20110614084500",
+        "AIL|1|A|OFFICE^^^OFFICE",
+    )
     data = only(raw)["data"]
     assert data["starts_at"] == "2011-06-17T08:45:00+08:00"
     assert (data["duration_minutes"], data["department"]) == (60, "OFFICE")
@@ -364,8 +441,15 @@ def test_s12_public_v23_sample_has_no_typed_mrn():
 
 
 def test_s12_from_25_starts_at_tq1_7_else_ais_4():
-    with_tq1 = siu("S12", "2.5", "SCH|PL1|AP1|||||||60|m|^^60^20110617084500",
-                   "TQ1|1||||||20240311090000", pid(), pv1(), "AIS|1|A|FU|20240311100000")
+    with_tq1 = siu(
+        "S12",
+        "2.5",
+        "SCH|PL1|AP1|||||||60|m|^^60^20110617084500",
+        "TQ1|1||||||20240311090000",
+        pid(),
+        pv1(),
+        "AIS|1|A|FU|20240311100000",
+    )
     assert only(with_tq1)["data"]["starts_at"] == "2024-03-11T09:00:00+08:00"
     without = siu("S12", "2.5", "SCH|PL1|AP1", pid(), pv1(), "AIS|1|A|FU|20240311100000||||")
     assert only(without)["data"]["starts_at"] == "2024-03-11T10:00:00+08:00"
@@ -375,10 +459,17 @@ def test_s12_from_25_starts_at_tq1_7_else_ais_4():
     assert failure.location == "TQ1^1^7"
 
 
-@pytest.mark.parametrize("sch,ais,minutes", [
-    ("SCH|P|A|||||||45|m", "", 45), ("SCH|P|A|||||||0.5|h^hours", "", 30),
-    ("SCH|P|A|||||||90|s", "", 2), ("SCH|P|A|||||||20", "", 20),
-    ("SCH|P|A", "AIS|1|A|FU|20240311100000|||25|min^Minutes", 25), ("SCH|P|A", "", None)])
+@pytest.mark.parametrize(
+    "sch,ais,minutes",
+    [
+        ("SCH|P|A|||||||45|m", "", 45),
+        ("SCH|P|A|||||||0.5|h^hours", "", 30),
+        ("SCH|P|A|||||||90|s", "", 2),
+        ("SCH|P|A|||||||20", "", 20),
+        ("SCH|P|A", "AIS|1|A|FU|20240311100000|||25|min^Minutes", 25),
+        ("SCH|P|A", "", None),
+    ],
+)
 def test_duration_from_sch_9_10_else_ais_7_8(sch, ais, minutes):
     rest = [pid(), pv1(), "TQ1|1||||||20240311090000"] + ([ais] if ais else [])
     data = only(siu("S12", "2.5", sch, *rest))["data"]
@@ -394,12 +485,15 @@ def test_duration_in_an_unknown_unit_or_not_a_number_is_an_error():
 
 
 def test_scheduling_department_from_ail_3_else_pv1_and_id_from_sch_2_else_sch_1():
-    raw = siu("S13", "2.5", "SCH|PL9", "TQ1|1||||||20240311090000", pid(),
-              pv1("O", {3: "", 10: "CARD"}))
+    raw = siu(
+        "S13", "2.5", "SCH|PL9", "TQ1|1||||||20240311090000", pid(), pv1("O", {3: "", 10: "CARD"})
+    )
     event = only(raw)
     assert (event["data"]["appointment_id"], event["data"]["department"]) == ("PL9", "CARD")
-    assert error(siu("S14", "2.5", "SCH||", "TQ1|1||||||20240311090000", pid(), pv1())).reason \
+    assert (
+        error(siu("S14", "2.5", "SCH||", "TQ1|1||||||20240311090000", pid(), pv1())).reason
         == "SCH-2: no appointment id (SCH-2, SCH-1)"
+    )
 
 
 @pytest.mark.parametrize("trigger", ["S15", "S17"])
@@ -421,8 +515,9 @@ def test_s26_public_sample_is_a_missed_appointment():
     assert patient["birth_date"] == "1988-08-18"
 
 
-@pytest.mark.parametrize("kind,trigger", [("ADT", "A02"), ("ADT", "A05"), ("ADT", "A34"),
-                                          ("SIU", "S16"), ("SIU", "S22")])
+@pytest.mark.parametrize(
+    "kind,trigger", [("ADT", "A02"), ("ADT", "A05"), ("ADT", "A34"), ("SIU", "S16"), ("SIU", "S22")]
+)
 def test_other_adt_and_siu_triggers_yield_nothing(kind, trigger):
     raw = message(msh(trigger, kind=kind), evn(trigger), pid(), pv1("I"))
     assert mapped(raw) == []
@@ -444,8 +539,12 @@ def test_mrn_is_chosen_by_type_code_never_by_position():
 def test_mrn_type_codes_and_assigning_authority_are_configurable():
     two = pid(mrn="A7^^^OTHER^MR~M1^^^XHYY^MEDREC")
     assert only(adt(pid_=two), mrn_type_codes=("MR", "MEDREC"))["data"]["patient"]["mrn"] == "A7"
-    assert only(adt(pid_=two), mrn_type_codes=("MR", "MEDREC"),
-                mrn_assigning_authority="XHYY")["data"]["patient"]["mrn"] == "M1"
+    assert (
+        only(adt(pid_=two), mrn_type_codes=("MR", "MEDREC"), mrn_assigning_authority="XHYY")[
+            "data"
+        ]["patient"]["mrn"]
+        == "M1"
+    )
     failure = error(adt(pid_=two), mrn_assigning_authority="ELSEWHERE")
     assert failure.reason == "PID-3: no identifier of type MR assigned by ELSEWHERE"
 
@@ -456,14 +555,21 @@ def test_missing_mrn_is_an_ae_naming_pid_3():
     assert failure.reason.startswith("PID-3:")
 
 
-@pytest.mark.parametrize("xpn,expected", [
-    ("陈^秀兰", "陈秀兰"),
-    ("Chen^Xiulan^^^^^L^P~陈^秀兰^^^^^L^I", "陈秀兰"),
-    ("陈^秀兰^^^^^L^I~Chen^Xiulan^^^^^L^P", "陈秀兰"),
-    ("Chen^Xiulan^^^^^L^P", "Xiulan Chen"),
-    ("MASSIE^JAMES^A", "JAMES MASSIE"),
-    ("欧阳^娜娜", "欧阳娜娜"), ("김^민준", "김민준"), ("山田^太郎", "山田太郎"),
-    ("EVERYMAN&&&&Aniston^ADAM^A", "ADAM EVERYMAN"), ("^Madonna", "Madonna")])
+@pytest.mark.parametrize(
+    "xpn,expected",
+    [
+        ("陈^秀兰", "陈秀兰"),
+        ("Chen^Xiulan^^^^^L^P~陈^秀兰^^^^^L^I", "陈秀兰"),
+        ("陈^秀兰^^^^^L^I~Chen^Xiulan^^^^^L^P", "陈秀兰"),
+        ("Chen^Xiulan^^^^^L^P", "Xiulan Chen"),
+        ("MASSIE^JAMES^A", "JAMES MASSIE"),
+        ("欧阳^娜娜", "欧阳娜娜"),
+        ("김^민준", "김민준"),
+        ("山田^太郎", "山田太郎"),
+        ("EVERYMAN&&&&Aniston^ADAM^A", "ADAM EVERYMAN"),
+        ("^Madonna", "Madonna"),
+    ],
+)
 def test_names(xpn, expected):
     assert only(adt(pid_=pid(name=xpn)))["data"]["patient"]["name"] == expected
 
@@ -472,15 +578,19 @@ def test_no_name_is_an_ae_naming_pid_5():
     assert error(adt(pid_=pid(name=""))).location == "PID^1^5"
 
 
-@pytest.mark.parametrize("pid13,pid14,expected", [
-    ("13900001111", "", "13900001111"),
-    ("^PRN^CP^^^^^^^^^13900001111", "", "13900001111"),       # XTN-12 unformatted
-    ("^PRN^PH^^^010^65123456", "", "010 65123456"),            # XTN-6 + XTN-7
-    ("(407)939-1289^^^theMainMouse@disney.com", "", "407 939-1289"),
-    ("^NET^Internet^a@b.cn", "13800002222", "13800002222"),    # e-mail passed over
-    ("", "010-6512 3456", "010-6512 3456"),                    # PID-14 next
-    ("0200 000 0000~07777 000 000", "", "0200 000 0000"),
-    ("+86 139 0000 1111", "", "+86 139 0000 1111")])
+@pytest.mark.parametrize(
+    "pid13,pid14,expected",
+    [
+        ("13900001111", "", "13900001111"),
+        ("^PRN^CP^^^^^^^^^13900001111", "", "13900001111"),  # XTN-12 unformatted
+        ("^PRN^PH^^^010^65123456", "", "010 65123456"),  # XTN-6 + XTN-7
+        ("(407)939-1289^^^theMainMouse@disney.com", "", "407 939-1289"),
+        ("^NET^Internet^a@b.cn", "13800002222", "13800002222"),  # e-mail passed over
+        ("", "010-6512 3456", "010-6512 3456"),  # PID-14 next
+        ("0200 000 0000~07777 000 000", "", "0200 000 0000"),
+        ("+86 139 0000 1111", "", "+86 139 0000 1111"),
+    ],
+)
 def test_phone(pid13, pid14, expected):
     raw = adt(pid_=pid({13: pid13, 14: pid14}))
     assert only(raw)["data"]["patient"]["phone"] == expected
@@ -540,8 +650,12 @@ def test_absent_msh_18_is_the_configured_default():
     assert (parsed.header.charset, parsed.header.encoding) == (None, "utf-8")
     assert only(raw)["data"]["patient"]["name"] == "马丽"
     gb = message(msh("A04"), evn(), pid(), pv1()).decode().encode("gb18030")
-    assert to_events(parse(gb, default_charset="GB18030"), MappingSettings())[0][
-        "data"]["patient"]["name"] == "陈秀兰"
+    assert (
+        to_events(parse(gb, default_charset="GB18030"), MappingSettings())[0]["data"]["patient"][
+            "name"
+        ]
+        == "陈秀兰"
+    )
     assert error(gb).reason.startswith("MSH-18: the message is not valid UTF-8")
 
 
@@ -557,12 +671,16 @@ def test_a_gb18030_byte_that_looks_like_the_separator_does_not_hide_msh_18():
     shifted = "MSH|^~\\&|HIS|億华医院|HCRM|HCRM|20240301093000||ADT^A04|C1|P|2.5|||||CHN\r"
     header = parse(shifted.encode("gb18030"), default_charset="GB18030").header
     assert (header.charset, header.encoding, header.sending_facility) == (
-        None, "gb18030", "億华医院")
+        None,
+        "gb18030",
+        "億华医院",
+    )
 
 
 def test_bytes_invalid_in_the_declared_charset_are_an_ae_and_unknown_charsets_an_ar():
     bad = message(msh("A04", charset="UNICODE UTF-8"), evn(), pid(), pv1()).replace(
-        "陈".encode(), "陈".encode("gb18030"))
+        "陈".encode(), "陈".encode("gb18030")
+    )
     failure = error(bad)
     assert (failure.code, failure.location) == ("AE", "MSH^1^18")
     unknown = message(msh("A04", charset="KLINGON-8"), evn(), pid(), pv1())
@@ -578,8 +696,12 @@ def test_escape_sequences_are_decoded():
 def test_hex_escapes_are_bytes_of_the_message_charset():
     utf8 = adt(pid_=pid(name="\\XE99988\\^\\XE7A780E585B0\\"))
     assert only(utf8)["data"]["patient"]["name"] == "陈秀兰"
-    text = message(msh("A04", charset="GB18030"), evn(),
-                   pid(name="\\X" + "陈".encode("gb18030").hex().upper() + "\\^秀兰"), pv1())
+    text = message(
+        msh("A04", charset="GB18030"),
+        evn(),
+        pid(name="\\X" + "陈".encode("gb18030").hex().upper() + "\\^秀兰"),
+        pv1(),
+    )
     assert only(text.decode().encode("gb18030"))["data"]["patient"]["name"] == "陈秀兰"
 
 
@@ -607,8 +729,9 @@ def test_z_segments_and_unknown_segments_are_ignored():
 
 
 # -- versions, types, garbage ------------------------------------------------------------------
-@pytest.mark.parametrize("version", ["2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7",
-                                     "2.7.1", "2.8", "2.8.2"])
+@pytest.mark.parametrize(
+    "version", ["2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8", "2.8.2"]
+)
 def test_supported_versions(version):
     assert only(adt(version=version))["event_type"] == "PatientVisited"
 
@@ -619,17 +742,26 @@ def test_unsupported_versions_are_rejected(version):
     assert (failure.code, failure.location, failure.error_code) == ("AR", "MSH^1^12", "203")
 
 
-@pytest.mark.parametrize("kind,trigger", [("ORU", "R01"), ("ORM", "O01"), ("ACK", "A04"),
-                                          ("", "")])
+@pytest.mark.parametrize("kind,trigger", [("ORU", "R01"), ("ORM", "O01"), ("ACK", "A04"), ("", "")])
 def test_other_message_types_are_rejected(kind, trigger):
     raw = message(msh(trigger, kind=kind), "OBR|1")
     failure = error(raw)
     assert (failure.code, failure.location, failure.error_code) == ("AR", "MSH^1^9", "200")
 
 
-@pytest.mark.parametrize("raw", [b"", b"hello", b'{"event_type": "PatientVisited"}', b"MSH",
-                                 b"MSH|", b"MSHX^~\\&|A", b"\x00\xff\xfe garbage",
-                                 b"PID|1||M1^^^X^MR\rMSH|^~\\&|A"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"hello",
+        b'{"event_type": "PatientVisited"}',
+        b"MSH",
+        b"MSH|",
+        b"MSHX^~\\&|A",
+        b"\x00\xff\xfe garbage",
+        b"PID|1||M1^^^X^MR\rMSH|^~\\&|A",
+    ],
+)
 def test_garbage_is_rejected(raw):
     for read in (read_header, parse):
         with pytest.raises(Hl7Error) as caught:
@@ -647,21 +779,34 @@ def test_two_messages_in_one_frame_are_rejected():
 
 
 # -- content that breaks the contract: AE naming segment and field -----------------------------
-@pytest.mark.parametrize("raw,reason,location", [
-    (adt(evn_=evn(occurred="2024-03-01 09:25")), "EVN-6: '2024-03-01 09:25' is not an HL7",
-     "EVN^1^6"),
-    (adt(evn_=evn(occurred="20240230")), "EVN-6: '20240230' is not a valid date/time",
-     "EVN^1^6"),
-    (adt(evn_=evn(occurred="202403")), "EVN-6: '202403' is not precise to the day", "EVN^1^6"),
-    (adt(pid_=pid({7: "19581312"})), "PID-7: '19581312' is not a valid date", "PID^1^7"),
-    (adt(pv1_=pv1("X")), "PV1-2: unknown patient class 'X'", "PV1^1^2"),
-    (adt(pv1_=pv1("")), "PV1-2: no patient class", "PV1^1^2"),
-    (adt(pv1_=pv1("O", {19: ""})), "PV1-19: no visit number", "PV1^1^19"),
-    (message(msh(), evn(), pv1()), "PID: segment missing", "PID^1"),
-    (message(msh(), evn(), pid()), "PV1: segment missing", "PV1^1"),
-    (message(msh(control=""), evn(), pid(), pv1()), "MSH-10: no message control id", "MSH^1^10"),
-    (message(msh(when=""), "EVN|A04", pid(), pv1()), "EVN-6: no visit time", "EVN^1^6"),
-])
+@pytest.mark.parametrize(
+    "raw,reason,location",
+    [
+        (
+            adt(evn_=evn(occurred="2024-03-01 09:25")),
+            "EVN-6: '2024-03-01 09:25' is not an HL7",
+            "EVN^1^6",
+        ),
+        (
+            adt(evn_=evn(occurred="20240230")),
+            "EVN-6: '20240230' is not a valid date/time",
+            "EVN^1^6",
+        ),
+        (adt(evn_=evn(occurred="202403")), "EVN-6: '202403' is not precise to the day", "EVN^1^6"),
+        (adt(pid_=pid({7: "19581312"})), "PID-7: '19581312' is not a valid date", "PID^1^7"),
+        (adt(pv1_=pv1("X")), "PV1-2: unknown patient class 'X'", "PV1^1^2"),
+        (adt(pv1_=pv1("")), "PV1-2: no patient class", "PV1^1^2"),
+        (adt(pv1_=pv1("O", {19: ""})), "PV1-19: no visit number", "PV1^1^19"),
+        (message(msh(), evn(), pv1()), "PID: segment missing", "PID^1"),
+        (message(msh(), evn(), pid()), "PV1: segment missing", "PV1^1"),
+        (
+            message(msh(control=""), evn(), pid(), pv1()),
+            "MSH-10: no message control id",
+            "MSH^1^10",
+        ),
+        (message(msh(when=""), "EVN|A04", pid(), pv1()), "EVN-6: no visit time", "EVN^1^6"),
+    ],
+)
 def test_contract_breaking_content_is_an_ae_naming_the_field(raw, reason, location):
     failure = error(raw)
     assert failure.code == "AE"
@@ -688,7 +833,7 @@ def test_settings_are_checked_when_made():
         MappingSettings(patient_sources={"7": "tv"})
     with pytest.raises(ValueError):
         MappingSettings(default_charset="KLINGON-8")
-    with pytest.raises(Exception):
+    with pytest.raises(zoneinfo.ZoneInfoNotFoundError):
         MappingSettings(timezone="Mars/Olympus")
     assert MappingSettings(patient_classes={"D": "outpatient"}).patient_classes["I"] == "inpatient"
 
@@ -696,9 +841,13 @@ def test_settings_are_checked_when_made():
 def test_read_header_of_a_message():
     header = read_header(public("SIU-S26-01.hl7"))
     assert (header.sending_application, header.sending_facility) == (
-        "SCHApp", "GHHSFacility^2.16.840.1.122848.1.30^ISO")
+        "SCHApp",
+        "GHHSFacility^2.16.840.1.122848.1.30^ISO",
+    )
     assert (header.receiving_application, header.receiving_facility) == (
-        "EHRApp^1.Aux^ISO", "GHHRFacility^2.16.840.1.1122848.1.32^ISO")
+        "EHRApp^1.Aux^ISO",
+        "GHHRFacility^2.16.840.1.1122848.1.32^ISO",
+    )
     assert (header.message_type, header.trigger, header.structure) == ("SIU", "S26", "SIU_S26")
     assert (header.control_id, header.version, header.processing_id) == ("MSG00026", "2.8", "P")
     assert (header.charset, header.encoding) == (None, "utf-8")
@@ -718,29 +867,59 @@ def test_every_public_sample_is_answered_and_what_it_yields_is_valid():
             outcomes[title] = [e["event_type"] for e in mapped(raw, **settings)]
         except Hl7Error as failure:
             outcomes[title] = failure.code
-    assert sorted(map(str, outcomes.values())) == sorted(map(str, [
-        ["PatientAdmitted"], "AE", ["PatientDischarged"], ["PatientVisited"], "AE",
-        ["VisitCancelled"], ["DischargeCancelled"], ["PatientsMerged"], "AE",
-        ["AppointmentMissed"]]))
+    assert sorted(map(str, outcomes.values())) == sorted(
+        map(
+            str,
+            [
+                ["PatientAdmitted"],
+                "AE",
+                ["PatientDischarged"],
+                ["PatientVisited"],
+                "AE",
+                ["VisitCancelled"],
+                ["DischargeCancelled"],
+                ["PatientsMerged"],
+                "AE",
+                ["AppointmentMissed"],
+            ],
+        )
+    )
 
 
 def test_a_hospital_week_maps_message_by_message():
     departments = {"0301": "心内科", "CARD": "心血管内科", "EM": "急诊科", "ONC": "肿瘤科"}
     seen_visits, types = set(), []
     for _title, raw in week():
-        events = mapped(raw, departments=departments,
-                        has_earlier_visit=lambda mrn: mrn in seen_visits)
+        events = mapped(
+            raw, departments=departments, has_earlier_visit=lambda mrn: mrn in seen_visits
+        )
         for event in events:
             if event["event_type"] == "PatientVisited":
                 seen_visits.add(event["data"]["patient"]["mrn"])
         types.append([e["event_type"] for e in events])
     assert types == [
-        ["PatientVisited"], ["AppointmentScheduled"], ["PatientVisited"], ["PatientAdmitted"],
-        ["PatientVisited"], ["VisitCancelled"], ["PatientAdmitted"], ["PatientRegistered"],
-        ["PatientDischarged"], ["DischargeCancelled"], ["PatientDischarged"],
-        ["AppointmentScheduled"], ["PatientRegistered"], ["PatientVisited"],
-        ["AppointmentScheduled"], ["PatientsMerged"], ["AppointmentScheduled"],
-        ["AppointmentWithdrawn"], ["AppointmentMissed"], [], ["PatientDischarged"]]
+        ["PatientVisited"],
+        ["AppointmentScheduled"],
+        ["PatientVisited"],
+        ["PatientAdmitted"],
+        ["PatientVisited"],
+        ["VisitCancelled"],
+        ["PatientAdmitted"],
+        ["PatientRegistered"],
+        ["PatientDischarged"],
+        ["DischargeCancelled"],
+        ["PatientDischarged"],
+        ["AppointmentScheduled"],
+        ["PatientRegistered"],
+        ["PatientVisited"],
+        ["AppointmentScheduled"],
+        ["PatientsMerged"],
+        ["AppointmentScheduled"],
+        ["AppointmentWithdrawn"],
+        ["AppointmentMissed"],
+        [],
+        ["PatientDischarged"],
+    ]
     cancel = mapped(week()[9][1])[0]
     redone = mapped(week()[10][1])[0]
     first = mapped(week()[8][1])[0]
@@ -751,18 +930,25 @@ def test_a_hospital_week_maps_message_by_message():
 _SEEDS = list(PUBLIC.values()) + [raw for _, raw in week()] + [sample("cn-a01-gb18030.hl7")]
 
 
-@hypothesis_settings(max_examples=300, deadline=None,
-                     suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.sampled_from(_SEEDS),
-       edits=st.lists(st.tuples(st.floats(0, 1), st.sampled_from(
-           list(b"|^~\\&\r\n0129AZ \"") + [0, 0xFF, 0xE9]), st.booleans()), max_size=6))
+@hypothesis_settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.sampled_from(_SEEDS),
+    edits=st.lists(
+        st.tuples(
+            st.floats(0, 1),
+            st.sampled_from(list(b'|^~\\&\r\n0129AZ "') + [0, 0xFF, 0xE9]),
+            st.booleans(),
+        ),
+        max_size=6,
+    ),
+)
 def test_any_damaged_message_is_answered_never_crashes(seed, edits):
     """Whatever arrives, the listener gets events the contract accepts or an Hl7Error it
     can answer: never another exception."""
     raw = bytearray(seed)
     for where, byte, insert in edits:
         at = int(where * (len(raw) - 1))
-        raw[at:at if insert else at + 1] = bytes([byte])
+        raw[at : at if insert else at + 1] = bytes([byte])
     raw = bytes(raw)
     try:
         events = mapped(raw, mrn_type_codes=("MR", "MEDREC"))
@@ -775,5 +961,6 @@ def test_any_damaged_message_is_answered_never_crashes(seed, edits):
             header = read_header(raw)
         except Hl7Error:
             return
-        assert build_ack(header, failure.code, failure.reason, failure.location,
-                         error_code=failure.error_code).startswith(b"MSH")
+        assert build_ack(
+            header, failure.code, failure.reason, failure.location, error_code=failure.error_code
+        ).startswith(b"MSH")

@@ -1,6 +1,7 @@
 """The HL7 listener's per-message flow (services/hl7/receiving.py) with the real mapping and an
 in-memory store: dedup, one insert with the outbox, AA/AE/AR, visits, oversized, replay; and
 its configuration (services/hl7/config.py)."""
+
 import datetime
 import json
 import zoneinfo
@@ -15,16 +16,26 @@ from services.hl7.store import message_key
 from shared.config import ConfigError, load_config
 
 ZONE = zoneinfo.ZoneInfo("Asia/Shanghai")
-NOW = datetime.datetime(2026, 3, 2, 2, 0, tzinfo=datetime.timezone.utc)
+NOW = datetime.datetime(2026, 3, 2, 2, 0, tzinfo=datetime.UTC)
 
 
-def a04(control_id="C1", mrn="M1001", visit_id="V1", patient_class="O", department="0301",
-        charset="UNICODE UTF-8", name="陈^秀兰", version="2.5"):
+def a04(
+    control_id="C1",
+    mrn="M1001",
+    visit_id="V1",
+    patient_class="O",
+    department="0301",
+    charset="UNICODE UTF-8",
+    name="陈^秀兰",
+    version="2.5",
+):
     msh18 = f"||||||{charset}" if charset else ""
-    return (f"MSH|^~\\&|HIS|XHYY|HCRM|HCRM|20260302093000||ADT^A04^ADT_A01|{control_id}|P|{version}{msh18}\r"
-            "EVN|A04|20260302093000||||20260302092500\r"
-            f"PID|1||{mrn}^^^XHYY^MR||{name}||19580312|F|||||13900001111\r"
-            f"PV1|1|{patient_class}|{department}^^^XHYY||||D017^刘^洋|||CARD|||||||||{visit_id}\r")
+    return (
+        f"MSH|^~\\&|HIS|XHYY|HCRM|HCRM|20260302093000||ADT^A04^ADT_A01|{control_id}|P|{version}{msh18}\r"
+        "EVN|A04|20260302093000||||20260302092500\r"
+        f"PID|1||{mrn}^^^XHYY^MR||{name}||19580312|F|||||13900001111\r"
+        f"PV1|1|{patient_class}|{department}^^^XHYY||||D017^刘^洋|||CARD|||||||||{visit_id}\r"
+    )
 
 
 class FakeOutbox:
@@ -47,34 +58,49 @@ class FakeStore:
         if self.hide_next_lookup:
             self.hide_next_lookup = False
             return None
-        return next((m for m in self.messages if (m.get("sending_application"), m.get("sending_facility"),
-                                                  m.get("control_id")) == (app, facility, control_id)), None)
+        return next(
+            (
+                m
+                for m in self.messages
+                if (m.get("sending_application"), m.get("sending_facility"), m.get("control_id"))
+                == (app, facility, control_id)
+            ),
+            None,
+        )
 
     def insert_message(self, doc):
         if doc.get("control_id") and any(
-                (m.get("sending_application"), m.get("sending_facility"), m.get("control_id"))
-                == (doc["sending_application"], doc["sending_facility"], doc["control_id"])
-                for m in self.messages):
+            (m.get("sending_application"), m.get("sending_facility"), m.get("control_id"))
+            == (doc["sending_application"], doc["sending_facility"], doc["control_id"])
+            for m in self.messages
+        ):
             raise DuplicateKeyError("E11000")
         doc.setdefault("_id", f"{len(self.messages):024x}")
         self.messages.append(doc)
         return doc
 
     def has_earlier_visit(self, mrn, before, key):
-        return any(v["mrn"] == mrn and v["received_at"] < before and v["message_key"] != key
-                   for v in self.visits.values())
+        return any(
+            v["mrn"] == mrn and v["received_at"] < before and v["message_key"] != key
+            for v in self.visits.values()
+        )
 
     def record_visits(self, key, mrns, received_at):
         for mrn in mrns:
-            self.visits.setdefault(f"{key}\x1f{mrn}", {"mrn": mrn, "message_key": key, "received_at": received_at})
+            self.visits.setdefault(
+                f"{key}\x1f{mrn}", {"mrn": mrn, "message_key": key, "received_at": received_at}
+            )
 
     def tally(self, day, trigger, ack_code, duplicate=False):
         entry = self.tallies.setdefault((day, trigger, ack_code), {"messages": 0, "duplicates": 0})
         entry["duplicates" if duplicate else "messages"] += 1
 
     def messages_to_replay(self, since=None, control_id=None, after=None, limit=100):
-        found = [m for m in self.messages if m.get("control_id")
-                 and (not control_id or m["control_id"] == control_id)]
+        found = [
+            m
+            for m in self.messages
+            if m.get("control_id") and (not control_id or m["control_id"] == control_id)
+        ]
         return found[:limit]
 
     def record_replay(self, doc_id, changes, events, now):
@@ -100,10 +126,16 @@ def test_an_a04_is_recorded_with_its_event_in_one_document_then_handed_to_the_se
     store = FakeStore()
     outcome = receiver(store).receive(a04().encode(), NOW)
     assert (outcome.ack_code, outcome.status, outcome.trigger, outcome.control_id) == (
-        "AA", "accepted", "ADT^A04", "C1")
+        "AA",
+        "accepted",
+        "ADT^A04",
+        "C1",
+    )
     assert b"MSA|AA|C1" in outcome.ack and outcome.mrns == ("M1001",)
     [doc] = store.messages
-    assert doc["raw"] == a04().encode() and doc["status"] == "accepted" and doc["ack"] == outcome.ack
+    assert (
+        doc["raw"] == a04().encode() and doc["status"] == "accepted" and doc["ack"] == outcome.ack
+    )
     [entry] = queue_of(doc)
     assert (entry["exchange"], entry["routing_key"]) == ("hospital.events", "PatientVisited")
     assert entry["message"]["event_id"] == "HIS|XHYY|C1" and entry["message"]["source"] == "hl7"
@@ -130,7 +162,7 @@ def test_a_concurrent_duplicate_loses_the_insert_and_answers_the_winners_ack():
     assert racer.duplicate and racer.ack == first.ack and len(store.messages) == 1
 
 
-def test_a_later_visit_of_the_same_mrn_is_a_return_visit_but_a_resend_is_not_its_own_earlier_visit():
+def test_a_later_visit_of_the_same_mrn_is_a_return_but_a_resend_is_not_its_own_earlier_visit():
     store = FakeStore()
     receiver(store).receive(a04("C1", visit_id="V1").encode(), NOW)
     second = receiver(store).receive(a04("C2", visit_id="V2").encode(), later(60))
@@ -188,21 +220,35 @@ def test_an_oversized_frame_with_a_readable_header_is_ar_else_unanswered():
 
 
 def test_several_events_share_one_outbox_in_order():
-    events = [{"event_id": "a", "event_type": "PatientsMerged"}, {"event_id": "b", "event_type": "PatientRegistered"}]
+    events = [
+        {"event_id": "a", "event_type": "PatientsMerged"},
+        {"event_id": "b", "event_type": "PatientRegistered"},
+    ]
     fields = _outbox_fields(events, NOW)
-    assert [json.loads(e)["routing_key"] for e in fields["outbox_queue"]] == ["PatientsMerged", "PatientRegistered"]
+    assert [json.loads(e)["routing_key"] for e in fields["outbox_queue"]] == [
+        "PatientsMerged",
+        "PatientRegistered",
+    ]
     assert fields["outbox_sent"] == 0 and fields["outbox_state"] == "pending"
 
 
 def test_replay_publishes_what_a_fixed_table_now_maps_and_tells_changed_from_unchanged():
     store = FakeStore()
     receiver(store).receive(a04("C1", patient_class="X").encode(), NOW)  # unknown class: AE
-    receiver(store).receive(a04("C2", mrn="M2", visit_id="V2").encode(), NOW)  # accepted, department "0301"
+    receiver(store).receive(
+        a04("C2", mrn="M2", visit_id="V2").encode(), NOW
+    )  # accepted, department "0301"
     fixed = receiver(store, patient_classes={"X": "outpatient"}, departments={"0301": "心内科"})
     summary = fixed.replay(later(10))
-    assert (summary["messages"], summary["new"], summary["changed"], summary["unchanged"]) == (2, 1, 1, 0)
+    assert (summary["messages"], summary["new"], summary["changed"], summary["unchanged"]) == (
+        2,
+        1,
+        1,
+        0,
+    )
     assert summary["changed_events"] == [
-        {"control_id": "C2", "event_id": "HIS|XHYY|C2", "event_type": "PatientVisited"}]
+        {"control_id": "C2", "event_id": "HIS|XHYY|C2", "event_type": "PatientVisited"}
+    ]
     ae = store.messages[0]
     assert ae["status"] == "accepted" and ae["status_before_replay"] == "error"
     assert ae["ack_code"] == "AE"  # the first ACK is what a resend gets, still
@@ -215,27 +261,47 @@ def test_replay_dry_run_changes_nothing():
     store = FakeStore()
     receiver(store).receive(a04("C1").encode(), NOW)
     summary = receiver(store, departments={"0301": "心内科"}).replay(later(1), dry_run=True)
-    assert summary["changed"] == 1 and store.outbox.handed == [] and "replayed_at" not in store.messages[0]
+    assert (
+        summary["changed"] == 1
+        and store.outbox.handed == []
+        and "replayed_at" not in store.messages[0]
+    )
 
 
 # -- configuration --------------------------------------------------------------------------------
 def test_config_defaults_and_tables_from_the_environment():
-    config = load_config("hl7", Hl7Config, env={
-        "HL7_MRN_TYPE_CODES": "MR,MEDREC", "HL7_DEPARTMENTS": '{"0301": "心内科"}', "HL7_PORT": "2576"},
-        path="/dev/null")
-    assert (config["host"], config["port"], config["max_frame_bytes"]) == ("127.0.0.1", 2576, 1024 * 1024)
+    config = load_config(
+        "hl7",
+        Hl7Config,
+        env={
+            "HL7_MRN_TYPE_CODES": "MR,MEDREC",
+            "HL7_DEPARTMENTS": '{"0301": "心内科"}',
+            "HL7_PORT": "2576",
+        },
+        path="/dev/null",
+    )
+    assert (config["host"], config["port"], config["max_frame_bytes"]) == (
+        "127.0.0.1",
+        2576,
+        1024 * 1024,
+    )
     settings = mapping_settings(config)
-    assert settings.mrn_type_codes == ("MR", "MEDREC") and settings.departments == {"0301": "心内科"}
+    assert settings.mrn_type_codes == ("MR", "MEDREC") and settings.departments == {
+        "0301": "心内科"
+    }
     assert settings.dispositions["20"] == "deceased"  # the defaults stay under a table given
 
 
-@pytest.mark.parametrize("env, key", [
-    ({"HL7_DISPOSITIONS": '{"99": "gone"}'}, "hl7.dispositions"),
-    ({"HL7_DEFAULT_CHARSET": "klingon"}, "hl7.default_charset"),
-    ({"HL7_DEPARTMENTS": "not json"}, "hl7.departments"),
-    ({"HL7_PORT": "0"}, "hl7.port"),
-    ({"HL7_MRN_TYPE_CODES": "[]"}, "hl7.mrn_type_codes"),
-])
+@pytest.mark.parametrize(
+    "env, key",
+    [
+        ({"HL7_DISPOSITIONS": '{"99": "gone"}'}, "hl7.dispositions"),
+        ({"HL7_DEFAULT_CHARSET": "klingon"}, "hl7.default_charset"),
+        ({"HL7_DEPARTMENTS": "not json"}, "hl7.departments"),
+        ({"HL7_PORT": "0"}, "hl7.port"),
+        ({"HL7_MRN_TYPE_CODES": "[]"}, "hl7.mrn_type_codes"),
+    ],
+)
 def test_config_refuses_bad_values_naming_the_key(env, key):
     with pytest.raises(ConfigError, match=key):
         load_config("hl7", Hl7Config, env=env, path="/dev/null")

@@ -1,4 +1,5 @@
 """Intake's pure rules: the patient projection, stage and segment."""
+
 import datetime
 import itertools
 import random
@@ -7,23 +8,30 @@ from services.intake import domain
 from shared.events import dump_event, load_event
 from tests import factories
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 
 
 def recorded(*events):
     out = []
     for event in events:
         loaded = load_event(event)
-        out.append({"event_id": domain.canonical_event_id(event["source"], event["event_id"]),
-                    "event_type": event["event_type"], "occurred_at": loaded["occurred_at"],
-                    "data": dump_event(loaded)["data"]})
+        out.append(
+            {
+                "event_id": domain.canonical_event_id(event["source"], event["event_id"]),
+                "event_type": event["event_type"],
+                "occurred_at": loaded["occurred_at"],
+                "data": dump_event(loaded)["data"],
+            }
+        )
     return out
 
 
 def test_the_latest_occurred_at_wins_per_field_whatever_the_arrival_order():
-    events = recorded(factories.registered("M1", day=1, region="西城区", gender="female"),
-                      factories.visit("M1", day=2, region="海淀区"),
-                      factories.visit("M1", day=5, visit_type="return", region="朝阳区"))
+    events = recorded(
+        factories.registered("M1", day=1, region="西城区", gender="female"),
+        factories.visit("M1", day=2, region="海淀区"),
+        factories.visit("M1", day=5, visit_type="return", region="朝阳区"),
+    )
     for order in itertools.permutations(events):
         view = domain.project(list(order))
         assert view["region"] == "朝阳区" and view["gender"] == "female"
@@ -32,7 +40,9 @@ def test_the_latest_occurred_at_wins_per_field_whatever_the_arrival_order():
 
 def test_contact_consent_defaults_to_true_and_keeps_the_last_statement():
     assert domain.project(recorded(factories.visit("M1")))["contact_consent"] is True
-    events = recorded(factories.visit("M1", day=2, contact_consent=False), factories.visit("M1", day=4))
+    events = recorded(
+        factories.visit("M1", day=2, contact_consent=False), factories.visit("M1", day=4)
+    )
     assert domain.project(events)["contact_consent"] is False
 
 
@@ -64,13 +74,16 @@ def test_stages():
 
 
 def test_a_discharge_before_its_admission_still_ends_the_stay():
-    events = recorded(factories.discharged("M1", "A1", day=8), factories.admitted("M1", "A1", day=3))
+    events = recorded(
+        factories.discharged("M1", "A1", day=8), factories.admitted("M1", "A1", day=3)
+    )
     assert domain.stage(domain.project(events)["facts"], NOW) == "recovering"
 
 
 def test_segments():
     def segment(*events):
         return domain.project(recorded(*events))["segment"]
+
     assert segment(factories.consultation("139 0000 1111")) == "prospect"
     assert segment(factories.registered("M1")) == "registered"
     assert segment(factories.visit("M1")) == "one_time"
@@ -82,11 +95,24 @@ def test_segments():
 def test_projection_is_order_independent_on_random_histories():
     rng = random.Random(7)
     for _ in range(30):
-        events = recorded(*[rng.choice([
-            lambda: factories.visit("M1", day=rng.randint(1, 20), region=rng.choice("ABC")),
-            lambda: factories.admitted("M1", f"A{rng.randint(1, 3)}", day=rng.randint(1, 20)),
-            lambda: factories.discharged("M1", f"A{rng.randint(1, 3)}", day=rng.randint(1, 20)),
-        ])() for _ in range(6)])
+        events = recorded(
+            *[
+                rng.choice(
+                    [
+                        lambda: factories.visit(
+                            "M1", day=rng.randint(1, 20), region=rng.choice("ABC")
+                        ),
+                        lambda: factories.admitted(
+                            "M1", f"A{rng.randint(1, 3)}", day=rng.randint(1, 20)
+                        ),
+                        lambda: factories.discharged(
+                            "M1", f"A{rng.randint(1, 3)}", day=rng.randint(1, 20)
+                        ),
+                    ]
+                )()
+                for _ in range(6)
+            ]
+        )
         shuffled = events[:]
         rng.shuffle(shuffled)
         assert domain.project(events) == domain.project(shuffled)

@@ -1,7 +1,9 @@
 """Personal data never reaches a log unmasked."""
+
 import io
 import json
 import logging
+import sys
 
 from shared.log import JsonFormatter, mask, mask_text
 
@@ -31,3 +33,33 @@ def test_the_json_formatter_masks_message_and_extra_fields():
     assert "13800138000" not in stream.getvalue() and "李娜" not in stream.getvalue()
     assert entry["message"] == "patient phoned from *******8000"
     assert entry["patient"] == {"name": "李*"}
+
+
+def test_log_lines_go_to_a_rotated_file_when_hcrm_log_file_is_set(tmp_path):
+    from shared.log import log_handler
+
+    path = tmp_path / "intake.log"
+    handler = log_handler(
+        environ={"HCRM_LOG_FILE": str(path), "HCRM_LOG_MAX_MB": "0.001", "HCRM_LOG_BACKUPS": "2"}
+    )
+    try:
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        for index in range(200):  # ~6 KB of lines against a 1 KB limit: rotates several times
+            handler.emit(
+                logging.LogRecord(
+                    "t", logging.INFO, "", 0, f"line {index:03d} " + "x" * 20, (), None
+                )
+            )
+    finally:
+        handler.close()
+    kept = sorted(p.name for p in tmp_path.iterdir())
+    assert kept == ["intake.log", "intake.log.1", "intake.log.2"]  # no more than 2 backups
+    assert all(p.stat().st_size <= 1100 for p in tmp_path.iterdir())
+    assert "line 199" in path.read_text()
+
+
+def test_without_hcrm_log_file_lines_go_to_stderr():
+    from shared.log import log_handler
+
+    handler = log_handler(environ={})
+    assert type(handler) is logging.StreamHandler and handler.stream is sys.stderr

@@ -1,5 +1,6 @@
 """MLLP framing (services/hl7/mllp.py): frames split and joined across reads, bytes outside
 frames, oversized frames, abandoned frames; no socket."""
+
 import random
 
 from services.hl7.mllp import MESSAGE, OVERSIZED, STRAY, MllpDecoder, encode
@@ -43,7 +44,7 @@ def test_end_block_and_carriage_return_in_separate_reads():
 def test_byte_by_byte():
     decoder = MllpDecoder()
     data = encode(A04) + encode(A01)
-    frames = feed_all(decoder, [data[i:i + 1] for i in range(len(data))])
+    frames = feed_all(decoder, [data[i : i + 1] for i in range(len(data))])
     assert [f.payload for f in frames] == [A04, A01]
 
 
@@ -60,15 +61,19 @@ def test_random_chunking_gives_the_same_frames():
         decoder, chunks, at = MllpDecoder(), [], 0
         while at < len(data):
             step = rng.randint(1, 300)
-            chunks.append(data[at:at + step])
+            chunks.append(data[at : at + step])
             at += step
         assert [f.payload for f in feed_all(decoder, chunks)] == messages
 
 
 def test_bytes_outside_frames_are_reported_not_delivered():
     frames = MllpDecoder().feed(b"hello" + encode(A04) + b"junk" + encode(A01))
-    assert [(f.kind, f.size) for f in frames] == [(STRAY, 5), (MESSAGE, len(A04)), (STRAY, 4),
-                                                 (MESSAGE, len(A01))]
+    assert [(f.kind, f.size) for f in frames] == [
+        (STRAY, 5),
+        (MESSAGE, len(A04)),
+        (STRAY, 4),
+        (MESSAGE, len(A01)),
+    ]
 
 
 def test_whitespace_between_frames_is_ignored_silently():
@@ -90,7 +95,7 @@ def test_a_new_start_block_abandons_the_unfinished_frame():
 def test_oversized_frame_keeps_its_head_and_bounded_memory():
     decoder = MllpDecoder(max_frame_bytes=1000, keep_of_oversized=200)
     big = A04 + b"NTE|" + b"x" * 50_000 + b"\r"
-    chunks = [b"\x0b"] + [big[i:i + 700] for i in range(0, len(big), 700)] + [b"\x1c\x0d"]
+    chunks = [b"\x0b"] + [big[i : i + 700] for i in range(0, len(big), 700)] + [b"\x1c\x0d"]
     frames = []
     for chunk in chunks:
         frames += decoder.feed(chunk)
@@ -124,22 +129,29 @@ def test_pending_counts_an_unfinished_frame():
     assert decoder.pending() == 160  # discarded bytes of an oversized frame count too
 
 
-# -- the client's file reading (services/hl7/client.py) ---------------------------------------------
+# -- the client's file reading (services/hl7/client.py) --------------------------------------------
 def test_a_file_of_messages_is_split_whatever_its_line_ends():
     from services.hl7.client import split_messages
+
     one, two = A04, A01
-    for text in (one + two,                                           # consecutive MSH, \r
-                 one.replace(b"\r", b"\n") + b"\n" + two.replace(b"\r", b"\n"),  # \n, a blank line
-                 one.replace(b"\r", b"\r\n") + two.replace(b"\r", b"\r\n"),      # \r\n
-                 b"### origin line\n" + one + b"\n# comment\n\n\n" + two,        # comments
-                 encode(one) + encode(two)):                          # saved with MLLP framing
+    for text in (
+        one + two,  # consecutive MSH, \r
+        one.replace(b"\r", b"\n") + b"\n" + two.replace(b"\r", b"\n"),  # \n, a blank line
+        one.replace(b"\r", b"\r\n") + two.replace(b"\r", b"\r\n"),  # \r\n
+        b"### origin line\n" + one + b"\n# comment\n\n\n" + two,  # comments
+        encode(one) + encode(two),
+    ):  # saved with MLLP framing
         assert split_messages(text) == [one, two], text
 
 
 def test_an_ack_is_summarised_by_its_msa_and_err():
     from services.hl7.client import ack_summary, header_fields
-    ack = (b"MSH|^~\\&|HCRM|HCRM|HIS|XHYY|20260302|||ACK^A04^ACK|X1|P|2.5\r"
-           b"MSA|AE|C1|PID-3: no identifier of type MR\rERR||PID^1^3|101^Required field missing^HL70357|E\r")
+
+    ack = (
+        b"MSH|^~\\&|HCRM|HCRM|HIS|XHYY|20260302|||ACK^A04^ACK|X1|P|2.5\r"
+        b"MSA|AE|C1|PID-3: no identifier of type MR\r"
+        b"ERR||PID^1^3|101^Required field missing^HL70357|E\r"
+    )
     assert ack_summary(ack) == ("AE", "PID-3: no identifier of type MR")
     assert ack_summary(b"MSH|^~\\&|A|B|C|D|1||ACK|X|P|2.5\rMSA|AA|C1\r") == ("AA", "")
     assert header_fields(A04) == ("C1", "ADT^A04", "utf-8")

@@ -1,5 +1,6 @@
 """Route modules, one per area; each registers its routes with shared decorators from
 services.gateway.http. Adding a module here is all it takes to add routes."""
+
 import importlib
 import pkgutil
 

@@ -1,4 +1,5 @@
 """Administration: users, integration API keys and the audit log."""
+
 import datetime
 
 from services.gateway import schemas
@@ -25,7 +26,9 @@ def audit_log(gw, ctx):
 def create_api_key(gw, ctx):
     """Create an integration key; the key itself is in this answer only, never again."""
     body = ctx.body(schemas.ApiKeyCreate)
-    key, record = gw.store.create_api_key(body["name"], ctx.user, datetime.datetime.now(datetime.timezone.utc))
+    key, record = gw.store.create_api_key(
+        body["name"], ctx.user, datetime.datetime.now(datetime.UTC)
+    )
     return json_response({**record, "key": key}, 201)
 
 
@@ -40,7 +43,7 @@ def list_api_keys(gw, ctx):
 @route("DELETE", "/api/v1/integration-keys/<key_id>", roles=ADMINS)
 def revoke_api_key(gw, ctx, key_id):
     """Revoke a key: its next request gets 401."""
-    record = gw.store.revoke_api_key(key_id, ctx.user, datetime.datetime.now(datetime.timezone.utc))
+    record = gw.store.revoke_api_key(key_id, ctx.user, datetime.datetime.now(datetime.UTC))
     if record is None:
         raise ApiError(404, "not_found", f"No integration key {key_id!r}.")
     return json_response(record)

@@ -1,4 +1,5 @@
 """The manager's figures (analytics over RPC): summary per docs/RULES.md § Analytics, series."""
+
 from marshmallow import Schema, fields, validate
 from werkzeug.wrappers import Response
 
@@ -16,12 +17,16 @@ class SeriesQuery(Schema):
     date_from = fields.Date(required=True, data_key="from")
     date_to = fields.Date(required=True, data_key="to")
     department = fields.String(validate=validate.Length(min=1, max=100))
-    granularity = fields.String(load_default="day", validate=validate.OneOf(["day", "week", "month"]))
+    granularity = fields.String(
+        load_default="day", validate=validate.OneOf(["day", "week", "month"])
+    )
 
 
 class MonthlyReportQuery(Schema):
-    month = fields.String(required=True, validate=validate.Regexp(r"^[0-9]{4}-(0[1-9]|1[0-2])$",
-                                                                  error="A month YYYY-MM."))
+    month = fields.String(
+        required=True,
+        validate=validate.Regexp(r"^[0-9]{4}-(0[1-9]|1[0-2])$", error="A month YYYY-MM."),
+    )
     department = fields.String(validate=validate.Length(min=1, max=100))
     format = fields.String(load_default="json", validate=validate.OneOf(["json", "csv", "html"]))
 
@@ -36,13 +41,18 @@ class QualityQuery(RangeQuery):
 
 
 class AgentsReportQuery(Schema):
-    quarter = fields.String(required=True, validate=validate.Regexp(r"^[0-9]{4}-Q[1-4]$",
-                                                                    error="A quarter YYYY-Qn, such as 2026-Q4."))
+    quarter = fields.String(
+        required=True,
+        validate=validate.Regexp(r"^[0-9]{4}-Q[1-4]$", error="A quarter YYYY-Qn, such as 2026-Q4."),
+    )
     format = fields.String(load_default="json", validate=validate.OneOf(["json", "csv", "html"]))
 
 
 def _dates(query):
-    return {key: value.isoformat() if hasattr(value, "isoformat") else value for key, value in query.items()}
+    return {
+        key: value.isoformat() if hasattr(value, "isoformat") else value
+        for key, value in query.items()
+    }
 
 
 @route("GET", "/api/v1/analytics/summary", roles=MANAGERS, query=SummaryQuery)
@@ -55,20 +65,33 @@ def series(gw, ctx):
     return json_response(gw.rpc.call("analytics", "series", **_dates(ctx.query(SeriesQuery))))
 
 
-@route("GET", "/api/v1/analytics/reports/monthly", roles=MANAGERS, query=MonthlyReportQuery,
-       content_type="application/json,text/csv; charset=utf-8,text/html; charset=utf-8")
+@route(
+    "GET",
+    "/api/v1/analytics/reports/monthly",
+    roles=MANAGERS,
+    query=MonthlyReportQuery,
+    content_type="application/json,text/csv; charset=utf-8,text/html; charset=utf-8",
+)
 def monthly_report(gw, ctx):
     """The monthly leadership report: JSON, CSV (a download) or a self-contained HTML page."""
     query = ctx.query(MonthlyReportQuery)
     body = gw.rpc.call("analytics", "monthly_report", **query)
     filename = f"hcrm-monthly-report-{query['month']}"
     if query["format"] == "csv":
-        return Response(body, content_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition": f"attachment; filename={filename}.csv"})
+        return Response(
+            body,
+            content_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f"attachment; filename={filename}.csv"},
+        )
     if query["format"] == "html":
-        return Response(body, content_type="text/html; charset=utf-8",
-                        headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
-                                 "Content-Disposition": f"inline; filename={filename}.html"})
+        return Response(
+            body,
+            content_type="text/html; charset=utf-8",
+            headers={
+                "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+                "Content-Disposition": f"inline; filename={filename}.html",
+            },
+        )
     return json_response(body)
 
 
@@ -83,7 +106,9 @@ def agents(gw, ctx):
 def my_agent_line(gw, ctx):
     """The caller's own line only: the agent is the signed-in user, never a parameter, so no
     query can reach another agent's line (object-level access)."""
-    return json_response(gw.rpc.call("analytics", "agents", agent=ctx.user, **_dates(ctx.query(RangeQuery))))
+    return json_response(
+        gw.rpc.call("analytics", "agents", agent=ctx.user, **_dates(ctx.query(RangeQuery)))
+    )
 
 
 @route("GET", "/api/v1/analytics/quality", roles=MANAGERS, query=QualityQuery)
@@ -91,8 +116,13 @@ def quality(gw, ctx):
     return json_response(gw.rpc.call("analytics", "quality", **_dates(ctx.query(QualityQuery))))
 
 
-@route("GET", "/api/v1/analytics/reports/agents", roles=MANAGERS, query=AgentsReportQuery,
-       content_type="application/json,text/csv; charset=utf-8,text/html; charset=utf-8")
+@route(
+    "GET",
+    "/api/v1/analytics/reports/agents",
+    roles=MANAGERS,
+    query=AgentsReportQuery,
+    content_type="application/json,text/csv; charset=utf-8,text/html; charset=utf-8",
+)
 def agents_report(gw, ctx):
     """The quarterly assessment: JSON, CSV (a download) or a self-contained HTML page."""
     query = ctx.query(AgentsReportQuery)
@@ -102,10 +132,18 @@ def agents_report(gw, ctx):
 
 def _report_response(body, format, filename):
     if format == "csv":
-        return Response(body, content_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition": f"attachment; filename={filename}.csv"})
+        return Response(
+            body,
+            content_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f"attachment; filename={filename}.csv"},
+        )
     if format == "html":
-        return Response(body, content_type="text/html; charset=utf-8",
-                        headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
-                                 "Content-Disposition": f"inline; filename={filename}.html"})
+        return Response(
+            body,
+            content_type="text/html; charset=utf-8",
+            headers={
+                "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+                "Content-Disposition": f"inline; filename={filename}.html",
+            },
+        )
     return json_response(body)

@@ -1,15 +1,23 @@
 """Outreach campaigns with consent (campaigns over RPC; docs/RULES.md § Campaigns): a manager
 defines and follows them; an agent notes a patient's opt-out; the SMS gateway forwards the
 patients' replies ("TD", "退订") to the reply webhook."""
+
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from services.gateway import schemas
 from services.gateway.http import MANAGERS, PUBLISHERS, STAFF, json_response, route
+from shared.segments import SEGMENTS
 
-SEGMENTS = ("prospect", "registered", "one_time", "regular", "key")  # shared/segments.py
-AGE_BANDS = ("0-17", "18-39", "40-59", "60-79", "80+", "unknown")     # shared/minimise.py
-HOLIDAYS = ("new_year", "spring_festival", "qingming", "labour_day", "dragon_boat", "mid_autumn",
-            "national_day")                                         # services/campaigns/domain.py
+AGE_BANDS = ("0-17", "18-39", "40-59", "60-79", "80+", "unknown")  # shared/minimise.py
+HOLIDAYS = (
+    "new_year",
+    "spring_festival",
+    "qingming",
+    "labour_day",
+    "dragon_boat",
+    "mid_autumn",
+    "national_day",
+)  # services/campaigns/domain.py
 STATUSES = ("scheduled", "targeting", "sending", "done")
 
 
@@ -22,12 +30,17 @@ class Range(Schema):
 
     @validates_schema
     def _ordered(self, data, **kwargs):
-        if data.get("min") is not None and data.get("max") is not None and data["min"] > data["max"]:
+        if (
+            data.get("min") is not None
+            and data.get("max") is not None
+            and data["min"] > data["max"]
+        ):
             raise ValidationError("min must not be greater than max.", "min")
 
 
 class OneOrMany(fields.Field):
-    """A value or a list of values, each one of `choices` (when given): "key" or ["key", "regular"]."""
+    """A value or a list of values, each one of `choices` (when given): "key" or
+    ["key", "regular"]."""
 
     def __init__(self, choices=None, **kwargs):
         super().__init__(**kwargs)
@@ -35,7 +48,11 @@ class OneOrMany(fields.Field):
 
     def _deserialize(self, value, attr, data, **kwargs):
         values = value if isinstance(value, list) else [value]
-        if not values or len(values) > 50 or not all(isinstance(v, str) and 0 < len(v) <= 100 for v in values):
+        if (
+            not values
+            or len(values) > 50
+            or not all(isinstance(v, str) and 0 < len(v) <= 100 for v in values)
+        ):
             raise ValidationError("A text or a list of texts (1 to 50 of them).")
         if self.choices and set(values) - set(self.choices):
             raise ValidationError(f"One or more of: {', '.join(self.choices)}.")
@@ -109,7 +126,9 @@ def create_campaign(gw, ctx):
     body = ctx.body(CampaignCreate)
     if "send_at" in body:
         body["send_at"] = body["send_at"].isoformat()
-    return json_response(gw.rpc.call("campaigns", "create_campaign", created_by=ctx.user, **body), 201)
+    return json_response(
+        gw.rpc.call("campaigns", "create_campaign", created_by=ctx.user, **body), 201
+    )
 
 
 @route("GET", "/api/v1/campaigns", roles=MANAGERS, query=CampaignQuery)
@@ -135,12 +154,20 @@ def sms_reply(gw, ctx):
     """The SMS gateway's webhook for patients' replies: "TD" / "退订" withdraws the marketing
     consent of the number's owners. Answers how many, never who."""
     body = ctx.body(SmsReply)
-    return json_response(gw.rpc.call("campaigns", "sms_reply", phone=body["phone"], text=body["text"],
-                                     reply_id=body.get("reply_id")))
+    return json_response(
+        gw.rpc.call(
+            "campaigns",
+            "sms_reply",
+            phone=body["phone"],
+            text=body["text"],
+            reply_id=body.get("reply_id"),
+        )
+    )
 
 
 def _known_patient(gw, ctx, patient_id):
-    """The person's id as intake knows it (404 for an unknown one; a retired id gives the survivor)."""
+    """The person's id as intake knows it (404 for an unknown one; a retired id gives the
+    survivor)."""
     patient = gw.rpc.call("intake", "get_patient", patient_id=patient_id)
     ctx.patient_id = patient["patient_id"]
     return patient["patient_id"]
@@ -148,21 +175,40 @@ def _known_patient(gw, ctx, patient_id):
 
 @route("GET", "/api/v1/patients/<patient_id>/marketing", roles=STAFF, audit=True)
 def marketing_consent(gw, ctx, patient_id):
-    """Whether campaigns may reach the person: the consent stated by the hospital and any opt-out."""
-    return json_response(gw.rpc.call("campaigns", "consent", patient_id=_known_patient(gw, ctx, patient_id)))
+    """Whether campaigns may reach the person: the consent stated by the hospital and any
+    opt-out."""
+    return json_response(
+        gw.rpc.call("campaigns", "consent", patient_id=_known_patient(gw, ctx, patient_id))
+    )
 
 
-@route("POST", "/api/v1/patients/<patient_id>/marketing-opt-out", roles=STAFF, audit=True, body=OptOut)
+@route(
+    "POST", "/api/v1/patients/<patient_id>/marketing-opt-out", roles=STAFF, audit=True, body=OptOut
+)
 def opt_out(gw, ctx, patient_id):
     """An agent notes that the person wants no more campaigns (the note stays in campaigns' own
     store, never on the stream)."""
     note = (ctx.body(OptOut) or {}).get("note")
-    return json_response(gw.rpc.call("campaigns", "opt_out", patient_id=_known_patient(gw, ctx, patient_id),
-                                     via="agent", note=note, actor=ctx.user))
+    return json_response(
+        gw.rpc.call(
+            "campaigns",
+            "opt_out",
+            patient_id=_known_patient(gw, ctx, patient_id),
+            via="agent",
+            note=note,
+            actor=ctx.user,
+        )
+    )
 
 
 @route("DELETE", "/api/v1/patients/<patient_id>/marketing-opt-out", roles=MANAGERS, audit=True)
 def restore_consent(gw, ctx, patient_id):
     """The person consented again (in writing): the opt-out is lifted."""
-    return json_response(gw.rpc.call("campaigns", "restore_consent", patient_id=_known_patient(gw, ctx, patient_id),
-                                     actor=ctx.user))
+    return json_response(
+        gw.rpc.call(
+            "campaigns",
+            "restore_consent",
+            patient_id=_known_patient(gw, ctx, patient_id),
+            actor=ctx.user,
+        )
+    )

@@ -1,4 +1,5 @@
 """The OpenAPI document (generated from the routes' declarations, openapi.py)."""
+
 import functools
 
 from services.gateway import openapi

@@ -1,4 +1,5 @@
 """Health, readiness and metrics: for orchestrators and ops, no token."""
+
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.wrappers import Response
 

@@ -1,4 +1,5 @@
 """Patient search, profile and timeline (intake over RPC). Every call is audited."""
+
 from services.gateway import schemas
 from services.gateway.http import STAFF, json_response, route
 
@@ -14,7 +15,13 @@ def get_patient(gw, ctx, patient_id):
     return json_response(gw.rpc.call("intake", "get_patient", patient_id=patient_id))
 
 
-@route("GET", "/api/v1/patients/<patient_id>/timeline", roles=STAFF, audit=True, query=schemas.PageQuery)
+@route(
+    "GET",
+    "/api/v1/patients/<patient_id>/timeline",
+    roles=STAFF,
+    audit=True,
+    query=schemas.PageQuery,
+)
 def patient_timeline(gw, ctx, patient_id):
     page = ctx.query(schemas.PageQuery)
     return json_response(gw.rpc.call("intake", "timeline", patient_id=patient_id, **page))

@@ -4,6 +4,7 @@ No token on the static files: they hold no data. Every figure and record the por
 comes from the /api/v1 routes, which check the bearer token and audit patient reads.
 Only files under the portal folder, with a known extension, are served (no traversal).
 """
+
 import pathlib
 
 from werkzeug.utils import redirect
@@ -26,8 +27,10 @@ CONTENT_TYPES = {
 
 # default-src 'self': no inline script or style, no CDN, no third-party connection.
 # Reports fetched with the token are shown from blob: URLs, hence img/frame blob:.
-CSP = ("default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'; "
-       "form-action 'self'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,

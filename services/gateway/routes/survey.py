@@ -5,6 +5,7 @@ from here: its own prefix, no staff route, no script, a strict CSP (survey_page.
 own rate limit per client address, stricter than the API's. The token never reaches a log:
 the gateway logs the route's pattern, not the path.
 """
+
 import logging
 import re
 
@@ -34,16 +35,20 @@ def _message(lang, kind, headers=None):
 def _limiter(gw):
     limiter = getattr(gw, "survey_limiter", None)
     if limiter is None:  # one per gateway process, like the API's (ratelimit.py)
-        limiter = gw.survey_limiter = RateLimiter(gw.config["survey_rate_limit_per_minute"],
-                                                  gw.config["survey_rate_limit_burst"])
+        limiter = gw.survey_limiter = RateLimiter(
+            gw.config["survey_rate_limit_per_minute"], gw.config["survey_rate_limit_burst"]
+        )
     return limiter
 
 
 def _guarded(handler):
     """The checks every survey request passes first: the rate limit, the token's shape (a
     malformed one never reaches a service); a service down gives a page, not JSON."""
+
     def guarded(gw, ctx, token):
-        lang = survey_page.language(ctx.request.args.get("lang"), ctx.request.headers.get("Accept-Language"))
+        lang = survey_page.language(
+            ctx.request.args.get("lang"), ctx.request.headers.get("Accept-Language")
+        )
         wait = _limiter(gw).acquire(f"survey:{ctx.request.remote_addr}")
         if wait:
             return _message(lang, "busy", {"Retry-After": str(max(1, round(wait)))})
@@ -52,9 +57,12 @@ def _guarded(handler):
         try:
             return handler(gw, ctx, token, lang)
         except (ServiceUnavailable, RemoteError) as exc:
-            log.warning("survey page unavailable", extra={"request_id": ctx.request_id,
-                                                          "error": exc.__class__.__name__})
+            log.warning(
+                "survey page unavailable",
+                extra={"request_id": ctx.request_id, "error": exc.__class__.__name__},
+            )
             return _message(lang, "down")
+
     guarded.__doc__ = handler.__doc__
     return guarded
 
@@ -87,7 +95,9 @@ def survey_answer(gw, ctx, token, lang):
             continue
         scores[key] = int(value)
     if bad or not scores:
-        page = survey_page.form(lang, survey, survey_page.TEXT[lang]["error_bad" if bad else "error_none"], scores)
+        page = survey_page.form(
+            lang, survey, survey_page.TEXT[lang]["error_bad" if bad else "error_none"], scores
+        )
         return _html(page, 400)
     answer = gw.rpc.call("followup", "answer_survey", token=token, scores=scores)
     return _message(lang, "thanks" if answer["status"] == "answered" else answer["status"])
