@@ -21,7 +21,16 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import yaml
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate, validates
+from marshmallow import (
+    EXCLUDE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    validate,
+    validates,
+    validates_schema,
+)
 
 from shared.errors import flatten_errors
 
@@ -151,6 +160,29 @@ def node_list(amqp_uri: str, hosts: Iterable[str]) -> str:
         netloc = f"{credentials}@{address}" if credentials else address
         uris.append(urllib.parse.urlunsplit(parts._replace(netloc=netloc)))
     return ";".join(uris)
+
+
+class WebhookNeedsUrl:
+    """For a config with the pluggable notifier's fields (notifier, webhook_url, webhook_token,
+    see shared/notifier.py): a webhook without its URL is refused at start."""
+
+    @validates_schema
+    def _webhook_needs_url(self, data: Mapping[str, Any], **kwargs: Any) -> None:
+        if data.get("notifier") == "webhook" and not data.get("webhook_url"):
+            raise ValidationError("notifier webhook needs webhook_url.", "webhook_url")
+
+
+class KnownHolidayCountry:
+    """For a config with a `holiday_country` (business days, holiday greetings): a country the
+    `holidays` package has no calendar for is refused at start."""
+
+    @validates_schema
+    def _holiday_country_known(self, data: Mapping[str, Any], **kwargs: Any) -> None:
+        import holidays  # only the services with a calendar pay for loading it
+
+        country = data.get("holiday_country", "CN")
+        if country not in holidays.list_supported_countries():
+            raise ValidationError(f"No holiday calendar for {country!r}.", "holiday_country")
 
 
 def _secret_fields(schema: Schema) -> set[str]:

@@ -192,6 +192,24 @@ def _reject(rejections: IO[str], where: str, reasons: Mapping[str, list[str]], v
     rejections.flush()
 
 
+def _counts(state: State) -> dict[str, int]:
+    """The tallies a resumed import goes on from."""
+    return {k: state[k] for k in ("sent", "duplicates", "rejected")}
+
+
+def _progress(path: pathlib.Path, total: int, done: int, unit: str, out: IO[str]) -> "tqdm[Any]":
+    """One file's progress bar: one line, redrawn at most twice a second."""
+    return tqdm(
+        total=total,
+        initial=done,
+        unit=unit,
+        desc=path.name,
+        file=out,
+        dynamic_ncols=True,
+        mininterval=0.5,
+    )
+
+
 def import_jsonl(
     path: pathlib.Path,
     broker: Broker,
@@ -205,17 +223,9 @@ def import_jsonl(
     with open(path, "rb") as lines:
         total = sum(1 for _ in lines)
     line = state["line"]
-    counts = {k: state[k] for k in ("sent", "duplicates", "rejected")}
+    counts = _counts(state)
     batch, position = [], state["position"]
-    with tqdm(
-        total=total,
-        initial=line,
-        unit="event",
-        desc=path.name,
-        file=out,
-        dynamic_ncols=True,
-        mininterval=0.5,
-    ) as bar:
+    with _progress(path, total, line, "event", out) as bar:
         for offset, value in json_lines(path, state["position"]):
             line += 1
             bar.update(1)
@@ -261,16 +271,8 @@ def import_hl7(
     from services.hl7.client import ack_summary, header_fields, split_messages
 
     messages = split_messages(path.read_bytes())
-    counts = {k: state[k] for k in ("sent", "duplicates", "rejected")}
-    with tqdm(
-        total=len(messages),
-        initial=state["position"],
-        unit="msg",
-        desc=path.name,
-        file=out,
-        dynamic_ncols=True,
-        mininterval=0.5,
-    ) as bar:
+    counts = _counts(state)
+    with _progress(path, len(messages), state["position"], "msg", out) as bar:
         for index in range(state["position"], len(messages)):
             ack = client.send(messages[index])  # NoAnswer propagates: resume retries this one
             code, text = ack_summary(ack)

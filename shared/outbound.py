@@ -18,7 +18,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from shared import contract_schema, events, topology
+from shared import contract_schema, events, minimise, topology
 from shared.privacy import ERASED_EVENT
 
 
@@ -104,19 +104,9 @@ def _date(name: str, description: str = "", **options: Any) -> Field:
 
 
 # The envelope: every outbound message has these keys, in this order ("source" and
-# "source_event_id" only on intake's types).
-ENVELOPE = (
-    "event_id",
-    "event_type",
-    "schema_version",
-    "occurred_at",
-    "recorded_at",
-    "service",
-    "source",
-    "source_event_id",
-    "patient_id",
-    "data",
-)
+# "source_event_id" only on intake's types). They are the ids and times the analytics stream
+# keeps (its allow-list, so a new envelope key is weighed for the stream there first), + data.
+ENVELOPE = (*minimise.ENVELOPE, "data")
 _SOURCE_KEYS = ("source", "source_event_id")
 ENVELOPE_SCHEMAS: dict[str, dict[str, Any]] = {
     "event_id": {

@@ -12,12 +12,16 @@ import pymongo
 from nameko.extensions import DependencyProvider
 from prometheus_client import Counter
 from pymongo import monitoring
+from pymongo.collection import Collection
 from pymongo.database import Database
+from pymongo.errors import BulkWriteError
 
 from shared.indexes import Index
 from shared.outbox import Outbox
 
 log = logging.getLogger(__name__)
+
+DUPLICATE_KEY = 11000  # MongoDB's error code for a unique key taken
 
 STORE_COMMANDS = Counter(
     "hcrm_store_commands_total",
@@ -72,6 +76,24 @@ def connect(mongo_uri: str, service: str, timeout_ms: int = 5000) -> Database[di
 def ensure_indexes(database: Database[dict[str, Any]], indexes: Iterable[Index]) -> None:
     for index in indexes:
         database[index.collection].create_index(index.keys, **index.options)
+
+
+def insert_new(
+    collection: Collection[dict[str, Any]], docs: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Insert the documents not there yet (by _id), in one round trip; returns the new ones.
+    Any error but a duplicate key is raised."""
+    if not docs:
+        return []
+    try:
+        collection.insert_many(docs, ordered=False)
+        return docs
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(error.get("code") != DUPLICATE_KEY for error in errors):
+            raise
+        existing = {error["index"] for error in errors}
+        return [doc for index, doc in enumerate(docs) if index not in existing]
 
 
 class Store(DependencyProvider):

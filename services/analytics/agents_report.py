@@ -15,7 +15,7 @@ import re
 
 from services.analytics import agents
 from services.analytics.domain import rate
-from services.analytics.report import _plain, _shown
+from services.analytics.report import _plain, _shown, svg_open
 
 # (key, Chinese, English, kind), in the order the assessment reads them.
 FIGURES = (
@@ -175,11 +175,7 @@ def comparison_chart(title, bars, target, kind, width=420, bar_h=22):
     def x(value):
         return left + span * value / top
 
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-        f'aria-label="{html.escape(title)}">',
-        f'<text x="4" y="14" font-size="12" font-weight="bold">{html.escape(title)}</text>',
-    ]
+    parts = svg_open(title, width, height)
     for i, (label, now, before) in enumerate(bars):
         y = 24 + i * bar_h
         parts.append(

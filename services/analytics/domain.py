@@ -436,33 +436,11 @@ class VisitIndex:
         )
 
 
-def summary(
-    *,
-    visits: Sequence[Mapping[str, Any]],
-    admissions: Sequence[Mapping[str, Any]],
-    discharges: Sequence[Mapping[str, Any]],
-    consultations: Sequence[Mapping[str, Any]],
-    candidate_visits: VisitIndex | Iterable[Mapping[str, Any]],
-    followups: Iterable[Mapping[str, Any]],
-    satisfactions: Iterable[Mapping[str, Any]],
-    complaints: Sequence[Mapping[str, Any]],
-    complaints_resolved_in_range: int,
-) -> dict[str, Any]:
-    """The figures over one range. Every list holds the facts already filtered to the range
-    (and department); `candidate_visits` are the visits a conversion may use."""
-    return finish(
-        partial(
-            visits=visits,
-            admissions=admissions,
-            discharges=discharges,
-            consultations=consultations,
-            candidate_visits=candidate_visits,
-            followups=followups,
-            satisfactions=satisfactions,
-            complaints=complaints,
-            complaints_resolved_in_range=complaints_resolved_in_range,
-        )
-    )
+def summary(**facts: Any) -> dict[str, Any]:
+    """The figures over one range, from the facts as partial() takes them: every list holds
+    the facts already filtered to the range (and department); `candidate_visits` are the
+    visits a conversion may use."""
+    return finish(partial(**facts))
 
 
 # -- additive partials -------------------------------------------------------------------------

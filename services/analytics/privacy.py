@@ -16,7 +16,6 @@ AnalyticsService:
 import logging
 
 from pymongo import UpdateOne
-from pymongo.errors import BulkWriteError
 
 from shared import erasures
 from shared.clock import utcnow
@@ -24,33 +23,18 @@ from shared.messaging import rpc
 from shared.minimise import minimal_copy
 from shared.outbox import PUBLISHED, Outbox
 from shared.privacy import ERASED_EVENT, cutoff, jsonable
+from shared.store import insert_new
 from shared.timers import configured_timer
 from shared.topology import STREAM_EXCHANGE
 
 log = logging.getLogger(__name__)
 
-DUPLICATE_KEY = 11000
 INDEXES = (*Outbox.indexes("stream_outbox"),)
 ERASED_KEY = "erased:"  # the token an erased person's MRN and phone key become
 
 
 def stream_outbox(db, amqp_uri):
     return Outbox(db.stream_outbox, amqp_uri, "analytics")
-
-
-def insert_new(collection, docs):
-    """Insert the documents not there yet (by _id), in one round trip; returns the new ones."""
-    if not docs:
-        return []
-    try:
-        collection.insert_many(docs, ordered=False)
-        return docs
-    except BulkWriteError as exc:
-        errors = exc.details.get("writeErrors", [])
-        if any(error.get("code") != DUPLICATE_KEY for error in errors):
-            raise
-        existing = {error["index"] for error in errors}
-        return [doc for index, doc in enumerate(docs) if index not in existing]
 
 
 class AnalyticsPrivacyMixin:

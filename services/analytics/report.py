@@ -234,6 +234,15 @@ def _shown_change(ch, kind):
     return text
 
 
+def svg_open(title, width, height):
+    """A chart's opening tag, named for screen readers, and its title drawn at the top left."""
+    return [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+        f'aria-label="{html.escape(title)}">',
+        f'<text x="4" y="14" font-size="12" font-weight="bold">{html.escape(title)}</text>',
+    ]
+
+
 def line_chart(title, points, kind, width=320, height=140):
     """An SVG line chart of (label, value) points; gaps where a month has no figure."""
     pad_l, pad_b, pad_t = 36, 22, 22
@@ -241,10 +250,7 @@ def line_chart(title, points, kind, width=320, height=140):
     top = max(values) if values else 1
     top = top or 1
     step = (width - pad_l - 8) / max(len(points) - 1, 1)
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-        f'aria-label="{html.escape(title)}">',
-        f'<text x="4" y="14" font-size="12" font-weight="bold">{html.escape(title)}</text>',
+    parts = svg_open(title, width, height) + [
         f'<line x1="{pad_l}" y1="{height - pad_b}" x2="{width - 4}" y2="{height - pad_b}" '
         'stroke="#999"/>',
         f'<text x="2" y="{pad_t + 8}" font-size="9">{html.escape(_shown(top, kind))}</text>',
@@ -282,11 +288,7 @@ def bar_chart(title, items, width=320, bar_h=16):
     """A horizontal SVG bar chart of (label, count)."""
     height = 24 + bar_h * max(len(items), 1) + 4
     top = max((n for _, n in items), default=1) or 1
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-        f'aria-label="{html.escape(title)}">',
-        f'<text x="4" y="14" font-size="12" font-weight="bold">{html.escape(title)}</text>',
-    ]
+    parts = svg_open(title, width, height)
     for i, (label, n) in enumerate(items):
         y = 22 + i * bar_h
         length = (width - 140) * n / top

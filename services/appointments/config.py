@@ -2,7 +2,7 @@
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from shared.config import BaseConfig
+from shared.config import BaseConfig, WebhookNeedsUrl
 
 TIME = validate.Regexp(r"^([01]\d|2[0-3]):[0-5]\d$", error="A time HH:MM.")
 
@@ -43,7 +43,7 @@ class TemplateSchema(Schema):
     en = fields.String(required=True)
 
 
-class AppointmentsConfig(BaseConfig):
+class AppointmentsConfig(WebhookNeedsUrl, BaseConfig):
     working_hours = fields.Nested(
         WorkingHoursSchema, load_default=lambda: WorkingHoursSchema().load({})
     )
@@ -69,8 +69,3 @@ class AppointmentsConfig(BaseConfig):
     notifier = fields.String(load_default="outbox", validate=validate.OneOf(["outbox", "webhook"]))
     webhook_url = fields.String(load_default=None, validate=validate.Regexp(r"^https?://"))
     webhook_token = fields.String(load_default=None, metadata={"secret": True})
-
-    @validates_schema
-    def _webhook_needs_url(self, data, **kwargs):
-        if data.get("notifier") == "webhook" and not data.get("webhook_url"):
-            raise ValidationError("notifier webhook needs webhook_url.", "webhook_url")

@@ -26,12 +26,14 @@ from shared import outbound
 from shared.clock import utcnow
 from shared.contact import contact_of
 from shared.errors import BadRequest, Conflict, InvalidMessage
+from shared.listing import set_filters
 from shared.messaging import reliable_consumer, rpc
 from shared.metrics import MetricsServer
 from shared.paging import page
 from shared.privacy import ERASED_EVENT
 from shared.service import HealthMixin
 from shared.timers import configured_timer
+from shared.times import aware_time
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +79,7 @@ class AppointmentsService(AppointmentsPrivacyMixin, InboundMixin, HealthMixin):
         booked_by=None,
     ):
         now = utcnow()
-        starts = self._time(starts_at, "starts_at")
+        starts = aware_time(starts_at, "starts_at")
         minutes = int(duration_minutes or self.config["default_duration_minutes"])
         self._check(starts, minutes, now, department, doctor_id)
         patient_id = self._current_patient(patient_id)  # a merged-away id books for its survivor
@@ -110,7 +112,7 @@ class AppointmentsService(AppointmentsPrivacyMixin, InboundMixin, HealthMixin):
         now = utcnow()
         current = self.store.get(appointment_id)
         self._transition_check("reschedule", current)
-        starts = self._time(starts_at, "starts_at")
+        starts = aware_time(starts_at, "starts_at")
         minutes = int(duration_minutes or current["duration_minutes"])
         self._check(starts, minutes, now, current["department"], current["doctor_id"])
         units = domain.slot_units(starts, minutes)
@@ -341,17 +343,15 @@ class AppointmentsService(AppointmentsPrivacyMixin, InboundMixin, HealthMixin):
         limit=50,
         offset=0,
     ):
-        query = {
-            k: v
-            for k, v in (
-                ("local_date", date),
-                ("department", department),
-                ("doctor_id", doctor_id),
-                ("status", status),
-                ("patient_id", self._current_patient(patient_id)),
-            )
-            if v
-        }
+        query = set_filters(
+            {
+                "local_date": date,
+                "department": department,
+                "doctor_id": doctor_id,
+                "status": status,
+                "patient_id": self._current_patient(patient_id),
+            }
+        )
         items, total = self.store.find(query, *page(limit, offset))
         return {"items": [self._public(a) for a in items], "total": total}
 
@@ -397,18 +397,6 @@ class AppointmentsService(AppointmentsPrivacyMixin, InboundMixin, HealthMixin):
                 starts, self.config["no_show_grace_minutes"]
             ).timestamp(),
         }
-
-    @staticmethod
-    def _time(value, field):
-        try:
-            parsed = datetime.datetime.fromisoformat(value)
-            if parsed.tzinfo is None:
-                raise ValueError
-            return parsed
-        except (TypeError, ValueError):
-            raise BadRequest(
-                "invalid time", {field: ["An ISO 8601 date-time with offset."]}
-            ) from None
 
     def _message(self, event_type, appointment, now, extra=None, discriminator=""):
         return outbound.build(

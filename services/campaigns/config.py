@@ -1,14 +1,14 @@
 """Campaigns configuration (docs/RULES.md § Campaigns): quiet hours, the per-day limit, the
 holiday calendar, the opt-out keywords, the notifier."""
 
-from marshmallow import ValidationError, fields, validate, validates_schema
+from marshmallow import fields, validate
 
-from shared.config import BaseConfig, EnvList
+from shared.config import BaseConfig, EnvList, KnownHolidayCountry, WebhookNeedsUrl
 
 TIME = validate.Regexp(r"^([01]\d|2[0-3]):[0-5]\d$", error="A time HH:MM.")
 
 
-class CampaignsConfig(BaseConfig):
+class CampaignsConfig(WebhookNeedsUrl, KnownHolidayCountry, BaseConfig):
     # No campaign message between these local times (hospital time zone); the window may wrap
     # midnight (21:00-08:00). Equal start and end: no quiet hours.
     quiet_start = fields.String(load_default="21:00", validate=TIME)
@@ -40,16 +40,3 @@ class CampaignsConfig(BaseConfig):
     notifier = fields.String(load_default="outbox", validate=validate.OneOf(["outbox", "webhook"]))
     webhook_url = fields.String(load_default=None, validate=validate.Regexp(r"^https?://"))
     webhook_token = fields.String(load_default=None, metadata={"secret": True})
-
-    @validates_schema
-    def _webhook_needs_url(self, data, **kwargs):
-        if data.get("notifier") == "webhook" and not data.get("webhook_url"):
-            raise ValidationError("notifier webhook needs webhook_url.", "webhook_url")
-
-    @validates_schema
-    def _holiday_country_known(self, data, **kwargs):
-        import holidays
-
-        country = data.get("holiday_country", "CN")
-        if country not in holidays.list_supported_countries():
-            raise ValidationError(f"No holiday calendar for {country!r}.", "holiday_country")

@@ -36,6 +36,7 @@ from shared.phones import phone_digits
 from shared.privacy import ERASED_EVENT
 from shared.service import HealthMixin
 from shared.timers import configured_timer
+from shared.times import aware_time
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ class CampaignsService(CampaignsPrivacyMixin, HealthMixin):
                 else:
                     send = domain.send_time(day, self.config["holiday_send_time"], self._tz)
         elif send_at is not None:
-            send = self._time(send_at, "send_at")
+            send = aware_time(send_at, "send_at")
         if errors:
             raise BadRequest("invalid campaign", errors)
         doc = {
@@ -527,15 +528,3 @@ class CampaignsService(CampaignsPrivacyMixin, HealthMixin):
     @staticmethod
     def _public(doc):
         return {"campaign_id": doc["_id"], **{field: doc.get(field) for field in PUBLIC}}
-
-    @staticmethod
-    def _time(value, field):
-        try:
-            parsed = datetime.datetime.fromisoformat(value)
-            if parsed.tzinfo is None:
-                raise ValueError
-            return parsed
-        except (TypeError, ValueError):
-            raise BadRequest(
-                "invalid time", {field: ["An ISO 8601 date-time with offset."]}
-            ) from None

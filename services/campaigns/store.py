@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from pymongo import ReturnDocument
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from services.campaigns import domain
 from shared import outbox
@@ -32,10 +32,9 @@ from shared.clock import utcnow
 from shared.errors import NotFound
 from shared.indexes import Index
 from shared.phones import phone_digits
-from shared.store import Store
+from shared.store import Store, insert_new
 
 EXCHANGE = "campaigns.events"
-DUPLICATE_KEY = 11000
 # A new delivery has an empty outbox: its one event is appended when it is sent.
 EMPTY_OUTBOX = {
     "outbox_queue": [],
@@ -173,19 +172,15 @@ class CampaignsStore(AliasesMixin, Store):
             return doc
         except DuplicateKeyError:
             pass
-        current = self.db.opt_outs.find_one({"_id": patient_id})
-        if current is None or current.get("state") != RESTORED:
-            return None
-        count = current.get("withdrawals", 0) + 1
-        update = outbox.append(
-            {"$set": {"state": WITHDRAWN, "withdrawals": count, **fields}},
-            [(EXCHANGE, "MarketingConsentWithdrawn", message_for(count))],
-            now,
-        )
-        return self.db.opt_outs.find_one_and_update(
-            {"_id": patient_id, "state": RESTORED, "withdrawals": current.get("withdrawals", 0)},
-            update,
-            return_document=ReturnDocument.AFTER,
+        return self._flip(
+            patient_id,
+            RESTORED,
+            WITHDRAWN,
+            counter="withdrawals",
+            event="MarketingConsentWithdrawn",
+            fields=fields,
+            message_for=message_for,
+            now=now,
         )
 
     def restore(
@@ -197,17 +192,42 @@ class CampaignsStore(AliasesMixin, Store):
     ) -> dict[str, Any] | None:
         """A renewed consent lifts the opt-out (with MarketingConsentRestored). None when the
         person has no opt-out in force."""
+        return self._flip(
+            patient_id,
+            WITHDRAWN,
+            RESTORED,
+            counter="restorals",
+            event="MarketingConsentRestored",
+            fields=fields,
+            message_for=message_for,
+            now=now,
+        )
+
+    def _flip(
+        self,
+        patient_id: str,
+        from_state: str,
+        to_state: str,
+        counter: str,
+        event: str,
+        fields: dict[str, Any],
+        message_for: Callable[[int], dict[str, Any]],
+        now: datetime.datetime,
+    ) -> dict[str, Any] | None:
+        """Move an opt-out from one state to the other, counting the move in `counter` and
+        publishing `event` in the same write. The filter on the old count makes a concurrent
+        move lose (None) instead of counting twice."""
         current = self.db.opt_outs.find_one({"_id": patient_id})
-        if current is None or current.get("state") != WITHDRAWN:
+        if current is None or current.get("state") != from_state:
             return None
-        count = current.get("restorals", 0) + 1
+        count = current.get(counter, 0) + 1
         update = outbox.append(
-            {"$set": {"state": RESTORED, "restorals": count, **fields}},
-            [(EXCHANGE, "MarketingConsentRestored", message_for(count))],
+            {"$set": {"state": to_state, counter: count, **fields}},
+            [(EXCHANGE, event, message_for(count))],
             now,
         )
         return self.db.opt_outs.find_one_and_update(
-            {"_id": patient_id, "state": WITHDRAWN, "restorals": current.get("restorals", 0)},
+            {"_id": patient_id, "state": from_state, counter: current.get(counter, 0)},
             update,
             return_document=ReturnDocument.AFTER,
         )
@@ -279,17 +299,7 @@ class CampaignsStore(AliasesMixin, Store):
     def add_deliveries(self, docs: Iterable[dict[str, Any]]) -> int:
         """Insert the deliveries that do not exist yet (a re-run of a targeting that was cut
         short inserts only what is missing). Returns how many are new."""
-        docs = [{**doc, **EMPTY_OUTBOX} for doc in docs]
-        if not docs:
-            return 0
-        try:
-            self.db.deliveries.insert_many(docs, ordered=False)
-            return len(docs)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(error.get("code") != DUPLICATE_KEY for error in errors):
-                raise
-            return len(docs) - len(errors)
+        return len(insert_new(self.db.deliveries, [{**doc, **EMPTY_OUTBOX} for doc in docs]))
 
     def due_deliveries(self, now_ts: float, limit: int) -> list[dict[str, Any]]:
         """Waiting deliveries whose time has come (by queue_ts alone: one indexed field)."""

@@ -18,12 +18,14 @@ from services.complaints.store import ComplaintsStore, history_entry
 from shared import outbound
 from shared.clock import utcnow
 from shared.errors import BadRequest, Conflict, InvalidMessage
+from shared.listing import set_filters
 from shared.messaging import reliable_consumer, rpc
 from shared.metrics import MetricsServer
 from shared.paging import page
 from shared.privacy import ERASED_EVENT
 from shared.service import HealthMixin
 from shared.timers import configured_timer
+from shared.times import AWARE_TIME_HINT, parse_aware
 
 log = logging.getLogger(__name__)
 
@@ -92,22 +94,22 @@ class ComplaintsService(ComplaintsPrivacyMixin, HealthMixin):
             errors["channel"] = [f"Must be one of: {', '.join(domain.CHANNELS)}."]
         now = utcnow()
         patient_id = self._current_patient(patient_id)  # a merged-away id files for its survivor
-        received = self._time(received_at, "received_at", errors) if received_at else now
+        received = parse_aware(received_at) if received_at else now
+        if received is None:
+            errors["received_at"] = [AWARE_TIME_HINT]
         if received and received > now + datetime.timedelta(minutes=5):
             errors["received_at"] = ["Cannot lie in the future."]
         if errors:
             raise BadRequest("invalid complaint", errors)
         doc = self._new(
             str(uuid.uuid4()),
-            channel,
-            category,
-            severity,
-            description,
-            received,
-            patient_id,
-            department,
-            opened_by,
             now,
+            (patient_id, department, opened_by),
+            channel=channel,
+            category=category,
+            severity=severity,
+            description=description,
+            received=received,
         )
         saved, _ = self.store.open(doc, self._message("ComplaintOpened", doc, now), now)
         self.store.outbox.publish_or_leave(saved)
@@ -146,15 +148,13 @@ class ComplaintsService(ComplaintsPrivacyMixin, HealthMixin):
         description = domain.recovery_description(data)
         doc = self._new(
             domain.complaint_id_for_followup(data["followup_id"]),
-            "follow_up",
-            "other",
-            domain.severity_for_recovery(domain.recovery_score(data)),
-            description[:4000],
-            datetime.datetime.fromisoformat(event["occurred_at"]),
-            patient_id,
-            data.get("department"),
-            data.get("agent") or SYSTEM,
             now,
+            (patient_id, data.get("department"), data.get("agent") or SYSTEM),
+            channel="follow_up",
+            category="other",
+            severity=domain.severity_for_recovery(domain.recovery_score(data)),
+            description=description[:4000],
+            received=datetime.datetime.fromisoformat(event["occurred_at"]),
         )
         doc["followup_id"] = data["followup_id"]
         saved, new = self.store.open(doc, self._message("ComplaintOpened", doc, now), now)
@@ -196,16 +196,18 @@ class ComplaintsService(ComplaintsPrivacyMixin, HealthMixin):
     def _new(
         self,
         complaint_id,
+        now,
+        opener,
+        *,
         channel,
         category,
         severity,
         description,
         received,
-        patient_id,
-        department,
-        opened_by,
-        now,
     ):
+        """A new complaint's document; `opener` is (patient_id, department, opened_by): who it
+        is about, where and who filed it; the keywords say what it is and when it came."""
+        patient_id, department, opened_by = opener
         ack_due, resolve_due = domain.deadlines(received, severity, deadline_table(self.config))
         return {
             "_id": complaint_id,
@@ -418,17 +420,15 @@ class ComplaintsService(ComplaintsPrivacyMixin, HealthMixin):
         limit=50,
         offset=0,
     ):
-        query = {
-            k: v
-            for k, v in (
-                ("status", status),
-                ("severity", severity),
-                ("patient_id", self._current_patient(patient_id)),
-                ("category", category),
-                ("department", department),
-            )
-            if v
-        }
+        query = set_filters(
+            {
+                "status": status,
+                "severity": severity,
+                "patient_id": self._current_patient(patient_id),
+                "category": category,
+                "department": department,
+            }
+        )
         items, total = self.store.find(query, *page(limit, offset))
         return {"items": [self._public(c) for c in items], "total": total}
 
@@ -457,17 +457,6 @@ class ComplaintsService(ComplaintsPrivacyMixin, HealthMixin):
     @functools.cached_property
     def _tz(self):
         return zoneinfo.ZoneInfo(self.config["timezone"])
-
-    @staticmethod
-    def _time(value, field, errors):
-        try:
-            parsed = datetime.datetime.fromisoformat(value)
-            if parsed.tzinfo is None:
-                raise ValueError
-            return parsed
-        except (TypeError, ValueError):
-            errors[field] = ["An ISO 8601 date-time with offset."]
-            return None
 
     def _message(self, event_type, complaint, now, extra=None, discriminator=""):
         return outbound.build(

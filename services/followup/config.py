@@ -4,7 +4,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from services.followup.domain import DEFAULT_RULES, KINDS, PER_DEPARTMENT, Rule
 from services.followup.survey import DEFAULT_ITEMS, ITEM_KEY
-from shared.config import BaseConfig, EnvList
+from shared.config import BaseConfig, EnvList, KnownHolidayCountry
 
 DEFAULT_SCRIPTS = {
     "post_visit_call": {
@@ -72,7 +72,7 @@ class SurveyItemSchema(Schema):
     en = fields.String(required=True, validate=validate.Length(min=1, max=40))
 
 
-class FollowupConfig(BaseConfig):
+class FollowupConfig(KnownHolidayCountry, BaseConfig):
     holiday_country = fields.String(load_default="CN", validate=validate.Length(equal=2))
     max_attempts = fields.Integer(load_default=3, validate=validate.Range(min=1, max=10))
     claim_minutes = fields.Integer(load_default=15, validate=validate.Range(min=1, max=480))
@@ -131,14 +131,6 @@ class FollowupConfig(BaseConfig):
             raise ValidationError("Each survey item once.", "survey_items")
         if data.get("notifier") == "webhook" and not data.get("webhook_url"):
             raise ValidationError("notifier webhook needs webhook_url.", "webhook_url")
-
-    @validates_schema
-    def _holiday_country_known(self, data, **kwargs):
-        import holidays
-
-        country = data.get("holiday_country", "CN")
-        if country not in holidays.list_supported_countries():
-            raise ValidationError(f"No holiday calendar for {country!r}.", "holiday_country")
 
 
 def rules_of(config):

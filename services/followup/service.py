@@ -30,6 +30,7 @@ from shared.phones import phone_digits
 from shared.privacy import ERASED_EVENT
 from shared.service import HealthMixin
 from shared.timers import configured_timer
+from shared.times import aware_time
 
 log = logging.getLogger(__name__)
 
@@ -209,9 +210,9 @@ class FollowupService(FollowupPrivacyMixin, HealthMixin):
                 query[field] = value
         due = {}
         if due_after:
-            due["$gte"] = self._time(due_after, "due_after").timestamp()
+            due["$gte"] = aware_time(due_after, "due_after").timestamp()
         if due_before:
-            due["$lte"] = self._time(due_before, "due_before").timestamp()
+            due["$lte"] = aware_time(due_before, "due_before").timestamp()
         if overdue:
             query["status"] = domain.PENDING
             due["$lt"] = now.timestamp()
@@ -596,15 +597,3 @@ class FollowupService(FollowupPrivacyMixin, HealthMixin):
         ]
         body["script"] = task.get("script") or scripts_of(self.config)[task["kind"]]
         return body
-
-    @staticmethod
-    def _time(value, field):
-        try:
-            parsed = datetime.datetime.fromisoformat(value)
-        except (TypeError, ValueError):
-            raise BadRequest(
-                "invalid time", {field: ["An ISO 8601 date-time with offset."]}
-            ) from None
-        if parsed.tzinfo is None:
-            raise BadRequest("invalid time", {field: ["An ISO 8601 date-time with offset."]})
-        return parsed

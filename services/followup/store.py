@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from pymongo import ReturnDocument
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from services.followup import domain
 from shared import aliases, outbox
@@ -27,11 +27,10 @@ from shared.contact import Contact
 from shared.errors import Conflict, NotFound
 from shared.indexes import Index
 from shared.phones import phone_digits
-from shared.store import Store
+from shared.store import Store, insert_new
 
 EXCHANGE = "followup.events"
 PENDING = domain.PENDING
-DUPLICATE_KEY = 11000
 
 
 class FollowupStore(Store):
@@ -177,17 +176,7 @@ class FollowupStore(Store):
             }
             for task in planned
         ]
-        if not docs:
-            return []
-        try:
-            self.db.tasks.insert_many(docs, ordered=False)
-            return docs
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(error.get("code") != DUPLICATE_KEY for error in errors):
-                raise
-            existing = {error["index"] for error in errors}
-            return [doc for index, doc in enumerate(docs) if index not in existing]
+        return insert_new(self.db.tasks, docs)
 
     def cancel(
         self, followup_id: str, reason: str, message: dict[str, Any], now: datetime.datetime

@@ -37,6 +37,27 @@ def json_response(body, status=200, headers=None):
     )
 
 
+def report_response(body, format, filename):
+    """A report as asked for: CSV as a download, HTML as a self-contained page (inline styles
+    only, so the policy refuses any script or external asset), else JSON."""
+    if format == "csv":
+        return Response(
+            body,
+            content_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f"attachment; filename={filename}.csv"},
+        )
+    if format == "html":
+        return Response(
+            body,
+            content_type="text/html; charset=utf-8",
+            headers={
+                "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+                "Content-Disposition": f"inline; filename={filename}.html",
+            },
+        )
+    return json_response(body)
+
+
 def about_patient(ctx, record, status=200):
     """`record` (a complaint, appointment, follow-up...) as the response; the audit log names
     its patient, not only the record's id."""

@@ -178,16 +178,9 @@ def replay(amqp_uri, since=None, control_id=None, dry_run=False, timeout=120.0, 
     from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
     from nameko.standalone.rpc import ClusterRpcProxy
 
-    totals = {
-        "messages": 0,
-        "events": 0,
-        "new": 0,
-        "changed": 0,
-        "unchanged": 0,
-        "failed": 0,
-        "ignored": 0,
-        "skipped": 0,
-    }
+    from services.hl7.receiving import REPLAY_COUNTS
+
+    totals = dict.fromkeys(REPLAY_COUNTS, 0)
     changed, failures, after = [], [], None
     try:
         with ClusterRpcProxy({"AMQP_URI": amqp_uri, "serializer": "json"}, timeout=timeout) as rpc:

@@ -36,6 +36,25 @@ def _naming(mrns):
     return {"mrns": {"$in": list(mrns)}}
 
 
+def _remove_text(db, doc, why, now, **more):
+    """A stored message loses its text (and `more` fields) and its queued events' copies keep
+    only ids. Guarded by outbox_seq: when the outbox changed the queue meanwhile, nothing is
+    written over it (0 matched; the caller tries again later)."""
+    queue, _ = reduce_queue(doc.get("outbox_queue"), erased_data)
+    return db.messages.update_one(
+        {"_id": doc["_id"], "outbox_seq": doc.get("outbox_seq")},
+        {
+            "$set": {
+                "raw": None,
+                **more,
+                "outbox_queue": queue,
+                "raw_removed": why,
+                "raw_removed_at": now,
+            }
+        },
+    )
+
+
 class Hl7PrivacyMixin:
     @rpc
     def export_patient(self, patient_id=None, patient_ids=None, mrns=None):
@@ -71,20 +90,7 @@ class Hl7PrivacyMixin:
         db, now, count = self.store.db, utcnow(), 0
         for mrn in mrns:
             for doc in db.messages.find(_naming([mrn]), {"outbox_queue": 1, "outbox_seq": 1}):
-                queue, _ = reduce_queue(doc.get("outbox_queue"), erased_data)
-                done = db.messages.update_one(
-                    {"_id": doc["_id"], "outbox_seq": doc.get("outbox_seq")},
-                    {
-                        "$set": {
-                            "raw": None,
-                            "reason": None,
-                            "outbox_queue": queue,
-                            "mrns": [],
-                            "raw_removed": "erased",
-                            "raw_removed_at": now,
-                        }
-                    },
-                )
+                done = _remove_text(db, doc, "erased", now, reason=None, mrns=[])
                 count += done.modified_count
             db.visits.delete_many({"mrn": mrn})
         log.info("patient erased", extra={"messages": count})
@@ -98,18 +104,7 @@ class Hl7PrivacyMixin:
                 return True
             if doc.get("outbox_state") not in (None, PUBLISHED):
                 return False  # its events are still to be sent: next time
-            queue, _ = reduce_queue(doc.get("outbox_queue"), erased_data)
-            done = db.messages.update_one(
-                {"_id": doc["_id"], "outbox_seq": doc.get("outbox_seq")},
-                {
-                    "$set": {
-                        "raw": None,
-                        "outbox_queue": queue,
-                        "raw_removed": "retention",
-                        "raw_removed_at": now,
-                    }
-                },
-            )
+            done = _remove_text(db, doc, "retention", now)
             if done.matched_count:
                 removed.append(doc["_id"])
             return bool(done.matched_count)

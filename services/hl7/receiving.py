@@ -38,6 +38,17 @@ log = logging.getLogger(__name__)
 ACCEPTED, ERROR, REJECTED = "accepted", "error", "rejected"
 STATUS_OF = {"AA": ACCEPTED, "AE": ERROR, "AR": REJECTED}
 UNREADABLE = "unreadable"  # the trigger label of a message without a readable header
+# What a replay counts (per page; `hcrm hl7 replay` adds the pages up).
+REPLAY_COUNTS = (
+    "messages",
+    "events",
+    "new",
+    "changed",
+    "unchanged",
+    "failed",
+    "ignored",
+    "skipped",
+)
 
 HL7_MESSAGES = Counter(
     "hcrm_hl7_messages_total",
@@ -175,13 +186,9 @@ class Receiver:
             return self._unreadable(
                 raw, f"unreadable header ({exc.__class__.__name__})", now, transport
             )
-        trigger = trigger_of(header)
-        EVENTS_IN.labels(self.service, transport, trigger).inc()
-        key = (header.sending_application or "", header.sending_facility or "", header.control_id)
-        if header.control_id:
-            stored = self.store.find_message(*key)
-            if stored is not None:
-                return self._duplicate(stored, trigger, now)
+        trigger, key, earlier = self._arrived(header, transport, now)
+        if earlier is not None:
+            return earlier
         visits = VisitLookup(self.store, now, message_key(*key))
         events, ack_code, reason, location, error_code = [], "AA", None, None, None
         try:
@@ -251,6 +258,18 @@ class Receiver:
             doc=doc if events else None,
         )
 
+    def _arrived(self, header, transport, now):
+        """Count a message with a readable header in: its trigger, its key (MSH-3, MSH-4,
+        MSH-10), and the answer when it was recorded before (its first ACK again), else None."""
+        trigger = trigger_of(header)
+        EVENTS_IN.labels(self.service, transport, trigger).inc()
+        key = (header.sending_application or "", header.sending_facility or "", header.control_id)
+        if header.control_id:
+            stored = self.store.find_message(*key)
+            if stored is not None:
+                return trigger, key, self._duplicate(stored, trigger, now)
+        return trigger, key, None
+
     # -- the other outcomes ----------------------------------------------------------------
     def _duplicate(self, stored, trigger, now):
         if (
@@ -308,13 +327,9 @@ class Receiver:
         except Exception:
             self._count(now, UNREADABLE, "dropped")
             return Outcome(None, None, REJECTED, UNREADABLE)
-        trigger = trigger_of(header)
-        EVENTS_IN.labels(self.service, transport, trigger).inc()
-        key = (header.sending_application or "", header.sending_facility or "", header.control_id)
-        if header.control_id:
-            stored = self.store.find_message(*key)
-            if stored is not None:
-                return self._duplicate(stored, trigger, now)
+        trigger, key, earlier = self._arrived(header, transport, now)
+        if earlier is not None:
+            return earlier
         reason = f"message of {size} bytes: over the {self.max_frame_bytes}-byte limit"
         ack = build_ack(header, "AR", text=reason, now=now)
         try:
@@ -370,14 +385,7 @@ class Receiver:
         conflicting duplicate: intake keeps the first version and puts the copy in
         hospital.events.rejected. Returns what was found, and `next` (resume from there)."""
         summary = {
-            "messages": 0,
-            "events": 0,
-            "new": 0,
-            "changed": 0,
-            "unchanged": 0,
-            "failed": 0,
-            "ignored": 0,
-            "skipped": 0,
+            **dict.fromkeys(REPLAY_COUNTS, 0),
             "changed_events": [],
             "failures": [],
             "next": None,

@@ -29,21 +29,15 @@ from typing import Any
 
 from shared import outbound
 from shared.corrections import CORRECTION_TYPES, Voids
+from shared.phones import phone_digits
+
+# The profile fields: the same ones an erasure reads from a person's events.
+from shared.privacy import PROFILE_FIELDS
 
 # The segment rule is shared with campaigns' targeting (shared/segments.py).
-from shared.phones import phone_digits
 from shared.segments import segment
 
 CANONICAL_NAMESPACE = uuid.UUID("6f1b7c0e-3a52-4c1e-9d6e-0b5b8f3d2a11")
-PROFILE_FIELDS = (
-    "name",
-    "phone",
-    "gender",
-    "birth_date",
-    "region",
-    "contact_consent",
-    "marketing_consent",
-)
 
 
 def canonical_event_id(source: str, event_id: str) -> str:

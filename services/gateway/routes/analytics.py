@@ -1,9 +1,11 @@
 """The manager's figures (analytics over RPC): summary per docs/RULES.md § Analytics, series."""
 
 from marshmallow import Schema, fields, validate
-from werkzeug.wrappers import Response
 
-from services.gateway.http import MANAGERS, STAFF, json_response, route
+from services.gateway.http import MANAGERS, STAFF, json_response, report_response, route
+
+# What a report route may answer, as its format= asks (report_response).
+REPORT_TYPES = "application/json,text/csv; charset=utf-8,text/html; charset=utf-8"
 
 
 class SummaryQuery(Schema):
@@ -70,29 +72,13 @@ def series(gw, ctx):
     "/api/v1/analytics/reports/monthly",
     roles=MANAGERS,
     query=MonthlyReportQuery,
-    content_type="application/json,text/csv; charset=utf-8,text/html; charset=utf-8",
+    content_type=REPORT_TYPES,
 )
 def monthly_report(gw, ctx):
     """The monthly leadership report: JSON, CSV (a download) or a self-contained HTML page."""
     query = ctx.query(MonthlyReportQuery)
     body = gw.rpc.call("analytics", "monthly_report", **query)
-    filename = f"hcrm-monthly-report-{query['month']}"
-    if query["format"] == "csv":
-        return Response(
-            body,
-            content_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f"attachment; filename={filename}.csv"},
-        )
-    if query["format"] == "html":
-        return Response(
-            body,
-            content_type="text/html; charset=utf-8",
-            headers={
-                "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
-                "Content-Disposition": f"inline; filename={filename}.html",
-            },
-        )
-    return json_response(body)
+    return report_response(body, query["format"], f"hcrm-monthly-report-{query['month']}")
 
 
 # -- the center's own work (docs/RULES.md § Agents, § Service quality) ----------------------
@@ -121,29 +107,10 @@ def quality(gw, ctx):
     "/api/v1/analytics/reports/agents",
     roles=MANAGERS,
     query=AgentsReportQuery,
-    content_type="application/json,text/csv; charset=utf-8,text/html; charset=utf-8",
+    content_type=REPORT_TYPES,
 )
 def agents_report(gw, ctx):
     """The quarterly assessment: JSON, CSV (a download) or a self-contained HTML page."""
     query = ctx.query(AgentsReportQuery)
     body = gw.rpc.call("analytics", "agents_report", **query)
-    return _report_response(body, query["format"], f"hcrm-agents-{query['quarter']}")
-
-
-def _report_response(body, format, filename):
-    if format == "csv":
-        return Response(
-            body,
-            content_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f"attachment; filename={filename}.csv"},
-        )
-    if format == "html":
-        return Response(
-            body,
-            content_type="text/html; charset=utf-8",
-            headers={
-                "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
-                "Content-Disposition": f"inline; filename={filename}.html",
-            },
-        )
-    return json_response(body)
+    return report_response(body, query["format"], f"hcrm-agents-{query['quarter']}")

@@ -1,10 +1,16 @@
 """Complaints: logging, the queue, state changes, assignment and the weekly report."""
 
 from marshmallow import RAISE, Schema, fields, validate
-from werkzeug.wrappers import Response
 
 from services.gateway import schemas
-from services.gateway.http import MANAGERS, STAFF, about_patient, json_response, route
+from services.gateway.http import (
+    MANAGERS,
+    STAFF,
+    about_patient,
+    json_response,
+    report_response,
+    route,
+)
 
 # As services/complaints/domain.py declares them (the gateway imports no service's package).
 STATUSES = ("open", "acknowledged", "resolved", "escalated")
@@ -78,13 +84,7 @@ def weekly_report(gw, ctx):
     query = ctx.query(ReportQuery)
     week = query["week_start"].isoformat() if query.get("week_start") else None
     report = gw.rpc.call("complaints", "weekly_report", week_start=week, format=query["format"])
-    if query["format"] == "csv":
-        return Response(
-            report,
-            content_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": "attachment; filename=service-opinion-report.csv"},
-        )
-    return json_response(report)
+    return report_response(report, query["format"], "service-opinion-report")
 
 
 @route("GET", "/api/v1/complaints/<complaint_id>", roles=STAFF, audit=True)
