@@ -35,6 +35,35 @@ FIGURES = (
 TEAM_FIGURES = FIGURES + (
     ("followup_completion_rate", "回访完成率", "Follow-up completion", "rate"),
 )
+# How each figure is counted, printed in the report so that its reader needs no other
+# document (the project's docs/RULES.md § Agents says the same at length).
+DEFINITIONS = {
+    "calls": ("该客服记录的回访结果（含未接通后再拨）", "follow-up outcomes the agent recorded"),
+    "reached": ("其中接通", "of those, reached"),
+    "unreachable": ("其中未接通", "of those, not reached"),
+    "declined": ("其中拒访", "of those, declined"),
+    "reach_rate": ("接通 / 通话量", "reached / calls"),
+    "on_time_rate": (
+        "在任务到期前记录的通话 / 通话量",
+        "calls recorded by the task's due time / calls",
+    ),
+    "avg_satisfaction": (
+        "其完成回访的满意度评分（1–5）平均值",
+        "mean 1–5 score of its finished calls",
+    ),
+    "complaints_resolved": ("该客服解决的投诉", "complaints the agent resolved"),
+    "complaints_resolved_in_sla_rate": (
+        "其中在解决时限内的比例",
+        "of those, the share resolved by their deadline",
+    ),
+    "consultations": ("该客服接待的咨询", "consultations the agent took"),
+    "conversions": ("其中30天内就诊的", "of those, the person visited within 30 days"),
+    "conversion_rate": ("咨询转化 / 咨询接待", "conversions / consultations"),
+    "followup_completion_rate": (
+        "全中心到期回访的完成比例",
+        "the center's follow-up calls due that were completed",
+    ),
+}
 CHARTED = ("reach_rate", "on_time_rate", "avg_satisfaction", "complaints_resolved_in_sla_rate")
 QUARTER = re.compile(r"^([0-9]{4})-Q([1-4])$")
 
@@ -241,9 +270,17 @@ def to_html(report):
         f"{report['quarter']} ({report['from']} – {report['to']}) · 对比上季度 compared with "
         f"{previous['quarter']}\n({previous['from']} – {previous['to']})"
     )
+    definitions = "".join(
+        f"<tr><td>{html.escape(labels[key])}</td><td>{html.escape(DEFINITIONS[key][0])}<br>"
+        f"<small>{html.escape(DEFINITIONS[key][1])}</small></td></tr>"
+        for key, _, _, _ in TEAM_FIGURES
+    )
     footnote = (
-        "<p><small>口径见 docs/RULES.md（客服考核）。"
-        "Figures as defined in docs/RULES.md (Agents).</small></p>"
+        "<h2>指标口径 How the figures are counted</h2>"
+        f"<table><tr><th>指标 Figure</th><th>口径 Definition</th></tr>{definitions}</table>"
+        "<p><small>按记录工作的用户统计，时间为医院时区；团队行为各客服之和，比率由总数计算。"
+        "Counted for the user who recorded the work, by the hospital's day; the team line sums "
+        "the agents' counts and computes its rates from those sums.</small></p>"
     )
     return f"""<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8">

@@ -27,6 +27,37 @@ KEY_FIGURES = (
     ("resolve_sla_rate", "48小时解决达标率", "Resolved within SLA", "rate"),
     ("word_of_mouth_share", "口碑来源占比", "Word-of-mouth share", "rate"),
 )
+# How each key figure is counted, printed in the report itself so that its reader needs no
+# other document (the project's docs/RULES.md § Figures says the same at length).
+DEFINITIONS = {
+    "visits": ("就诊日期在本月内的门诊就诊", "outpatient visits dated in the month"),
+    "first_visits": ("其中初诊", "of those, first visits"),
+    "admissions": ("本月入院", "admissions in the month"),
+    "discharges": ("本月出院", "discharges in the month"),
+    "consultations": ("本月咨询（电话、网络、在线）", "consultations logged (phone, web, chat)"),
+    "conversion_rate": (
+        "咨询后30天内同一人（同一电话或病历号）就诊的比例",
+        "share of consultations whose person (same phone or MRN) visited within 30 days",
+    ),
+    "followup_completion_rate": (
+        "本月到期且未取消的回访中已完成的比例",
+        "share of the follow-up calls due in the month (not cancelled) that were completed",
+    ),
+    "avg_satisfaction": ("本月记录的满意度评分（1–5）平均值", "mean of the 1–5 scores recorded"),
+    "complaints_opened": ("本月受理的投诉", "complaints received in the month"),
+    "ack_sla_rate": (
+        "本月投诉中在时限内响应的比例",
+        "share of the month's complaints acknowledged by their deadline",
+    ),
+    "resolve_sla_rate": (
+        "本月投诉中在时限内解决的比例",
+        "share of the month's complaints resolved by their deadline",
+    ),
+    "word_of_mouth_share": (
+        "初诊中经亲友介绍、就近或路过而来的比例",
+        "share of first visits that came by a friend's referral, living nearby or passing by",
+    ),
+}
 TREND_MONTHS = 12
 # The trend charts drawn in the HTML page: one per figure, twelve months each.
 CHARTED = (
@@ -381,9 +412,19 @@ def to_html(report):
         ]
     )
     quality = _quality_html(report.get("quality"))
+    definitions = "".join(
+        f"<tr><td>{html.escape(labels[key])} {html.escape(english)}</td>"
+        f"<td>{html.escape(DEFINITIONS[key][0])}<br><small>{html.escape(DEFINITIONS[key][1])}"
+        "</small></td></tr>"
+        for key, _, english, _ in KEY_FIGURES
+    )
     footnote = (
-        "<p><small>口径见 docs/RULES.md（指标）；数据直接来自事件流。"
-        "Figures as defined in docs/RULES.md (Figures),\ncomputed from the events.</small></p>"
+        "<h2>指标口径 How the figures are counted</h2>"
+        f"<table><tr><th>指标 Figure</th><th>口径 Definition</th></tr>{definitions}</table>"
+        "<p><small>重复事件只计一次；已撤销的就诊、入院、出院不计入任何指标；合并的病人记录按一人计。"
+        "数据直接来自事件流。A duplicated event counts once; a cancelled visit, admission or "
+        "discharge counts nowhere; merged records are one person.\nComputed from the events."
+        "</small></p>"
     )
     return f"""<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8">

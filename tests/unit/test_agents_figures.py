@@ -355,3 +355,7 @@ def test_the_quarterly_report_as_csv_and_html():
     assert "<script" not in page and "2026-Q3" in page
     assert 'class="v missed">未达标 missed' in page and 'class="v met">达标 met' in page
     assert "<h3>li.na <small>" in page
+    # How each figure is counted is in the report itself, not in a document the reader lacks.
+    assert set(agents_report.DEFINITIONS) == {key for key, _, _, _ in agents_report.TEAM_FIGURES}
+    assert "指标口径 How the figures are counted" in page and "docs/" not in page
+    assert "<td>接通率 Reach rate</td><td>接通 / 通话量<br><small>reached / calls" in page

@@ -1,6 +1,7 @@
 """The monthly leadership report's arithmetic and rendering, on hand-made figures."""
 
 import datetime
+import html
 
 import pytest
 
@@ -86,3 +87,14 @@ def test_html_escapes_names_from_the_data():
     built = _built()
     built["by_department"][0]["department"] = "<script>x</script>"
     assert "<script>x" not in report.to_html(built)
+
+
+def test_the_report_says_how_each_figure_is_counted_without_another_document():
+    assert set(report.DEFINITIONS) == {key for key, _, _, _ in report.KEY_FIGURES}
+    page = report.to_html(_built())
+    assert "指标口径 How the figures are counted" in page
+    for key, zh, english, _ in report.KEY_FIGURES:
+        chinese, in_english = report.DEFINITIONS[key]
+        expected = f"<td>{zh} {english}</td><td>{chinese}<br><small>{html.escape(in_english)}"
+        assert expected in page
+    assert "docs/" not in page  # a hospital's reader has the report, not the repository
