@@ -115,8 +115,15 @@ def log_handler(
     path = environ.get(LOG_FILE_ENV)
     if stream is not None or not path:
         return logging.StreamHandler(stream or sys.stderr)
-    max_mb = float(environ.get(LOG_MAX_MB_ENV) or 50)
-    backups = int(environ.get(LOG_BACKUPS_ENV) or 5)
+    try:
+        max_mb = float(environ.get(LOG_MAX_MB_ENV) or 50)
+        backups = int(environ.get(LOG_BACKUPS_ENV) or 5)
+    except ValueError:
+        raise ValueError(
+            f"{LOG_MAX_MB_ENV} must be a number of megabytes and {LOG_BACKUPS_ENV} a whole "
+            f"number of files, not {environ.get(LOG_MAX_MB_ENV)!r} / "
+            f"{environ.get(LOG_BACKUPS_ENV)!r}"
+        ) from None
     return logging.handlers.RotatingFileHandler(
         path, maxBytes=int(max_mb * 1024**2), backupCount=backups, encoding="utf-8"
     )

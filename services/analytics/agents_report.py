@@ -15,7 +15,7 @@ import re
 
 from services.analytics import agents
 from services.analytics.domain import rate
-from services.analytics.report import _plain, _shown, svg_open
+from services.analytics.report import _plain, _shown, definitions_html, svg_open
 
 # (key, Chinese, English, kind), in the order the assessment reads them.
 FIGURES = (
@@ -270,15 +270,10 @@ def to_html(report):
         f"{report['quarter']} ({report['from']} – {report['to']}) · 对比上季度 compared with "
         f"{previous['quarter']}\n({previous['from']} – {previous['to']})"
     )
-    definitions = "".join(
-        f"<tr><td>{html.escape(labels[key])}</td><td>{html.escape(DEFINITIONS[key][0])}<br>"
-        f"<small>{html.escape(DEFINITIONS[key][1])}</small></td></tr>"
-        for key, _, _, _ in TEAM_FIGURES
-    )
+    definitions = definitions_html((labels[key], DEFINITIONS[key]) for key, _, _, _ in TEAM_FIGURES)
     footnote = (
-        "<h2>指标口径 How the figures are counted</h2>"
-        f"<table><tr><th>指标 Figure</th><th>口径 Definition</th></tr>{definitions}</table>"
-        "<p><small>按记录工作的用户统计，时间为医院时区；团队行为各客服之和，比率由总数计算。"
+        definitions
+        + "<p><small>按记录工作的用户统计，时间为医院时区；团队行为各客服之和，比率由总数计算。"
         "Counted for the user who recorded the work, by the hospital's day; the team line sums "
         "the agents' counts and computes its rates from those sums.</small></p>"
     )

@@ -265,6 +265,20 @@ def _shown_change(ch, kind):
     return text
 
 
+def definitions_html(rows):
+    """The closing table of a report, "how the figures are counted": (label, (zh, en)) rows.
+    The report carries its definitions because its reader has the report, not the project."""
+    body = "".join(
+        f"<tr><td>{html.escape(label)}</td><td>{html.escape(zh)}<br>"
+        f"<small>{html.escape(en)}</small></td></tr>"
+        for label, (zh, en) in rows
+    )
+    return (
+        "<h2>指标口径 How the figures are counted</h2>"
+        f"<table><tr><th>指标 Figure</th><th>口径 Definition</th></tr>{body}</table>"
+    )
+
+
 def svg_open(title, width, height):
     """A chart's opening tag, named for screen readers, and its title drawn at the top left."""
     return [
@@ -412,16 +426,12 @@ def to_html(report):
         ]
     )
     quality = _quality_html(report.get("quality"))
-    definitions = "".join(
-        f"<tr><td>{html.escape(labels[key])} {html.escape(english)}</td>"
-        f"<td>{html.escape(DEFINITIONS[key][0])}<br><small>{html.escape(DEFINITIONS[key][1])}"
-        "</small></td></tr>"
-        for key, _, english, _ in KEY_FIGURES
+    definitions = definitions_html(
+        (f"{labels[key]} {english}", DEFINITIONS[key]) for key, _, english, _ in KEY_FIGURES
     )
     footnote = (
-        "<h2>指标口径 How the figures are counted</h2>"
-        f"<table><tr><th>指标 Figure</th><th>口径 Definition</th></tr>{definitions}</table>"
-        "<p><small>重复事件只计一次；已撤销的就诊、入院、出院不计入任何指标；合并的病人记录按一人计。"
+        definitions + "<p><small>重复事件只计一次；已撤销的就诊、入院、出院不计入任何指标；"
+        "合并的病人记录按一人计。"
         "数据直接来自事件流。A duplicated event counts once; a cancelled visit, admission or "
         "discharge counts nowhere; merged records are one person.\nComputed from the events."
         "</small></p>"

@@ -63,3 +63,12 @@ def test_without_hcrm_log_file_lines_go_to_stderr():
 
     handler = log_handler(environ={})
     assert type(handler) is logging.StreamHandler and handler.stream is sys.stderr
+
+
+def test_a_log_size_that_is_not_a_number_is_refused_with_the_setting_named(tmp_path):
+    import pytest
+
+    from shared.log import log_handler
+
+    with pytest.raises(ValueError, match="HCRM_LOG_MAX_MB must be a number"):
+        log_handler(environ={"HCRM_LOG_FILE": str(tmp_path / "x.log"), "HCRM_LOG_MAX_MB": "big"})
