@@ -143,7 +143,8 @@ def command():
 
 
 def record(title, lines):
-    """Print the figures and append them to RESULTS.md."""
+    """Print the figures and append them to RESULTS.md; with HCRM_BENCH_NO_RECORD=1, only print
+    them (bench.compare runs a bench in two trees and records one comparison instead)."""
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     by_make = " (run by `make bench`)" if os.environ.get("MAKELEVEL") else ""
     block = [
@@ -155,6 +156,8 @@ def record(title, lines):
     block += [line if line.startswith("  ") else f"- {line}" for line in lines]  # "  - x": nested
     text = "\n".join(block) + "\n"
     print(text, flush=True)
+    if os.environ.get("HCRM_BENCH_NO_RECORD", "") not in ("", "0"):
+        return
     if not RESULTS.exists():
         RESULTS.write_text(
             "# Benchmark results\n\nAppended by the scripts in bench/; newest last.\n"

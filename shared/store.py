@@ -78,6 +78,15 @@ def ensure_indexes(database: Database[dict[str, Any]], indexes: Iterable[Index])
         database[index.collection].create_index(index.keys, **index.options)
 
 
+def any_of(values: Iterable[Any]) -> Any:
+    """A query's condition for "one of `values`": the value itself when there is one, `$in`
+    otherwise. NX-27017, the local store, answers `$in` on any field but _id by scanning the
+    collection, but an equality by its index; MongoDB takes either by the index. So a batch of
+    one (the usual case at a low rate) costs no scan."""
+    distinct = sorted(set(values), key=str)
+    return distinct[0] if len(distinct) == 1 else {"$in": distinct}
+
+
 def insert_new(
     collection: Collection[dict[str, Any]], docs: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ from services.followup.store import FollowupStore, local_day_bounds
 from shared import outbound
 from shared.clock import utcnow
 from shared.errors import BadRequest, InvalidMessage
-from shared.messaging import reliable_consumer, rpc
+from shared.messaging import reliable_batch_consumer, rpc
 from shared.metrics import MetricsServer
 from shared.notifier import notifier_for
 from shared.paging import page
@@ -33,6 +33,12 @@ from shared.timers import configured_timer
 from shared.times import aware_time
 
 log = logging.getLogger(__name__)
+
+# The most events one batch handles: what arrived together, without waiting for more (the
+# worklist should show a visit's call at once).
+BATCH_MAX = 100
+# Events that may void a visit: a prospect call waits for a visit that still counts.
+VOIDING = ("PatientVisited", "VisitCancelled", "PatientsMerged")
 
 TASKS_CREATED = Counter("hcrm_followups_created_total", "Follow-up tasks scheduled", ["kind"])
 TASKS_COMPLETED = Counter(
@@ -90,83 +96,128 @@ class FollowupService(FollowupPrivacyMixin, HealthMixin):
     metrics = MetricsServer()
 
     # -- scheduling -----------------------------------------------------------------------
-    @reliable_consumer("followup.inbound")
-    def handle_event(self, message):
-        event = message.body
-        if not isinstance(event, dict) or not event.get("event_id") or not event.get("patient_id"):
-            raise InvalidMessage({"_schema": ["A canonical event with event_id and patient_id."]})
+    @reliable_batch_consumer("followup.inbound", max_batch=BATCH_MAX)
+    def handle_events(self, messages):
+        """The events that arrived together, in bulk: one read of their people's aliases, one
+        insert of the events, one read of each person's history for the batch and one insert
+        of the new tasks, instead of several round trips per event.
+
+        Every message is checked before anything is written: a bad one fails the batch, and the
+        consumer then handles the messages one by one, so it alone is rejected
+        (shared/messaging.BatchReliableConsumer). Every write is idempotent, so a batch that
+        crashed half-way is completed by its redelivery.
+        """
+        events = [_checked(message.body) for message in messages]
+        now = utcnow()
+        # An erasure or a merge changes who the person is: handled one at a time, in its
+        # place among the others, as the consumer of one message did.
+        run = []
+        for event in events:
+            if event["event_type"] in (ERASED_EVENT, "PatientsMerged"):
+                self._handle_together(run, now)
+                run = []
+                self._handle_alone(event, now)
+            else:
+                run.append(event)
+        self._handle_together(run, now)
+
+    def _handle_alone(self, event, now):
         if event["event_type"] == ERASED_EVENT:
             return self.erase_patient(event)  # the person's data goes (privacy.py)
-        merged = event["event_type"] == "PatientsMerged"
-        if merged and not (event.get("data") or {}).get("merged_patient_id"):
-            raise InvalidMessage(
-                {"data": {"merged_patient_id": ["The retired record's patient_id."]}}
-            )
-        now = utcnow()
-        patient_id = self.store.resolve(
-            event["patient_id"]
-        )  # a retired id files under its survivor
+        patient_id = self.store.resolve(event["patient_id"])  # a retired id: its survivor
         self.store.record_event(event, patient_id)
-        if merged:
-            patient_id = self.store.merge(
-                event["data"]["merged_patient_id"], patient_id, event["event_id"], now
-            )
-        self._replan(patient_id, event, now, merged)
-        # A merge handled meanwhile by another worker may have retired this person: what was
-        # just filed under the retired id follows it (FollowupStore.repoint).
-        survivor = self.store.resolve(patient_id)
-        if survivor != patient_id:
-            self.store.repoint(patient_id, survivor)
-            self._replan(survivor, event, now, True)
-
-    def _replan(self, patient_id, event, now, merged=False):
-        """Make the person's tasks match what all of their events call for (domain.reconcile)."""
-        events = self.store.events_of(patient_id)
-        contact = domain.contact_of(events)
-        void = domain.void_reasons(events)
-        if event["event_type"] in ("PatientVisited", "VisitCancelled", "PatientsMerged"):
-            self.store.forget_visits(
-                [event_id for event_id, why in void.items() if why == "visit_cancelled"]
-            )
-        rules, departments = rules_of(self.config)
-        planned = domain.plan(
-            patient_id, events, self._tz, self._is_holiday, rules, departments, void
+        patient_id = self.store.merge(
+            event["data"]["merged_patient_id"], patient_id, event["event_id"], now
         )
-        tasks = self.store.tasks_of(patient_id) if domain.history_matters(events, void) else []
-        changes = domain.reconcile(patient_id, planned, tasks, void)
-        touched = [self._cancel(task, reason, now) for task, reason in changes.cancel]
-        for doc in self.store.schedule(
-            patient_id, changes.insert, contact, self._message_maker(patient_id, now), now
-        ):
+        self._replan({patient_id: [event]}, now, merged=True)
+        self._follow_merges({patient_id: [event]}, now)
+
+    def _handle_together(self, events, now):
+        if not events:
+            return
+        live = self.store.resolve_many({event["patient_id"] for event in events})
+        self.store.record_events([(event, live[event["patient_id"]]) for event in events])
+        people = {}
+        for event in events:
+            people.setdefault(live[event["patient_id"]], []).append(event)
+        self._replan(people, now)
+        self._follow_merges(people, now)
+
+    def _follow_merges(self, people, now):
+        """A merge handled meanwhile by another worker may have retired one of these people:
+        what was just filed under the retired id follows it (FollowupStore.repoint)."""
+        live = self.store.resolve_many(set(people))
+        moved = {}
+        for patient_id, events in people.items():
+            if live[patient_id] != patient_id:
+                self.store.repoint(patient_id, live[patient_id])
+                moved.setdefault(live[patient_id], []).extend(events)
+        if moved:
+            self._replan(moved, now, merged=True)
+
+    def _replan(self, people, now, merged=False):
+        """Make each person's tasks match what all of their events call for (domain.reconcile).
+        `people`: {live patient_id: the events just received for them}."""
+        histories = self.store.events_of_many(set(people))
+        rules, departments = rules_of(self.config)
+        touched, planned, contacts, visits = [], [], {}, []
+        for patient_id, received in people.items():
+            events = histories.get(patient_id, [])
+            contacts[patient_id] = contact = domain.contact_of(events)
+            void = domain.void_reasons(events)
+            if any(e["event_type"] in VOIDING for e in received):
+                self.store.forget_visits(
+                    [event_id for event_id, why in void.items() if why == "visit_cancelled"]
+                )
+            plan = domain.plan(
+                patient_id, events, self._tz, self._is_holiday, rules, departments, void
+            )
+            tasks = self.store.tasks_of(patient_id) if domain.history_matters(events, void) else []
+            changes = domain.reconcile(patient_id, plan, tasks, void)
+            touched += [self._cancel(task, reason, now) for task, reason in changes.cancel]
+            planned.append(
+                (patient_id, changes.insert, contact, self._message_maker(patient_id, now))
+            )
+            visits += [
+                event
+                for event in received
+                if event["event_type"] == "PatientVisited" and event["event_id"] not in void
+            ]
+        for doc in self.store.schedule_many(planned, now):
             TASKS_CREATED.labels(doc["kind"]).inc()
             touched.append(doc)
             if doc["kind"] == domain.PROSPECT_CALL and self.store.visited_since(
                 doc["phone_digits"], doc["anchor_ts"]
             ):
                 touched.append(self._cancel(doc, "visited", now))
-        if not contact.callable:  # deceased, consent withdrawn: never call again
-            touched += [
-                self._cancel(task, contact.why_not, now)
-                for task in self.store.pending_of(patient_id)
-            ]
-        elif (
-            event["event_type"] == "MarketingConsentWithdrawn"
-        ):  # campaigns: no campaign call any more
-            touched += [
-                self._cancel(task, "no_consent", now)
-                for task in self.store.pending_of(patient_id)
-                if task["kind"] == domain.CAMPAIGN_CALL
-            ]
-        elif merged:  # the pending tasks of both records now show the one person
-            self.store.restate_contact(patient_id, contact)
-        if event["event_type"] == "PatientVisited" and event["event_id"] not in void:
-            # The prospect came: no need to call.
-            visited_ts = domain.parse_time(event["data"]["visited_at"]).timestamp()
-            digits = phone_digits((event["data"].get("patient") or {}).get("phone"))
-            touched += [
-                self._cancel(task, "visited", now)
-                for task in self.store.pending_prospect_calls(digits, visited_ts)
-            ]
+        for patient_id, received in people.items():
+            contact = contacts[patient_id]
+            if not contact.callable:  # deceased, consent withdrawn: never call again
+                touched += [
+                    self._cancel(task, contact.why_not, now)
+                    for task in self.store.pending_of(patient_id)
+                ]
+            elif any(e["event_type"] == "MarketingConsentWithdrawn" for e in received):
+                touched += [  # campaigns: no campaign call any more
+                    self._cancel(task, "no_consent", now)
+                    for task in self.store.pending_of(patient_id)
+                    if task["kind"] == domain.CAMPAIGN_CALL
+                ]
+            elif merged:  # the pending tasks of both records now show the one person
+                self.store.restate_contact(patient_id, contact)
+        # The prospect came: no need to call.
+        touched += [
+            self._cancel(task, "visited", now)
+            for task in self.store.pending_prospect_calls_many(
+                [
+                    (
+                        phone_digits((event["data"].get("patient") or {}).get("phone")),
+                        domain.parse_time(event["data"]["visited_at"]).timestamp(),
+                    )
+                    for event in visits
+                ]
+            )
+        ]
         for doc in filter(None, touched):
             self.store.outbox.publish_or_leave(doc)
 
@@ -597,3 +648,14 @@ class FollowupService(FollowupPrivacyMixin, HealthMixin):
         ]
         body["script"] = task.get("script") or scripts_of(self.config)[task["kind"]]
         return body
+
+
+def _checked(event):
+    """A canonical event fit to handle, or InvalidMessage naming what is missing."""
+    if not isinstance(event, dict) or not event.get("event_id") or not event.get("patient_id"):
+        raise InvalidMessage({"_schema": ["A canonical event with event_id and patient_id."]})
+    if event["event_type"] == "PatientsMerged" and not (event.get("data") or {}).get(
+        "merged_patient_id"
+    ):
+        raise InvalidMessage({"data": {"merged_patient_id": ["The retired record's patient_id."]}})
+    return event

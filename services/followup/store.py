@@ -27,7 +27,7 @@ from shared.contact import Contact
 from shared.errors import Conflict, NotFound
 from shared.indexes import Index
 from shared.phones import phone_digits
-from shared.store import Store, insert_new
+from shared.store import Store, any_of, insert_new
 
 EXCHANGE = "followup.events"
 PENDING = domain.PENDING
@@ -62,6 +62,18 @@ class FollowupStore(Store):
         alias = self.db.aliases.find_one({"_id": patient_id}, {"survivor": 1})
         return alias["survivor"] if alias else None
 
+    def resolve_many(self, patient_ids: set[str]) -> dict[str, str | None]:
+        """{patient_id: its live id} for many: one read of their aliases (by _id); only a
+        person merged before costs a chain of lookups."""
+        retired = {
+            alias["_id"]
+            for alias in self.db.aliases.find({"_id": {"$in": sorted(patient_ids)}}, {"_id": 1})
+        }
+        return {
+            patient_id: self.resolve(patient_id) if patient_id in retired else patient_id
+            for patient_id in patient_ids
+        }
+
     def merge(
         self, retired: str, survivor: str, event_id: str, now: datetime.datetime
     ) -> str | None:
@@ -94,8 +106,8 @@ class FollowupStore(Store):
             self.db.tasks.update_many({"patient_id": old}, {"$set": {"patient_id": new}})
 
     # -- facts ----------------------------------------------------------------------------
-    def record_event(self, message: dict[str, Any], patient_id: str | None) -> bool:
-        """Keep the event (once) under `patient_id` (the live id); returns True when it is new."""
+    @staticmethod
+    def _event_doc(message: dict[str, Any], patient_id: str | None) -> dict[str, Any]:
         data = message.get("data") or {}
         doc = {
             "_id": message["event_id"],
@@ -107,17 +119,31 @@ class FollowupStore(Store):
         }
         if message["event_type"] == "PatientVisited":
             doc["visited_ts"] = domain.parse_time(data["visited_at"]).timestamp()
+        return doc
+
+    def record_event(self, message: dict[str, Any], patient_id: str | None) -> bool:
+        """Keep the event (once) under `patient_id` (the live id); returns True when it is new."""
         try:
-            self.db.events.insert_one(doc)
+            self.db.events.insert_one(self._event_doc(message, patient_id))
             return True
         except DuplicateKeyError:
             return False
 
+    def record_events(self, items: list[tuple[dict[str, Any], str | None]]) -> None:
+        """record_event for many [(message, live patient_id)], in one insert (duplicates are
+        skipped by the unique _id, the event id)."""
+        insert_new(self.db.events, [self._event_doc(*item) for item in items])
+
     def events_of(self, patient_id: str | None) -> list[dict[str, Any]]:
-        events = list(self.db.events.find({"patient_id": patient_id}))
-        for event in events:
+        return self.events_of_many({patient_id}).get(patient_id, [])
+
+    def events_of_many(self, patient_ids: set[Any]) -> dict[Any, list[dict[str, Any]]]:
+        """{patient_id: every event filed under it}, in one read."""
+        found: dict[Any, list[dict[str, Any]]] = {}
+        for event in self.db.events.find({"patient_id": any_of(patient_ids)}):
             event["event_id"] = event.pop("_id")
-        return events
+            found.setdefault(event["patient_id"], []).append(event)
+        return found
 
     def forget_visits(self, event_ids: Iterable[str]) -> None:
         """Voided visits no longer count as the visit a prospect call waits for (idempotent)."""
@@ -136,18 +162,38 @@ class FollowupStore(Store):
         )
 
     # -- tasks ----------------------------------------------------------------------------
-    def schedule(
+    def schedule_many(
         self,
+        planned: Iterable[
+            tuple[
+                str | None,
+                Iterable[domain.PlannedTask],
+                Contact,
+                Callable[[str, domain.PlannedTask], dict[str, Any]],
+            ]
+        ],
+        now: datetime.datetime,
+    ) -> list[dict[str, Any]]:
+        """Insert the planned tasks [(patient_id, tasks, contact, message_for)] that do not
+        exist yet, in one round trip (every event of a patient re-plans all of the patient's
+        tasks; the deterministic ids make the existing ones duplicates). Returns the
+        documents that are new."""
+        docs = [
+            doc
+            for patient_id, tasks, contact, message_for in planned
+            for doc in self._task_docs(patient_id, tasks, contact, message_for, now)
+        ]
+        return insert_new(self.db.tasks, docs)
+
+    @staticmethod
+    def _task_docs(
         patient_id: str | None,
         planned: Iterable[domain.PlannedTask],
         contact: Contact,
         message_for: Callable[[str, domain.PlannedTask], dict[str, Any]],
         now: datetime.datetime,
     ) -> list[dict[str, Any]]:
-        """Insert the planned tasks that do not exist yet, in one round trip (every event of a
-        patient re-plans all of the patient's tasks; the deterministic ids make the existing
-        ones duplicates). Returns the documents that are new."""
-        docs = [
+        return [
             {
                 "_id": task.followup_id,
                 "patient_id": patient_id,
@@ -176,7 +222,6 @@ class FollowupStore(Store):
             }
             for task in planned
         ]
-        return insert_new(self.db.tasks, docs)
 
     def cancel(
         self, followup_id: str, reason: str, message: dict[str, Any], now: datetime.datetime
@@ -214,17 +259,27 @@ class FollowupStore(Store):
             {"$set": {"patient_name": contact.name, "phone_digits": phone_digits(contact.phone)}},
         )
 
-    def pending_prospect_calls(self, digits: str, visited_ts: float) -> list[dict[str, Any]]:
-        return list(
-            self.db.tasks.find(
-                {
-                    "phone_digits": digits,
-                    "kind": domain.PROSPECT_CALL,
-                    "status": PENDING,
-                    "anchor_ts": {"$lte": visited_ts},
-                }
-            )
-        )
+    def pending_prospect_calls_many(
+        self, visits: Iterable[tuple[str | None, float]]
+    ) -> list[dict[str, Any]]:
+        """The pending prospect calls that visits [(phone digits, visited_ts)] answer (a call
+        planned before the visit), in one read."""
+        latest: dict[str, float] = {}
+        for digits, visited_ts in visits:
+            if digits:
+                latest[digits] = max(visited_ts, latest.get(digits, visited_ts))
+        if not latest:
+            return []
+        query = {
+            "phone_digits": any_of(latest),
+            "kind": domain.PROSPECT_CALL,
+            "status": PENDING,
+        }
+        return [
+            task
+            for task in self.db.tasks.find(query)
+            if task["anchor_ts"] <= latest[task["phone_digits"]]
+        ]
 
     def get(self, followup_id: str) -> dict[str, Any]:
         task = self.db.tasks.find_one({"_id": followup_id})

@@ -11,13 +11,14 @@ import re
 import uuid
 from typing import Any, ClassVar
 
+from pymongo import UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from services.intake import domain
 from shared.clock import utcnow
 from shared.indexes import Index
 from shared.outbox import Outbox
-from shared.store import Store
+from shared.store import Store, any_of, insert_new
 from shared.topology import SERVICE_EXCHANGES
 
 EXCHANGE = "intake.events"
@@ -211,6 +212,38 @@ class IntakeStore(Store):
         )
         return patient_id
 
+    def create_patients(
+        self, identities: list[tuple[str, str | None]], now: datetime.datetime
+    ) -> dict[str, str]:
+        """Create the records of new MRNs [(mrn, phone digits)] in one insert: {mrn: id} of
+        those created. Left out, for resolve_patient to handle one by one: an MRN whose phone
+        belongs to a prospect (who becomes this patient), and one created meanwhile by another
+        worker (the unique index says so). Callers reconcile the phones after
+        (`reconcile_phones`), as after any creation."""
+        phones = sorted({digits for _, digits in identities if digits})
+        prospects = (
+            {
+                found["prospect_key"]
+                for found in self.db.patients.find(
+                    {"prospect_key": any_of(phones), **self.LIVE}, {"prospect_key": 1}
+                )
+            }
+            if phones
+            else set()
+        )
+        docs = [
+            {
+                "_id": uuid.uuid4().hex,
+                "mrn": mrn,
+                **({"phone_digits": digits} if digits else {}),
+                "created_at": now,
+                "event_count": 0,
+            }
+            for mrn, digits in identities
+            if digits not in prospects
+        ]
+        return {doc["mrn"]: doc["_id"] for doc in insert_new(self.db.patients, docs)}
+
     def reconcile_phone(self, digits: str | None) -> list[str]:
         """Merge prospects that share this phone into the one patient they turned out to be.
 
@@ -218,13 +251,27 @@ class IntakeStore(Store):
         whichever of the two creators finishes last sees both records. Returns the ids
         whose records changed (to re-project).
         """
-        if not digits:
+        return self.reconcile_phones({digits} if digits else set())
+
+    def reconcile_phones(self, phones: set[str]) -> list[str]:
+        """reconcile_phone for many phones, with one read of the records that hold them."""
+        if not phones:
             return []
-        people = list(
-            self.db.patients.find(
-                {"phone_digits": digits, **self.LIVE}, {"mrn": 1, "created_at": 1}
-            ).sort("created_at", 1)
-        )
+        by_phone: dict[str, list[dict[str, Any]]] = {}
+        for person in self.db.patients.find(
+            {"phone_digits": any_of(phones), **self.LIVE},
+            {"mrn": 1, "created_at": 1, "phone_digits": 1},
+        ):
+            by_phone.setdefault(person["phone_digits"], []).append(person)
+        return [
+            target
+            for people in by_phone.values()
+            if (target := self._merge_prospects(sorted(people, key=lambda p: p["created_at"])))
+        ]
+
+    def _merge_prospects(self, people: list[dict[str, Any]]) -> str | None:
+        """Of the live records sharing one phone (oldest first): merge the prospects into the
+        one patient, or into the oldest prospect. Returns the id merged into, if any."""
         with_mrn = [p for p in people if p.get("mrn")]
         prospects = [p for p in people if not p.get("mrn")]
         if len(with_mrn) == 1 and prospects:
@@ -232,7 +279,7 @@ class IntakeStore(Store):
         elif not with_mrn and len(prospects) > 1:
             target, merged = prospects[0]["_id"], [p["_id"] for p in prospects[1:]]
         else:
-            return []  # one record, or several patients with their own MRNs sharing a phone
+            return None  # one record, or several patients with their own MRNs sharing a phone
         for patient_id in merged:
             self.db.patients.update_one(
                 {"_id": patient_id},
@@ -244,20 +291,30 @@ class IntakeStore(Store):
         # Re-point after marking, so an event recorded meanwhile on a merged record moves too.
         for patient_id in merged:  # one by one: `$in` on a field other than _id scans in NX-27017
             self.db.events.update_many({"patient_id": patient_id}, {"$set": {"patient_id": target}})
-        return [target]
+        return target
 
     # -- recording ------------------------------------------------------------------------
-    def record_event(
-        self,
+    def patients_by_mrn(self, mrns: set[str]) -> dict[str, dict[str, Any]]:
+        """{mrn: the record holding it (_id, merged_into)} for those of `mrns` known: one read
+        for a batch's patients."""
+        return {
+            patient["mrn"]: patient
+            for patient in self.db.patients.find(
+                {"mrn": any_of(mrns)}, {"_id": 1, "mrn": 1, "merged_into": 1}
+            )
+        }
+
+    @staticmethod
+    def _event_doc(
         event_id: str,
         inbound: dict[str, Any],
         loaded: dict[str, Any],
         patient_id: str,
         now: datetime.datetime,
-    ) -> tuple[dict[str, Any] | None, bool]:
-        """Insert the event (and its outbox record) once. Returns (doc, is_new)."""
+    ) -> dict[str, Any]:
+        """The recorded event, with its canonical message waiting in its outbox."""
         message = domain.canonical_message(event_id, inbound, patient_id, now)
-        doc = {
+        return {
             "_id": event_id,
             "source": inbound["source"],
             "source_event_id": inbound["event_id"],
@@ -268,6 +325,17 @@ class IntakeStore(Store):
             "data": inbound["data"],
             **Outbox.fields(EXCHANGE, inbound["event_type"], message, now),
         }
+
+    def record_event(
+        self,
+        event_id: str,
+        inbound: dict[str, Any],
+        loaded: dict[str, Any],
+        patient_id: str,
+        now: datetime.datetime,
+    ) -> tuple[dict[str, Any], bool]:
+        """Insert the event (and its outbox record) once. Returns (doc, is_new)."""
+        doc = self._event_doc(event_id, inbound, loaded, patient_id, now)
         try:
             self.db.events.insert_one(doc)
             return doc, True
@@ -275,7 +343,29 @@ class IntakeStore(Store):
             existing = self.db.events.find_one(
                 {"source": inbound["source"], "source_event_id": inbound["event_id"]}
             )
-            return existing, False
+            return existing or doc, False
+
+    def record_events(
+        self,
+        items: list[tuple[str, dict[str, Any], dict[str, Any], str]],
+        now: datetime.datetime,
+    ) -> list[tuple[dict[str, Any], bool]]:
+        """record_event for many [(event_id, inbound, loaded, patient_id)] in one insert; a
+        duplicate is caught by the unique index, as alone, and read back by its id (the
+        canonical id is the _id, and the same (source, event_id) always gives the same id).
+        Returns [(doc, is_new)] in the order of `items`."""
+        docs = [self._event_doc(*item, now) for item in items]
+        new = {id(doc) for doc in insert_new(self.db.events, docs)}
+        repeated = [doc["_id"] for doc in docs if id(doc) not in new]
+        existing = (
+            {doc["_id"]: doc for doc in self.db.events.find({"_id": {"$in": repeated}})}
+            if repeated
+            else {}
+        )
+        return [
+            (doc, True) if id(doc) in new else (existing.get(doc["_id"], doc), False)
+            for doc in docs
+        ]
 
     def recorded(self, source: str, source_event_id: str) -> dict[str, Any] | None:
         return self.db.events.find_one(
@@ -290,6 +380,13 @@ class IntakeStore(Store):
             },
         )
 
+    _PROJECTED: ClassVar[dict[str, int]] = {
+        "patient_id": 1,
+        "event_type": 1,
+        "occurred_at": 1,
+        "data": 1,
+    }
+
     def project_patient(
         self, patient_id: str, known_events: list[dict[str, Any]] | None = None
     ) -> bool:
@@ -302,11 +399,55 @@ class IntakeStore(Store):
         projected without this one), the events are read back after all."""
         read_back = known_events is None
         if known_events is None:
-            known_events = list(
-                self.db.events.find(
-                    {"patient_id": patient_id}, {"event_type": 1, "occurred_at": 1, "data": 1}
-                )
-            )
+            known_events = list(self.db.events.find({"patient_id": patient_id}, self._PROJECTED))
+        done = self.db.patients.update_one(*self._projection(patient_id, known_events))
+        if not done.matched_count and not read_back:
+            return self.project_patient(patient_id)
+        return bool(done.matched_count)
+
+    def project_patients(
+        self, patient_ids: set[str], known: dict[str, list[dict[str, Any]]] | None = None
+    ) -> None:
+        """project_patient for many: one read of their events, one bulk write. `known`: the
+        events of records the caller just created with them (not read back, as in
+        project_patient). A record merged meanwhile has its events moved to the survivor,
+        which is projected then."""
+        if not patient_ids:
+            return
+        events: dict[str, list[dict[str, Any]]] = {patient_id: [] for patient_id in patient_ids}
+        known = {pid: docs for pid, docs in (known or {}).items() if pid in patient_ids}
+        events.update(known)
+        if patient_ids - set(known):
+            for event in self.db.events.find(
+                {"patient_id": any_of(patient_ids - set(known))}, self._PROJECTED
+            ):
+                events.setdefault(event["patient_id"], []).append(event)
+        writes = [
+            UpdateOne(*self._projection(patient_id, events[patient_id]))
+            for patient_id in sorted(patient_ids)
+            if events[patient_id]
+        ]
+        if writes and self.db.patients.bulk_write(writes, ordered=False).matched_count == len(
+            patient_ids
+        ):
+            return
+        # Not all written: a record projected as completely by another worker already (a
+        # duplicate), erased, or merged meanwhile; or a new record that another event reached
+        # first (its projection may lack the events in hand: read back, as project_patient).
+        for patient_id in known:
+            self.project_patient(patient_id)
+        for patient in self.db.patients.find(
+            {"_id": any_of(patient_ids)}, {"_id": 1, "merged_into": 1}
+        ):
+            if patient.get("merged_into"):
+                survivor = self.repoint_if_merged(patient["_id"])
+                if survivor != patient["_id"]:
+                    self.project_patient(survivor)
+
+    def _projection(
+        self, patient_id: str, known_events: list[dict[str, Any]]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(filter, update) writing the patient's view computed from all of its events."""
         events = [
             {
                 "event_id": event["_id"],
@@ -324,7 +465,7 @@ class IntakeStore(Store):
         if view["phone_digits"]:
             update["phone_digits"] = view["phone_digits"]  # the latest phone is the lookup key
         # An erased record is never projected again (services/intake/privacy.py).
-        done = self.db.patients.update_one(
+        return (
             {
                 "_id": patient_id,
                 "event_count": {"$lt": view["event_count"]},
@@ -333,9 +474,6 @@ class IntakeStore(Store):
             },
             {"$set": update},
         )
-        if not done.matched_count and not read_back:
-            return self.project_patient(patient_id)
-        return bool(done.matched_count)
 
     # -- reading --------------------------------------------------------------------------
     def get_patient(self, patient_id: str) -> dict[str, Any] | None:

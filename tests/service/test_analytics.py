@@ -161,7 +161,7 @@ def test_the_calls_and_surveys_followup_publishes_make_the_agents_and_quality_fi
 ):
     followup = make_service(FollowupService)
     visit = canonical(factories.visit("M-1", day=2), new_id())
-    followup.worker.handle_event(inbound(visit))
+    followup.worker.handle_events([inbound(visit)])
     [task] = followup.worker.list_followups()["items"]
     followup.worker.complete(
         task["followup_id"],

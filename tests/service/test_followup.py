@@ -1,7 +1,9 @@
 """FollowupService's entrypoints on its real store (in memory): intake's canonical events
 schedule call tasks; agents claim and complete them; survey links; what is published."""
 
+import hypothesis
 import pytest
+from hypothesis import strategies
 
 from services.followup.service import FollowupService
 from shared.errors import BadRequest, Conflict, InvalidMessage, NotFound
@@ -17,7 +19,7 @@ def followup(make_service):
 
 
 def deliver(followup, event):
-    followup.worker.handle_event(inbound(event))
+    followup.worker.handle_events([inbound(event)])
 
 
 def tasks(followup, **filters):
@@ -211,3 +213,112 @@ def test_a_survey_link_is_sent_after_the_call_and_answered_once(followup):
     )
     # A 2 is a low score.
     assert "ServiceRecoveryRequested" in followup.published.types()
+
+
+# -- batches: the events that arrived together are handled in bulk ----------------------------
+def deliver_batch(followup, events):
+    followup.worker.handle_events([inbound(event) for event in events])
+
+
+def _history():
+    """Several people: visits, a stay, a prospect who comes, a death, a merge, a cancelled
+    visit. Fixed ids, so two services given it hold the same tasks."""
+    ann, bo, cai, dan, eve = "P-ann", "P-bo", "P-cai", "P-dan", "P-eve"
+    return [
+        canonical(factories.consultation("13900001111", event_id="c-1", day=1), cai),
+        canonical(factories.visit("M-1", event_id="v-1", day=2), ann),
+        canonical(factories.admitted("M-2", "A-1", event_id="a-1"), bo),
+        canonical(factories.visit("M-3", phone="139-0000-1111", event_id="v-3", day=3), cai),
+        canonical(factories.discharged("M-2", "A-1", event_id="d-1"), bo),
+        canonical(factories.visit("M-4", event_id="v-4", day=2), dan),
+        canonical(factories.visit_cancelled("M-4", "V-x", event_id="x-4"), dan),
+        canonical(factories.visit("M-5", event_id="v-5", day=4), eve),
+        canonical(factories.merged("M-1", "M-5", event_id="m-1"), ann, merged_patient_id=eve),
+        canonical(factories.registered("M-2", event_id="r-2", day=9, contact_consent=False), bo),
+        canonical(factories.visit("M-1", event_id="v-6", day=12), ann),
+    ]
+
+
+def _state(followup):
+    return sorted(
+        (t["followup_id"], t["patient_id"], t["kind"], t["status"], t["cancel_reason"])
+        for t in tasks(followup)
+    )
+
+
+def test_a_batch_schedules_what_the_same_events_one_by_one_schedule(followup, make_service):
+    one_by_one = make_service(FollowupService)
+    for event in _history():
+        deliver(one_by_one, event)
+    deliver_batch(followup, _history())
+
+    assert _state(followup) == _state(one_by_one) and len(_state(followup)) >= 6
+    assert sorted(followup.published.types()) == sorted(one_by_one.published.types())
+    assert followup.db.tasks.find_one({"outbox_state": "pending"}) is None
+
+
+def test_a_batch_reads_each_person_once_and_inserts_the_tasks_once(followup):
+    people = [new_id() for _ in range(20)]
+    counted = []
+    for collection, method in (("events", "find"), ("events", "insert_many")):
+        real = getattr(followup.db[collection], method)
+        setattr(followup.db[collection], method, _counting(real, f"{collection}.{method}", counted))
+    followup.db.tasks.insert_many = _counting(
+        followup.db.tasks.insert_many, "tasks.insert_many", counted
+    )
+
+    deliver_batch(
+        followup,
+        [canonical(factories.visit(f"M-{i}", day=2), p) for i, p in enumerate(people)],
+    )
+
+    assert sorted(counted) == ["events.find", "events.insert_many", "tasks.insert_many"]
+    assert len(tasks(followup, kind="post_visit_call")) == 20
+
+
+def _counting(method, name, counted):
+    def call(*args, **kwargs):
+        counted.append(name)
+        return method(*args, **kwargs)
+
+    return call
+
+
+def test_a_bad_event_fails_its_batch_before_anything_is_written(followup):
+    with pytest.raises(InvalidMessage):
+        deliver_batch(
+            followup,
+            [canonical(factories.visit("M-1"), new_id()), {"event_type": "PatientVisited"}],
+        )
+    # The consumer now handles each message alone: only the bad one is refused.
+    assert followup.db.events.count_documents({}) == 0 and tasks(followup) == []
+
+
+# Each make_service call makes a service on a database of its own: nothing is shared between
+# the generated examples, so the fixture being function-scoped does not matter.
+@hypothesis.settings(
+    max_examples=50,
+    deadline=None,
+    suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture],
+)
+@hypothesis.given(order=strategies.permutations(range(len(_history()))), cuts=strategies.data())
+def test_any_batching_schedules_what_one_by_one_schedules(make_service, order, cuts):
+    """The consumer hands over what arrived together, in the order it arrived: however the
+    events are cut into batches, the calls waiting for agents are those of the same events one
+    by one. (A batch handles a person's events of the batch at once, as one by one would in
+    another order: a discharge and a withdrawn consent arriving together schedule no call,
+    where one by one schedules three and cancels them. Either way no one is called.)"""
+    one_by_one, batched = make_service(FollowupService), make_service(FollowupService)
+    events = [_history()[i] for i in order]
+    for event in events:
+        deliver(one_by_one, event)
+    while events:
+        size = cuts.draw(strategies.integers(1, len(events)))
+        deliver_batch(batched, events[:size])
+        events = events[size:]
+
+    assert _pending(batched) == _pending(one_by_one)
+
+
+def _pending(followup):
+    return [task for task in _state(followup) if task[3] == "pending"]

@@ -63,7 +63,7 @@ def test_the_published_event_makes_the_patient_in_intake(hl7, make_service):
     mrn = unique("M")
     hl7.worker.handle_frame(a04(unique("C"), mrn))
     [envelope] = hl7.published.envelopes
-    intake.worker.handle_hospital_event(inbound(envelope.body, envelope.routing_key))
+    intake.worker.handle_hospital_events([inbound(envelope.body, envelope.routing_key)])
     [patient] = intake.worker.find_patients(mrn=mrn)["items"]
     assert patient["name"] == "陈秀兰" and patient["visit_count"] == 1
 

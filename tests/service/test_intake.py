@@ -3,8 +3,11 @@ kept, canonical events out through the outbox."""
 
 import datetime
 import json
+import sys
 
+import hypothesis
 import pytest
+from hypothesis import strategies
 
 from services.intake.service import IntakeService
 from shared.errors import ConflictingDuplicate, InvalidMessage, NotFound
@@ -18,7 +21,7 @@ def intake(make_service):
 
 
 def deliver(intake, event, routing_key=None):
-    intake.worker.handle_hospital_event(inbound(event, routing_key))
+    intake.worker.handle_hospital_events([inbound(event, routing_key)])
 
 
 def test_a_visit_creates_the_patient_and_publishes_its_canonical_event(intake):
@@ -190,3 +193,141 @@ def test_an_event_left_pending_by_a_failed_publish_is_sent_by_the_relay(intake, 
     assert intake.store.outbox.relay(now=later) == 1
     assert intake.published.types() == ["PatientVisited"]
     assert intake.db.events.find_one({})["outbox_state"] == "published"
+
+
+# -- batches: the events that arrived together are recorded in bulk ---------------------------
+def deliver_batch(intake, events):
+    intake.worker.handle_hospital_events([inbound(event) for event in events])
+
+
+def _views(intake):
+    """Every patient as the API shows it, by MRN, without the record ids (they are random)."""
+    found = intake.worker.find_patients(limit=100)["items"]
+    return {p["mrn"]: {k: v for k, v in p.items() if k != "patient_id"} for p in found}
+
+
+def _history():
+    """A history of several people: visits, a stay, a prospect who comes, a merge."""
+    return [
+        factories.consultation("139-0000-0001", event_id="c-1"),
+        factories.visit("M-1", phone="138-0000-0001", event_id="v-1"),
+        factories.admitted("M-2", "A-1", event_id="a-1"),
+        factories.visit("M-3", phone="139-0000-0001", event_id="v-3", day=2),
+        factories.discharged("M-2", "A-1", event_id="d-1"),
+        factories.visit("M-1", phone="138-0000-0001", event_id="v-2", day=4),
+        factories.registered("M-4", event_id="r-4"),
+        factories.merged("M-1", "M-4", event_id="m-1"),
+        factories.visit("M-4", event_id="v-4", day=10),
+    ]
+
+
+def test_a_batch_records_what_the_same_events_one_by_one_record(intake, make_service):
+    one_by_one = make_service(IntakeService)
+    for event in _history():
+        deliver(one_by_one, event)
+    deliver_batch(intake, _history())
+
+    assert _views(intake) == _views(one_by_one)
+    assert sorted(intake.published.types()) == sorted(one_by_one.published.types())
+    assert intake.db.events.count_documents({}) == len(_history())
+    assert intake.db.events.find_one({"outbox_state": "pending"}) is None
+
+
+def test_a_batch_costs_a_few_store_round_trips_not_a_few_per_event(intake):
+    counted = []
+    for collection, method in (
+        ("patients", "find"),
+        ("patients", "insert_many"),
+        ("events", "find"),
+        ("events", "insert_many"),
+    ):
+        real = getattr(intake.db[collection], method)
+        setattr(intake.db[collection], method, _counting(real, f"{collection}.{method}", counted))
+
+    # 20 people new to intake: one read of their MRNs, one of prospects with their phones, one
+    # insert of their records, one of the events, one read of their phones (the events in hand
+    # are not read back).
+    deliver_batch(
+        intake,
+        [factories.visit(f"M-{i}", phone=f"138{i:08d}", event_id=f"v-{i}") for i in range(20)],
+    )
+    assert sorted(counted) == sorted(
+        ["patients.find"] * 3 + ["patients.insert_many", "events.insert_many"]
+    )
+    counted.clear()
+
+    # The same 20 people again: one read of them, one insert, one read of their events (and
+    # one bulk write of their projections).
+    deliver_batch(intake, [factories.visit(f"M-{i}", event_id=f"w-{i}", day=3) for i in range(20)])
+
+    assert counted == ["patients.find", "events.insert_many", "events.find"]
+    assert intake.worker.find_patients(mrn="M-7")["items"][0]["visit_count"] == 2
+
+
+def _counting(method, name, counted):
+    """`method`, counting its calls by intake's store and insert_new. The outbox's own writes
+    are not counted: in these tests no sender thread gathers them, so they go per document."""
+
+    def call(*args, **kwargs):
+        if sys._getframe(1).f_code.co_filename.endswith(("intake/store.py", "shared/store.py")):
+            counted.append(name)
+        return method(*args, **kwargs)
+
+    return call
+
+
+def test_a_duplicate_inside_a_batch_is_recorded_and_published_once(intake):
+    event = factories.visit("M-5", event_id="v-5")
+    deliver_batch(intake, [event, json.loads(json.dumps(event)), factories.visit("M-6")])
+
+    assert intake.db.events.count_documents({}) == 2
+    assert sorted(intake.published.types()) == ["PatientVisited", "PatientVisited"]
+    assert intake.worker.find_patients(mrn="M-5")["items"][0]["visit_count"] == 1
+
+
+def test_a_bad_event_fails_its_batch_before_anything_is_written(intake):
+    bad = factories.visit("M-8")
+    del bad["data"]["visited_at"]
+
+    with pytest.raises(InvalidMessage):
+        deliver_batch(intake, [factories.visit("M-7"), bad])
+    # Nothing written: the consumer now handles each message alone, and only `bad` is refused.
+    assert intake.db.events.count_documents({}) == 0 and intake.published.envelopes == []
+
+
+def test_a_conflicting_duplicate_in_a_batch_fails_it_after_the_others_are_recorded(intake):
+    first = factories.visit("M-9", event_id="v-9", region="海淀区")
+    deliver(intake, first)
+    changed = json.loads(json.dumps(first))
+    changed["data"]["patient"]["region"] = "朝阳区"
+
+    with pytest.raises(ConflictingDuplicate):
+        deliver_batch(intake, [changed, factories.visit("M-10", event_id="v-10")])
+    # The other event is recorded; handled alone again, it is a plain duplicate.
+    assert intake.worker.find_patients(mrn="M-10")["total"] == 1
+    deliver_batch(intake, [factories.visit("M-10", event_id="v-10")])
+    assert intake.worker.find_patients(mrn="M-9")["items"][0]["region"] == "海淀区"
+
+
+# Each make_service call makes a service on a database of its own: nothing is shared between
+# the generated examples, so the fixture being function-scoped does not matter.
+@hypothesis.settings(
+    max_examples=50,
+    deadline=None,
+    suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture],
+)
+@hypothesis.given(order=strategies.permutations(range(len(_history()))), cuts=strategies.data())
+def test_any_order_and_any_batching_give_the_same_patients(make_service, order, cuts):
+    """The consumer hands over what arrived together, in the order it arrived: whatever both
+    are, the patients are those of the events handled one by one in their own order."""
+    one_by_one, batched = make_service(IntakeService), make_service(IntakeService)
+    for event in _history():
+        deliver(one_by_one, event)
+    events = [_history()[i] for i in order]
+    while events:
+        size = cuts.draw(strategies.integers(1, len(events)))
+        deliver_batch(batched, events[:size])
+        events = events[size:]
+
+    assert _views(batched) == _views(one_by_one)
+    assert batched.db.events.count_documents({}) == len(_history())
