@@ -47,21 +47,18 @@ def record_facts(store, facts):
     if moves or voided:
         people = store.people({fact.get("patient_id") for fact in facts}, sections=PERSON_SECTIONS)
     touched = {fact["date"] for fact in facts}
-    for fact in facts:  # a voided one too: a refresh may have seen it before it was flagged
-        if fact["type"] == "PatientVisited":
-            touched |= visit_days(store, people, fact)
+    # A voided visit too: a refresh may have seen it before it was flagged.
+    return touched | visit_days(store, people, [f for f in facts if f["type"] == "PatientVisited"])
+
+
+def visit_days(store, people, visits):
+    """The other days the arrival or voiding of `visits` changes: the consultations they may
+    convert (same phone or MRN, or the same person) and the people's next visits, whose
+    previous visit they are (unique patients). One read for the consultations of them all."""
+    touched = store.consultation_days(visits, WINDOW_S)
+    for visit in visits:
+        touched |= people.consultation_days(visit, WINDOW_S) | people.following_visit_days(visit)
     return touched
-
-
-def visit_days(store, people, visit):
-    """The other days a visit's arrival or voiding changes: the consultations it may convert
-    (same phone or MRN, or the same person) and the person's next visits, whose previous
-    visit it is (unique patients)."""
-    return (
-        store.consultation_days(visit, WINDOW_S)
-        | people.consultation_days(visit, WINDOW_S)
-        | people.following_visit_days(visit)
-    )
 
 
 def apply_voids(store, voids):
@@ -87,8 +84,7 @@ def apply_voids(store, voids):
         people = store.people(
             {visit.get("patient_id") for visit in visits}, sections=PERSON_SECTIONS
         )
-        for visit in visits:
-            touched |= visit_days(store, people, visit)
+        touched |= visit_days(store, people, visits)
     log.info(
         "facts voided by a correction",
         extra={"facts": len(voided), "types": sorted({fact["type"] for fact in voided})},
