@@ -8,7 +8,9 @@ broker's confirms of all of them) and marks them sent with one bulk write; if th
 dies first, the relay timer finds the pending documents and publishes them. Two replicas
 never publish the same document at once: a publisher first takes the document's lock
 (`outbox_lock`, a conditional write; docs/ARCHITECTURE.md rule 5), and the relay also claims a
-document with find_one_and_update before it takes over a writer's. Consumers
+document with find_one_and_update before it takes over a writer's. A writer that publishes
+what it inserts can insert it holding the lock already (`fields(..., held=True)`, then
+`publish_new`): a write and a read less per document, the same rules. Consumers
 deduplicate on event_id, so a second publish after a crash between the confirm and the
 mark is harmless.
 """
@@ -61,18 +63,33 @@ def _entry(exchange: str, routing_key: str, message: Mapping[str, Any]) -> str:
 
 
 def fields(
-    exchange: str, routing_key: str, message: Mapping[str, Any], now: datetime.datetime
+    exchange: str,
+    routing_key: str,
+    message: Mapping[str, Any],
+    now: datetime.datetime,
+    held: bool = False,
 ) -> dict[str, Any]:
-    """The outbox part of a new document: insert it in the same write as the state change."""
+    """The outbox part of a new document: insert it in the same write as the state change.
+
+    `held`: the document is created holding its own publishing lock, for a writer that hands
+    it to `Outbox.publish_new` right after the insert: its sender then publishes it without
+    first taking the lock and reading the document back (a write and a read less per
+    document). If the writer dies first, the lock runs out with the claim, and the relay
+    takes over as for any other document."""
+    claim_ts = now.timestamp() + CLAIM_SECONDS
     return {
         "outbox_queue": [_entry(exchange, routing_key, message)],
         "outbox_seq": 1,
         "outbox_sent": 0,
         "outbox_state": PENDING,
-        "outbox_lock_ts": 0,  # no publisher holds it yet
+        **(
+            {"outbox_lock": uuid.uuid4().hex, "outbox_lock_ts": claim_ts}
+            if held
+            else {"outbox_lock_ts": 0}  # no publisher holds it yet
+        ),
         # The writer owns its record for CLAIM_SECONDS: the relay takes over only if the
         # writer died before publishing.
-        "outbox_claim_ts": now.timestamp() + CLAIM_SECONDS,
+        "outbox_claim_ts": claim_ts,
     }
 
 
@@ -138,36 +155,52 @@ class Outbox:
             batch = [waiting.get()]
             while len(batch) < BATCH_MAX and not waiting.empty():
                 batch.append(waiting.get())
-            docs = [doc for doc in batch if doc is not _STOP]
-            if docs:
-                self._publish_or_leave(docs)
-            if len(docs) < len(batch):
+            items = [item for item in batch if item is not _STOP]
+            if items:
+                self._publish_or_leave(items)
+            if len(items) < len(batch):
                 return
 
     def publish_or_leave(self, doc: Mapping[str, Any]) -> None:
         """Publish the document's new events soon after its write (by the sender, batched with
         other documents'); if that fails the document stays pending for the relay. The state
         change is durable already, so the triggering message is done either way."""
-        if self._waiting is not None:
-            self._waiting.put(doc)
-        else:
-            self._publish_or_leave([doc])
+        self._hand_over(doc, False)
 
-    def _publish_or_leave(self, docs: list[Mapping[str, Any]]) -> None:
+    def publish_new(self, doc: Mapping[str, Any]) -> None:
+        """publish_or_leave for a document just inserted holding its own lock (`fields(...,
+        held=True)`), exactly as inserted: published without taking the lock first."""
+        self._hand_over(doc, True)
+
+    def _hand_over(self, doc: Mapping[str, Any], fresh: bool) -> None:
+        if self._waiting is not None:
+            self._waiting.put((doc, fresh))
+        else:
+            self._publish_or_leave([(doc, fresh)])
+
+    def _publish_or_leave(self, items: list[tuple[Mapping[str, Any], bool]]) -> None:
         try:
-            self.publish_batch(docs)
+            self.publish_batch(
+                [doc for doc, fresh in items if not fresh],
+                fresh=[doc for doc, fresh in items if fresh],
+            )
         except Exception as exc:
             log.warning(
                 "publish failed; the outbox relay will retry",
                 extra={
-                    "documents": len(docs),
-                    "doc_id": str(docs[0]["_id"]),
+                    "documents": len(items),
+                    "doc_id": str(items[0][0]["_id"]),
                     "reason": f"{exc.__class__.__name__}: {exc}",
                 },
             )
 
     # -- publishing -----------------------------------------------------------------------
-    def publish_batch(self, docs: Iterable[Mapping[str, Any]], attempts: int = 5) -> int:
+    def publish_batch(
+        self,
+        docs: Iterable[Mapping[str, Any]],
+        attempts: int = 5,
+        fresh: Iterable[Mapping[str, Any]] = (),
+    ) -> int:
         """Publish the queued messages of `docs` not yet sent, with one wait for the broker's
         confirms, then mark each document published (one bulk write) unless more were queued
         on it meanwhile: those are re-read and published in the next round. The queue is
@@ -177,12 +210,21 @@ class Outbox:
         both appended to one document never send the same event twice. A writer that finds
         the lock held leaves its events to the holder, who re-reads the document after
         releasing the lock and publishes whatever was appended meanwhile. Returns how many
-        documents this call published (held the lock of)."""
+        documents this call published (held the lock of).
+
+        `fresh`: documents as their writer inserted them, holding their own lock
+        (`publish_new`): their events are the ones in hand, so no lock is taken and nothing
+        read back. If one changed meanwhile, marking it fails as for any other document, and
+        what was appended is read back and published."""
         if FAILPOINT == "outbox.before_publish":
             os.kill(os.getpid(), signal.SIGKILL)
-        ids = list(dict.fromkeys(doc["_id"] for doc in docs))
-        token = uuid.uuid4().hex
-        held = self._lock(ids, token)
+        held = list({doc["_id"]: doc for doc in fresh}.values())
+        in_hand = {doc["_id"] for doc in held}
+        ids = [
+            doc_id for doc_id in dict.fromkeys(doc["_id"] for doc in docs) if doc_id not in in_hand
+        ]
+        if ids:
+            held += self._lock(ids, uuid.uuid4().hex)
         if not held:
             return 0
         entries = [
@@ -208,7 +250,7 @@ class Outbox:
                 )
         except Exception:
             # Unlocked as it was: the relay, or the next writer, publishes them.
-            self._unlock(token, {doc["_id"]: doc.get("outbox_sent", 0) for doc in held})
+            self._unlock(held, {doc["_id"]: doc.get("outbox_sent", 0) for doc in held})
             raise
         for entry in entries:
             metrics.EVENTS_OUT.labels(self.service, entry["routing_key"]).inc()
@@ -217,7 +259,11 @@ class Outbox:
         done = self.collection.bulk_write(
             [
                 UpdateOne(
-                    {"_id": doc["_id"], "outbox_seq": doc.get("outbox_seq"), "outbox_lock": token},
+                    {
+                        "_id": doc["_id"],
+                        "outbox_seq": doc.get("outbox_seq"),
+                        "outbox_lock": doc["outbox_lock"],
+                    },
                     {
                         "$set": {
                             "outbox_state": PUBLISHED,
@@ -235,7 +281,7 @@ class Outbox:
             return len(held)
         # More was queued on some meanwhile, and its writer found the lock held: note what is
         # sent, unlock, then publish the rest (if another writer has not taken it by then).
-        self._unlock(token, sent)
+        self._unlock(held, sent)
         again = [
             doc
             for doc in self.collection.find({"_id": {"$in": list(sent)}}, {"outbox_state": 1})
@@ -275,16 +321,16 @@ class Outbox:
             if doc.get("outbox_lock") == token
         ]
 
-    def _unlock(self, token: str, sent: Mapping[Any, int]) -> None:
-        """Release the lock of the documents in `sent` ({_id: how many of its events are
-        published}), recording what is sent of each."""
+    def _unlock(self, held: list[Mapping[str, Any]], sent: Mapping[Any, int]) -> None:
+        """Release the lock of the `held` documents, recording what is sent of each (`sent`:
+        {_id: how many of its events are published})."""
         self.collection.bulk_write(
             [
                 UpdateOne(
-                    {"_id": doc_id, "outbox_lock": token},
-                    {"$set": {"outbox_lock_ts": 0}, "$max": {"outbox_sent": n}},
+                    {"_id": doc["_id"], "outbox_lock": doc["outbox_lock"]},
+                    {"$set": {"outbox_lock_ts": 0}, "$max": {"outbox_sent": sent[doc["_id"]]}},
                 )
-                for doc_id, n in sent.items()
+                for doc in held
             ],
             ordered=False,
         )

@@ -46,12 +46,12 @@ class AnalyticsPrivacyMixin:
         docs = [
             {
                 "_id": copy["event_id"],
-                **Outbox.fields(STREAM_EXCHANGE, copy["event_type"], copy, now),
+                **Outbox.fields(STREAM_EXCHANGE, copy["event_type"], copy, now, held=True),
             }
             for copy in {copy["event_id"]: copy for copy in copies}.values()
         ]
         for doc in insert_new(self.store.db.stream_outbox, docs):
-            self.store.stream_outbox.publish_or_leave(doc)
+            self.store.stream_outbox.publish_new(doc)
 
     @configured_timer("outbox_relay_interval_s")
     def relay_stream_outbox(self):

@@ -185,7 +185,7 @@ class FollowupService(FollowupPrivacyMixin, HealthMixin):
             ]
         for doc in self.store.schedule_many(planned, now):
             TASKS_CREATED.labels(doc["kind"]).inc()
-            touched.append(doc)
+            self.store.outbox.publish_new(doc)
             if doc["kind"] == domain.PROSPECT_CALL and self.store.visited_since(
                 doc["phone_digits"], doc["anchor_ts"]
             ):

@@ -216,8 +216,13 @@ class FollowupStore(Store):
                 "claimed_by": None,
                 "claim_until_ts": 0.0,
                 "history": [],
+                # Published right after the insert (FollowupService._replan).
                 **outbox.fields(
-                    EXCHANGE, "FollowUpScheduled", message_for("FollowUpScheduled", task), now
+                    EXCHANGE,
+                    "FollowUpScheduled",
+                    message_for("FollowUpScheduled", task),
+                    now,
+                    held=True,
                 ),
             }
             for task in planned

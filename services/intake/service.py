@@ -140,7 +140,7 @@ class IntakeService(IntakePrivacyMixin, HealthMixin):
     def _published(self, arrival, doc, is_new):
         """Hand a new event to the outbox, count a duplicate; True for a duplicate."""
         if is_new:
-            self.store.outbox.publish_or_leave(doc)
+            self.store.outbox.publish_new(doc)
         else:  # already recorded: its writer, or else the outbox relay, publishes it
             EVENTS_DUPLICATE.labels(self.name, arrival.event_type).inc()
         log.info(

@@ -323,7 +323,8 @@ class IntakeStore(Store):
             "recorded_at": now,
             "patient_id": patient_id,
             "data": inbound["data"],
-            **Outbox.fields(EXCHANGE, inbound["event_type"], message, now),
+            # Its writer publishes it right after the insert (IntakeService._published).
+            **Outbox.fields(EXCHANGE, inbound["event_type"], message, now, held=True),
         }
 
     def record_event(

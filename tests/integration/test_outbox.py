@@ -80,3 +80,56 @@ def test_a_document_written_before_the_publishing_lock_existed_is_published(plat
     assert collection.find_one({"_id": "old"})["outbox_state"] == "published"
     assert [json.loads(body)["event_id"] for body, _ in platform.drain("witness")] == ["old-1"]
     replica.stop()
+
+
+def test_documents_inserted_holding_their_lock_are_published_once_while_others_append(platform):
+    """publish_new: the writer publishes what it inserted without taking the lock; another
+    replica appending to those documents meanwhile leaves its events to that writer, whose
+    mark then fails and who reads back and publishes them. A document whose writer died
+    before handing it over is the relay's once its claim runs out."""
+    platform.witness(EXCHANGE)
+    collection = MongoClient(platform.database_uri("outboxtest")).get_default_database()["things"]
+    now = datetime.datetime.now(datetime.UTC)
+    writer, other = (Outbox(collection, platform.amqp_uri, "test") for _ in range(2))
+    docs = [
+        {"_id": f"doc-{n}", **Outbox.fields(*_event(f"created-{n}"), now, held=True)}
+        for n in range(DOCUMENTS)
+    ]
+    collection.insert_many(docs)
+    # Inserted a minute ago by a writer that died before handing it over: its lock ran out.
+    minute_ago = now - datetime.timedelta(minutes=1)
+    collection.insert_one(
+        {"_id": "orphan", **Outbox.fields(*_event("orphan-1"), minute_ago, held=True)}
+    )
+    errors = []
+
+    def append():
+        try:
+            for n in range(DOCUMENTS):
+                doc = collection.find_one_and_update(
+                    {"_id": f"doc-{n}"},
+                    Outbox.append({}, [_event(f"appended-{n}")], now),
+                    return_document=ReturnDocument.AFTER,
+                )
+                other.publish_or_leave(doc)
+        except Exception as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    # Held by its writer from the insert on: no one else publishes it meanwhile.
+    assert other.publish_batch([{"_id": "doc-0"}]) == 0
+    appender = threading.Thread(target=append)
+    appender.start()
+    for doc in docs:
+        writer.publish_new(doc)
+    appender.join(timeout=120)
+    assert not errors and not appender.is_alive(), errors
+    assert writer.relay() == 1  # the orphan
+
+    assert list(collection.find({"outbox_state": PENDING}, {"_id": 1})) == []
+    published = collections.Counter(
+        json.loads(body)["event_id"] for body, _ in platform.drain("witness")
+    )
+    assert {event_id: n for event_id, n in published.items() if n > 1} == {}
+    assert len(published) == 2 * DOCUMENTS + 1
+    writer.stop()
+    other.stop()
