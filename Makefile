@@ -89,7 +89,9 @@ bench: deps broker tools
 	$(PY) -m bench.intake_throughput 2000
 	$(PY) -m bench.hl7_throughput 2000
 	$(PY) -m bench.framework_overhead 2000
-	$(PY) -m bench.latency --rates 10,50,200 --duration 60 --drain 60
+	$(PY) -m bench.fanout 5000
+	$(PY) -m bench.latency --rates 50 --duration 300 --drain 30
+	$(PY) -m bench.latency --rates 10,200 --duration 60 --drain 60
 	$(PY) -m bench.import_year --events 20000
 	$(PY) -m bench.gateway_load --connections 32 --duration 15
 	$(PY) -m bench.analytics_scale --events 300000 --rpc-cap 60

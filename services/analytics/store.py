@@ -11,8 +11,6 @@ made every day's read a scan of the whole collection (bench/README.md)."""
 
 import json
 import logging
-import math
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,7 +20,7 @@ from pymongo.errors import OperationFailure
 from services.analytics import privacy
 from services.analytics.domain import DAY_FIELDS, People, day_number, person_entry
 from shared.indexes import Index
-from shared.store import Store, any_of
+from shared.store import Store, find_in
 
 log = logging.getLogger(__name__)
 # 2: the day-number twins of every day field (domain.DAY_FIELDS); 3: `people` built from the
@@ -30,8 +28,6 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 3
 # The keys that name a person beyond the patient id: a consultation is found by either.
 PERSON_KEYS = ("phone_key", "mrn")
-# Looking many keys up at once: see AnalyticsStore._one_query_for.
-FACTS_PER_KEY_SCANNED = 800
 # The shape of a stored partial: a cached day of another shape is computed again (3 added the
 # unique patients' previous-visit days).
 PARTIAL_FORMAT = 3
@@ -61,9 +57,6 @@ class AnalyticsStore(Store):
         Index("survey_answers", ["day"]),  # service-quality answers (quality.py)
         *privacy.INDEXES,  # the minimal stream's outbox
     )
-
-    # The facts' count, as _one_query_for last took it.
-    _facts_count, _counted_at = 0, -math.inf
 
     def setup(self) -> None:
         super().setup()
@@ -289,31 +282,21 @@ class AnalyticsStore(Store):
 
     def person_facts(self, keys: Iterable[tuple[str, Any]]) -> list[dict[str, Any]]:
         """The facts of the people with these keys {("phone_key" | "mrn", value)}, once each,
-        the type and time left to the caller."""
+        the type and time left to the caller: one query per key field while the facts are
+        few enough to scan, one per key after (shared.store.find_in)."""
         by_field: dict[str, set[Any]] = {}
         for key, value in keys:
             by_field.setdefault(key, set()).add(value)
         found = {}
         for key, values in sorted(by_field.items()):
-            conditions = [any_of(values)] if self._one_query_for(len(values)) else sorted(values)
-            for condition in conditions:
-                for fact in self.db.facts.find(
-                    {key: condition},
-                    {"date": 1, "type": 1, "ts": 1, "phone_key": 1, "mrn": 1, "void": 1},
-                ):
-                    found[fact["_id"]] = fact
+            for fact in find_in(
+                self.db.facts,
+                key,
+                values,
+                {"date": 1, "type": 1, "ts": 1, "phone_key": 1, "mrn": 1, "void": 1},
+            ):
+                found[fact["_id"]] = fact
         return list(found.values())
-
-    def _one_query_for(self, values: int) -> bool:
-        """Whether to look `values` keys up in one query (`$in`) rather than one each. MongoDB
-        answers both by the index. NX-27017, the local store, answers `$in` on a field other
-        than _id by scanning every fact (~0.7 µs a fact against ~0.6 ms a query,
-        bench/README.md): one query is cheaper only below ~800 facts per key asked. The count
-        is MongoDB's cheap estimate, taken once a minute."""
-        now = time.monotonic()
-        if now - self._counted_at > 60:
-            self._facts_count, self._counted_at = self.db.facts.estimated_document_count(), now
-        return values > 1 and values * FACTS_PER_KEY_SCANNED > self._facts_count
 
     def consultation_days(self, visits: list[dict[str, Any]], window_s: float) -> set[str]:
         """The days of the consultations these visits may convert (same phone or MRN, within

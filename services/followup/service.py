@@ -122,6 +122,7 @@ class FollowupService(FollowupPrivacyMixin, HealthMixin):
         self._handle_together(run, now)
 
     def _handle_alone(self, event, now):
+        """An erasure, or a merge: the retired id's events and tasks move to the survivor."""
         if event["event_type"] == ERASED_EVENT:
             return self.erase_patient(event)  # the person's data goes (privacy.py)
         patient_id = self.store.resolve(event["patient_id"])  # a retired id: its survivor
@@ -133,6 +134,8 @@ class FollowupService(FollowupPrivacyMixin, HealthMixin):
         self._follow_merges({patient_id: [event]}, now)
 
     def _handle_together(self, events, now):
+        """Events that change no one's identity: filed under each person's live id, then
+        each person's tasks planned once for all of their events in the batch."""
         if not events:
             return
         live = self.store.resolve_many({event["patient_id"] for event in events})

@@ -27,7 +27,7 @@ from shared.contact import Contact
 from shared.errors import Conflict, NotFound
 from shared.indexes import Index
 from shared.phones import phone_digits
-from shared.store import Store, any_of, insert_new
+from shared.store import Store, find_in, insert_new
 
 EXCHANGE = "followup.events"
 PENDING = domain.PENDING
@@ -140,7 +140,7 @@ class FollowupStore(Store):
     def events_of_many(self, patient_ids: set[Any]) -> dict[Any, list[dict[str, Any]]]:
         """{patient_id: every event filed under it}, in one read."""
         found: dict[Any, list[dict[str, Any]]] = {}
-        for event in self.db.events.find({"patient_id": any_of(patient_ids)}):
+        for event in find_in(self.db.events, "patient_id", patient_ids):
             event["event_id"] = event.pop("_id")
             found.setdefault(event["patient_id"], []).append(event)
         return found
@@ -275,14 +275,11 @@ class FollowupStore(Store):
                 latest[digits] = max(visited_ts, latest.get(digits, visited_ts))
         if not latest:
             return []
-        query = {
-            "phone_digits": any_of(latest),
-            "kind": domain.PROSPECT_CALL,
-            "status": PENDING,
-        }
         return [
             task
-            for task in self.db.tasks.find(query)
+            for task in find_in(
+                self.db.tasks, "phone_digits", latest, kind=domain.PROSPECT_CALL, status=PENDING
+            )
             if task["anchor_ts"] <= latest[task["phone_digits"]]
         ]
 

@@ -60,10 +60,12 @@ class IntakeService(IntakePrivacyMixin, HealthMixin):
             run = []
             recorded.append((arrival, *self._record_alone(arrival, now)))
         recorded += self._record_together(run, now)
+        for arrival, doc, is_new in recorded:
+            self._hand_on(arrival, doc, is_new)
         conflicts = [
             doc
             for arrival, doc, is_new in recorded
-            if self._published(arrival, doc, is_new) and domain.conflicts_with(doc, arrival.inbound)
+            if not is_new and domain.conflicts_with(doc, arrival.inbound)
         ]
         if conflicts:
             # Raised last, when the records are complete: the copy goes to the rejected
@@ -137,11 +139,12 @@ class IntakeService(IntakePrivacyMixin, HealthMixin):
             self.store.project_patient(merged_into)
         return [(a, doc, is_new) for a, (doc, is_new) in zip(arrivals, recorded, strict=True)]
 
-    def _published(self, arrival, doc, is_new):
-        """Hand a new event to the outbox, count a duplicate; True for a duplicate."""
+    def _hand_on(self, arrival, doc, is_new):
+        """A new event to the outbox's sender; a duplicate counted (and published by whoever
+        recorded it)."""
         if is_new:
             self.store.outbox.publish_new(doc)
-        else:  # already recorded: its writer, or else the outbox relay, publishes it
+        else:  # its writer, or else the outbox relay, publishes it
             EVENTS_DUPLICATE.labels(self.name, arrival.event_type).inc()
         log.info(
             "event recorded",
@@ -152,7 +155,6 @@ class IntakeService(IntakePrivacyMixin, HealthMixin):
                 "new": is_new,
             },
         )
-        return not is_new
 
     @configured_timer("outbox_relay_interval_s")
     def relay_outbox(self):

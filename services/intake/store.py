@@ -18,7 +18,7 @@ from services.intake import domain
 from shared.clock import utcnow
 from shared.indexes import Index
 from shared.outbox import Outbox
-from shared.store import Store, any_of, insert_new
+from shared.store import Store, any_of, find_in, insert_new
 from shared.topology import SERVICE_EXCHANGES
 
 EXCHANGE = "intake.events"
@@ -221,16 +221,12 @@ class IntakeStore(Store):
         worker (the unique index says so). Callers reconcile the phones after
         (`reconcile_phones`), as after any creation."""
         phones = sorted({digits for _, digits in identities if digits})
-        prospects = (
-            {
-                found["prospect_key"]
-                for found in self.db.patients.find(
-                    {"prospect_key": any_of(phones), **self.LIVE}, {"prospect_key": 1}
-                )
-            }
-            if phones
-            else set()
-        )
+        prospects = {
+            found["prospect_key"]
+            for found in find_in(
+                self.db.patients, "prospect_key", phones, {"prospect_key": 1}, **self.LIVE
+            )
+        }
         docs = [
             {
                 "_id": uuid.uuid4().hex,
@@ -258,9 +254,12 @@ class IntakeStore(Store):
         if not phones:
             return []
         by_phone: dict[str, list[dict[str, Any]]] = {}
-        for person in self.db.patients.find(
-            {"phone_digits": any_of(phones), **self.LIVE},
+        for person in find_in(
+            self.db.patients,
+            "phone_digits",
+            phones,
             {"mrn": 1, "created_at": 1, "phone_digits": 1},
+            **self.LIVE,
         ):
             by_phone.setdefault(person["phone_digits"], []).append(person)
         return [
@@ -299,8 +298,8 @@ class IntakeStore(Store):
         for a batch's patients."""
         return {
             patient["mrn"]: patient
-            for patient in self.db.patients.find(
-                {"mrn": any_of(mrns)}, {"_id": 1, "mrn": 1, "merged_into": 1}
+            for patient in find_in(
+                self.db.patients, "mrn", mrns, {"_id": 1, "mrn": 1, "merged_into": 1}
             )
         }
 
@@ -323,7 +322,7 @@ class IntakeStore(Store):
             "recorded_at": now,
             "patient_id": patient_id,
             "data": inbound["data"],
-            # Its writer publishes it right after the insert (IntakeService._published).
+            # Its writer publishes it right after the insert (IntakeService._hand_on).
             **Outbox.fields(EXCHANGE, inbound["event_type"], message, now, held=True),
         }
 
@@ -419,8 +418,8 @@ class IntakeStore(Store):
         known = {pid: docs for pid, docs in (known or {}).items() if pid in patient_ids}
         events.update(known)
         if patient_ids - set(known):
-            for event in self.db.events.find(
-                {"patient_id": any_of(patient_ids - set(known))}, self._PROJECTED
+            for event in find_in(
+                self.db.events, "patient_id", patient_ids - set(known), self._PROJECTED
             ):
                 events.setdefault(event["patient_id"], []).append(event)
         writes = [

@@ -20,6 +20,7 @@ import dataclasses
 import pytest
 from nameko.testing.services import worker_factory
 
+from shared import store as shared_store
 from tests.service.fakes import RecordedPublisher, bind_store, config_for
 
 
@@ -46,3 +47,13 @@ def make_service():
         return ServiceUnderTest(worker, store, published, validated)
 
     return make
+
+
+@pytest.fixture(params=["one query", "a query per value"])
+def lookups(request, monkeypatch):
+    """Both ways shared.store.find_in looks a batch's keys up: one `$in` while a collection is
+    small, one query per key once it is large. Tests that take this fixture run in each."""
+    per_value = request.param == "a query per value"
+    monkeypatch.setattr(shared_store, "DOCS_PER_VALUE_SCANNED", 0 if per_value else 10**9)
+    monkeypatch.setattr(shared_store, "_counts", {})
+    return request.param

@@ -6,7 +6,6 @@ import zoneinfo
 
 import pytest
 
-from services.analytics import store as analytics_store
 from services.analytics.service import AnalyticsService
 from services.followup.service import FollowupService
 from shared.errors import BadRequest, InvalidMessage
@@ -200,13 +199,9 @@ def test_the_calls_and_surveys_followup_publishes_make_the_agents_and_quality_fi
     assert analytics.worker.summary(*days)["avg_satisfaction"] == 4.0
 
 
-@pytest.mark.parametrize("one_query", [True, False], ids=["one query", "a query per key"])
-def test_a_batch_of_visits_refreshes_the_days_of_the_consultations_they_convert(
-    analytics, monkeypatch, one_query
-):
+def test_a_batch_of_visits_refreshes_the_days_of_the_consultations_they_convert(analytics, lookups):
     """The consultations were logged under other records (prospects), so only their phones
     lead to them; the batch looks them up for all its visits at once, in either way."""
-    monkeypatch.setattr(analytics_store, "FACTS_PER_KEY_SCANNED", 10**9 if one_query else 0)
     phones = [f"139000{i:05d}" for i in range(3)]
     deliver(analytics, *(canonical(factories.consultation(p, day=1), new_id()) for p in phones))
     analytics.worker.refresh_day_figures()  # day 1's partial cached: 3 consultations, none won

@@ -246,7 +246,7 @@ def _state(followup):
     )
 
 
-def test_a_batch_schedules_what_the_same_events_one_by_one_schedule(followup, make_service):
+def test_a_batch_schedules_what_one_by_one_schedules(followup, make_service, lookups):
     one_by_one = make_service(FollowupService)
     for event in _history():
         deliver(one_by_one, event)

@@ -221,7 +221,7 @@ def _history():
     ]
 
 
-def test_a_batch_records_what_the_same_events_one_by_one_record(intake, make_service):
+def test_a_batch_records_what_the_same_events_one_by_one_record(intake, make_service, lookups):
     one_by_one = make_service(IntakeService)
     for event in _history():
         deliver(one_by_one, event)
