@@ -23,7 +23,15 @@ import zoneinfo
 
 import pymongo
 
-from bench.common import installation, record, start_services
+from bench.common import (
+    Resources,
+    commands_per_event,
+    installation,
+    record,
+    start_services,
+    store_commands,
+    watch_platform,
+)
 from shared.simulate import Hospital, demo_plan
 from tests.support import PYTHON, REPO
 
@@ -58,10 +66,13 @@ def main(argv=None):
     print(f"generated {args.events} events in {time.monotonic() - started:.0f} s: {kinds}")
 
     platform, store = installation()
+    resources = Resources()
     try:
         start_services(platform, *SERVICES)
         platform.start_gateway()
         token = platform.token()
+        watch_platform(resources, platform, store).start()  # who spends the import's CPU
+        before, commands_before = resources.snapshot(), store_commands(platform)
         started = time.monotonic()
         done = subprocess.run(
             [PYTHON, "-m", "shared.cli", "import", source, "--rejections", f"{folder}/rej.jsonl"],
@@ -72,6 +83,8 @@ def main(argv=None):
             text=True,
         )
         imported_s = time.monotonic() - started
+        cpu = Resources.per_unit(before, resources.snapshot(), args.events, unit="event")
+        commands = commands_per_event(commands_before, store_commands(platform), args.events)
         print(done.stdout[-1500:])
         assert done.returncode == 0, done.stdout[-3000:]
         visits = kinds.get("PatientVisited", 0)
@@ -89,11 +102,15 @@ def main(argv=None):
             f"afterwards: intake recorded {recorded} events of {args.events} sent; "
             f"{visits} visits in the file; the year's summary ({first_day}..{last_day}) "
             f"answered {status} in {summary_s:.2f} s with visits={body.get('visits')}",
+            cpu,
+            commands,
+            *resources.lines(),
         ]
         print("\n".join(lines))
         if not args.no_record:
             record(f"hcrm import, {args.events} generated events", lines)
     finally:
+        resources.stop()
         platform.close()
         store.stop()
     return 0
