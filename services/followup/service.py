@@ -126,7 +126,7 @@ class FollowupService(FollowupPrivacyMixin, HealthMixin):
         if event["event_type"] == ERASED_EVENT:
             return self.erase_patient(event)  # the person's data goes (privacy.py)
         patient_id = self.store.resolve(event["patient_id"])  # a retired id: its survivor
-        self.store.record_event(event, patient_id)
+        self.store.record_events([(event, patient_id)])
         patient_id = self.store.merge(
             event["data"]["merged_patient_id"], patient_id, event["event_id"], now
         )

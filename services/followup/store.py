@@ -121,16 +121,8 @@ class FollowupStore(Store):
             doc["visited_ts"] = domain.parse_time(data["visited_at"]).timestamp()
         return doc
 
-    def record_event(self, message: dict[str, Any], patient_id: str | None) -> bool:
-        """Keep the event (once) under `patient_id` (the live id); returns True when it is new."""
-        try:
-            self.db.events.insert_one(self._event_doc(message, patient_id))
-            return True
-        except DuplicateKeyError:
-            return False
-
     def record_events(self, items: list[tuple[dict[str, Any], str | None]]) -> None:
-        """record_event for many [(message, live patient_id)], in one insert (duplicates are
+        """Keep each event [(message, live patient_id)] once, in one insert (duplicates are
         skipped by the unique _id, the event id)."""
         insert_new(self.db.events, [self._event_doc(*item) for item in items])
 

@@ -92,7 +92,7 @@ class IntakeService(IntakePrivacyMixin, HealthMixin):
             if survivor != doc["patient_id"]:
                 self.store.project_patient(survivor)
         if created:
-            for merged_into in self.store.reconcile_phone(arrival.digits):
+            for merged_into in self.store.reconcile_phones({arrival.digits} - {None}):
                 self.store.project_patient(merged_into)
         return doc, is_new
 

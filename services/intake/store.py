@@ -84,7 +84,7 @@ class IntakeStore(Store):
         Every write is atomic and guarded by a unique index, so concurrent workers (or
         replicas) resolving the same MRN converge on one record. Two workers racing on the
         same *phone* (a consultation and a visit at once) may still create two records;
-        `reconcile_phone` merges those right after.
+        `reconcile_phones` merges those right after.
         """
         for _ in range(5):
             if mrn:
@@ -201,16 +201,9 @@ class IntakeStore(Store):
         return survivor
 
     def _create(self, keys: dict[str, Any], now: datetime.datetime, event_count: int = 0) -> str:
-        patient_id = uuid.uuid4().hex
-        self.db.patients.insert_one(
-            {
-                "_id": patient_id,
-                **{k: v for k, v in keys.items() if v},
-                "created_at": now,
-                "event_count": event_count,
-            }
-        )
-        return patient_id
+        record = _new_record(keys, now, event_count)
+        self.db.patients.insert_one(record)
+        return record["_id"]
 
     def create_patients(
         self, identities: list[tuple[str, str | None]], now: datetime.datetime
@@ -228,29 +221,20 @@ class IntakeStore(Store):
             )
         }
         docs = [
-            {
-                "_id": uuid.uuid4().hex,
-                "mrn": mrn,
-                **({"phone_digits": digits} if digits else {}),
-                "created_at": now,
-                "event_count": 0,
-            }
+            _new_record({"mrn": mrn, "phone_digits": digits}, now)
             for mrn, digits in identities
             if digits not in prospects
         ]
         return {doc["mrn"]: doc["_id"] for doc in insert_new(self.db.patients, docs)}
 
-    def reconcile_phone(self, digits: str | None) -> list[str]:
-        """Merge prospects that share this phone into the one patient they turned out to be.
+    def reconcile_phones(self, phones: set[str]) -> list[str]:
+        """Merge prospects that share one of these phones into the one patient they turned
+        out to be, with one read of the records that hold them.
 
         Runs after every creation of a record with a phone: a race needs two creations, and
         whichever of the two creators finishes last sees both records. Returns the ids
         whose records changed (to re-project).
         """
-        return self.reconcile_phones({digits} if digits else set())
-
-    def reconcile_phones(self, phones: set[str]) -> list[str]:
-        """reconcile_phone for many phones, with one read of the records that hold them."""
         if not phones:
             return []
         by_phone: dict[str, list[dict[str, Any]]] = {}
@@ -335,15 +319,7 @@ class IntakeStore(Store):
         now: datetime.datetime,
     ) -> tuple[dict[str, Any], bool]:
         """Insert the event (and its outbox record) once. Returns (doc, is_new)."""
-        doc = self._event_doc(event_id, inbound, loaded, patient_id, now)
-        try:
-            self.db.events.insert_one(doc)
-            return doc, True
-        except DuplicateKeyError:
-            existing = self.db.events.find_one(
-                {"source": inbound["source"], "source_event_id": inbound["event_id"]}
-            )
-            return existing or doc, False
+        return self.record_events([(event_id, inbound, loaded, patient_id)], now)[0]
 
     def record_events(
         self,
@@ -532,3 +508,15 @@ class IntakeStore(Store):
 
     def relay_outbox(self) -> int:
         return self.outbox.relay(now=utcnow())
+
+
+def _new_record(
+    keys: dict[str, Any], now: datetime.datetime, event_count: int = 0
+) -> dict[str, Any]:
+    """A new patient record: its identity keys (those given), before any projection."""
+    return {
+        "_id": uuid.uuid4().hex,
+        **{k: v for k, v in keys.items() if v},
+        "created_at": now,
+        "event_count": event_count,
+    }
