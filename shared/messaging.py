@@ -262,6 +262,9 @@ class InboundMessage:
     routing_key: str | None  # the original routing key, also after retries
     headers: dict[str, Any]
     attempt: int  # 0 for the first delivery, then 1, 2, ... for retries
+    # What a batch consumer's `check` made of the body as it arrived (None otherwise): the
+    # handler takes it instead of validating the body a second time.
+    checked: Any = None
 
 
 # A delivery waiting in a batch: (message, routing_key, attempt, what the handler gets).
@@ -543,15 +546,25 @@ class BatchReliableConsumer(ReliableConsumer):
     arrived together (up to `max_batch`), so the handler can write them in bulk, one store
     round trip for many events (bench/README.md).
 
-    The rule per message stays the one above. A batch whose handler returns is acked as a
-    whole; if it raises, each of its messages is handled again alone, so a bad one is
-    rejected or retried by itself and costs the others nothing (handlers are idempotent).
+    The rule per message stays the one above. `check(inbound)` is the handler's own
+    validation of one message, a pure function: it runs as each message arrives, so a message
+    it refuses (InvalidMessage) is rejected alone at once and never joins a batch; what it
+    returns reaches the handler as `inbound.checked`. A batch whose handler returns is acked
+    as a whole; if it raises, each of its messages is handled again alone, so a message that
+    fails for another reason is retried by itself and costs the others nothing (handlers are
+    idempotent).
     """
 
     def __init__(
-        self, queue_name: str, max_batch: int = 100, linger_s: float = 0.0, **kwargs: Any
+        self,
+        queue_name: str,
+        max_batch: int = 100,
+        linger_s: float = 0.0,
+        check: Callable[[InboundMessage], Any] | None = None,
+        **kwargs: Any,
     ) -> None:
         self.max_batch = max_batch
+        self.check = check
         # How long a batch waits for more deliveries before it is handled: 0 takes what
         # arrived together; a consumer no one waits on (analytics) lingers, so that at a low
         # rate it still writes in bulk instead of paying a batch's cost for every event.
@@ -572,6 +585,18 @@ class BatchReliableConsumer(ReliableConsumer):
         decoded = self._decode(message)
         if decoded is None:
             return
+        routing_key, attempt, inbound = decoded
+        if self.check is not None:
+            # Refused before it joins a batch: a poison message costs no batch a failed try
+            # and its neighbours no second handling (once with the batch, once alone).
+            try:
+                inbound.checked = self.check(inbound)
+            except InvalidMessage as error:
+                self._log_handled(inbound, 0.0, (type(error), error, error.__traceback__))
+                self._settle(message, routing_key, attempt, error)
+                return
+            except Exception:  # a fault of the check itself: the handler's turn to meet it
+                log.exception("a batch check failed", extra={"queue": self.queue_name})
         self._buffer.append((message, *decoded))
         if len(self._buffer) >= self.max_batch:
             self._flush()

@@ -96,18 +96,20 @@ class FollowupService(FollowupPrivacyMixin, HealthMixin):
     metrics = MetricsServer()
 
     # -- scheduling -----------------------------------------------------------------------
-    @reliable_batch_consumer("followup.inbound", max_batch=BATCH_MAX)
+    @reliable_batch_consumer(
+        "followup.inbound", max_batch=BATCH_MAX, check=lambda inbound: _checked(inbound.body)
+    )
     def handle_events(self, messages):
         """The events that arrived together, in bulk: one read of their people's aliases, one
         insert of the events, one read of each person's history for the batch and one insert
         of the new tasks, instead of several round trips per event.
 
-        Every message is checked before anything is written: a bad one fails the batch, and the
-        consumer then handles the messages one by one, so it alone is rejected
-        (shared/messaging.BatchReliableConsumer). Every write is idempotent, so a batch that
-        crashed half-way is completed by its redelivery.
+        Every message is checked as it arrives (`check`), so a bad one is rejected alone and
+        never joins a batch; called directly, the handler checks every message before anything
+        is written (shared/messaging.BatchReliableConsumer). Every write is idempotent, so a
+        batch that crashed half-way is completed by its redelivery.
         """
-        events = [_checked(message.body) for message in messages]
+        events = [message.checked or _checked(message.body) for message in messages]
         now = utcnow()
         # An erasure or a merge changes who the person is: handled one at a time, in its
         # place among the others, as the consumer of one message did.

@@ -29,6 +29,42 @@ log = logging.getLogger(__name__)
 BATCH_MAX = 100
 
 
+@dataclasses.dataclass(frozen=True)
+class Arrival:
+    """One hospital event, validated: what recording it takes."""
+
+    inbound: dict[str, Any]  # its canonical JSON form (what is stored and compared)
+    loaded: dict[str, Any]  # the same with typed fields
+    event_id: str  # intake's canonical id: the same (source, event_id) gives the same id
+    mrn: str | None
+    digits: str | None  # the phone's digits: a prospect's key
+
+    @property
+    def event_type(self) -> str:
+        return self.inbound["event_type"]
+
+
+def _arrival(message: InboundMessage) -> Arrival:
+    loaded = load_event(message.body)  # EventInvalid -> hospital.events.rejected
+    if message.routing_key != loaded["event_type"]:
+        raise InvalidMessage(
+            {
+                "event_type": [
+                    f"Must equal the routing key {message.routing_key!r} (docs/EVENTS.md)."
+                ]
+            }
+        )
+    inbound = dump_event(loaded)
+    mrn, digits = domain.identity(loaded["data"]["patient"])
+    return Arrival(
+        inbound,
+        loaded,
+        domain.canonical_event_id(inbound["source"], inbound["event_id"]),
+        mrn,
+        digits,
+    )
+
+
 class IntakeService(IntakePrivacyMixin, HealthMixin):
     name = "intake"
     config_schema = IntakeConfig
@@ -36,18 +72,18 @@ class IntakeService(IntakePrivacyMixin, HealthMixin):
     store = IntakeStore()
     metrics = MetricsServer()
 
-    @reliable_batch_consumer("intake.inbound", max_batch=BATCH_MAX)
+    @reliable_batch_consumer("intake.inbound", max_batch=BATCH_MAX, check=_arrival)
     def handle_hospital_events(self, messages):
         """The hospital events that arrived together, recorded in bulk: one read of their
         patients, one insert of the events and one projection per patient for the whole
         batch, instead of four round trips per event.
 
-        Every message is validated before anything is written: a bad one fails the batch,
-        and the consumer then handles the messages one by one, so it alone is rejected
-        (shared/messaging.BatchReliableConsumer). Every write is idempotent, so a batch that
-        crashed half-way is completed by its redelivery.
+        Every message is validated as it arrives (`check`), so a bad one is rejected alone
+        and never joins a batch; called directly, the handler validates every message before
+        anything is written (shared/messaging.BatchReliableConsumer). Every write is
+        idempotent, so a batch that crashed half-way is completed by its redelivery.
         """
-        arrivals = [_arrival(message) for message in messages]
+        arrivals = [message.checked or _arrival(message) for message in messages]
         now = utcnow()
         # A merge or a prospect (no MRN) changes who is who: recorded one at a time, in its
         # place among the others, as the consumer of one message did.
@@ -218,39 +254,3 @@ def _timeline_entry(event):
         "source_event_id": event["source_event_id"],
         "data": event["data"],
     }
-
-
-@dataclasses.dataclass(frozen=True)
-class Arrival:
-    """One hospital event, validated: what recording it takes."""
-
-    inbound: dict[str, Any]  # its canonical JSON form (what is stored and compared)
-    loaded: dict[str, Any]  # the same with typed fields
-    event_id: str  # intake's canonical id: the same (source, event_id) gives the same id
-    mrn: str | None
-    digits: str | None  # the phone's digits: a prospect's key
-
-    @property
-    def event_type(self) -> str:
-        return self.inbound["event_type"]
-
-
-def _arrival(message: InboundMessage) -> Arrival:
-    loaded = load_event(message.body)  # EventInvalid -> hospital.events.rejected
-    if message.routing_key != loaded["event_type"]:
-        raise InvalidMessage(
-            {
-                "event_type": [
-                    f"Must equal the routing key {message.routing_key!r} (docs/EVENTS.md)."
-                ]
-            }
-        )
-    inbound = dump_event(loaded)
-    mrn, digits = domain.identity(loaded["data"]["patient"])
-    return Arrival(
-        inbound,
-        loaded,
-        domain.canonical_event_id(inbound["source"], inbound["event_id"]),
-        mrn,
-        digits,
-    )

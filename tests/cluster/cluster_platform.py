@@ -53,7 +53,7 @@ class ClusterPlatform(Platform):
     def db(self, service):
         if service not in self._db:
             self._db[service] = MongoClient(
-                self.database_uri(service), serverSelectionTimeoutMS=3000
+                self.database_uri(service), serverSelectionTimeoutMS=3000, socketTimeoutMS=30000
             ).get_default_database()
         return self._db[service]
 

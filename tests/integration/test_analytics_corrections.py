@@ -20,7 +20,7 @@ def hospital(platform):
     platform.start_gateway()
     token = platform.token()
     db = MongoClient(
-        platform.database_uri("analytics"), serverSelectionTimeoutMS=3000
+        platform.database_uri("analytics"), serverSelectionTimeoutMS=3000, socketTimeoutMS=30000
     ).get_default_database()
 
     def summary(query=MARCH):

@@ -27,7 +27,10 @@ def followup(platform):
     platform.start_service("intake")
     platform.start_service("followup")
     client = MongoClient(
-        platform.database_uri("followup"), tz_aware=True, serverSelectionTimeoutMS=3000
+        platform.database_uri("followup"),
+        tz_aware=True,
+        serverSelectionTimeoutMS=3000,
+        socketTimeoutMS=30000,
     )
     yield client.get_default_database()
     client.close()

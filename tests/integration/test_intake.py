@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from pymongo import MongoClient
 
 from tests import factories
 from tests.support import wait_until
@@ -35,6 +36,45 @@ def test_every_malformed_message_waits_in_rejected_with_its_reason(platform):
     # Nothing loops: the inbound queue is empty and nothing went to the dead letters.
     assert platform.queue_depth("intake.inbound") == 0
     assert platform.queue_depth("intake.dlq") == 0
+
+
+def test_a_poison_message_is_rejected_alone_and_never_fails_a_batch(platform):
+    """Malformed messages queued among good ones, so that they arrive together: each is
+    refused as it arrives (BatchReliableConsumer's check), once, and no batch of good events
+    fails for it (which would handle its neighbours a second time, one by one)."""
+    platform.start_service("intake").stop()  # its queue exists; now fill it while it is down
+    cases = factories.malformed_events()
+    good = [factories.visit(f"B-{i:04d}", phone=f"1370009{i:04d}") for i in range(60)]
+    messages = [(e["event_type"], json.dumps(e).encode()) for e in good]
+    for index, (_label, raw, key) in enumerate(cases):
+        messages.insert(index * 3, (key, raw))
+    for key, raw in messages:
+        platform.publish(None, routing_key=key, raw=raw)
+
+    intake = platform.start_service("intake")
+    wait_until(
+        lambda: (
+            platform.queue_depth("hospital.events.rejected") == len(cases)
+            and platform.queue_depth("intake.inbound") == 0
+        ),
+        timeout=60,
+        message="every malformed message rejected and the inbound queue empty",
+    )
+    db = MongoClient(
+        platform.database_uri("intake"), serverSelectionTimeoutMS=3000, socketTimeoutMS=30000
+    )
+    wait_until(
+        lambda: (
+            db.get_default_database().patients.count_documents({"mrn": {"$regex": "^B-"}})
+            == len(good)
+        ),
+        timeout=30,
+        message="every good visit recorded",
+    )
+    rejected = platform.drain("hospital.events.rejected")
+    assert sorted(body for body, _ in rejected) == sorted(raw for _, raw, _ in cases)
+    assert '"message handled"' in intake.output()
+    assert "a batch failed" not in intake.output()
 
 
 def test_duplicates_count_once_and_the_profile_takes_the_latest_fields(platform):

@@ -198,7 +198,9 @@ def test_each_passed_deadline_breaches_once_through_the_fault(store_server, log_
         }
         witness = Witness(platform)
         db = MongoClient(
-            platform.database_uri("complaints"), serverSelectionTimeoutMS=3000
+            platform.database_uri("complaints"),
+            serverSelectionTimeoutMS=3000,
+            socketTimeoutMS=30000,
         ).get_default_database()
         base = time.time() + LEAD_S
         with ClusterRpcProxy(

@@ -65,7 +65,7 @@ class Sender(threading.Thread):
 
 def visit_counts(platform):
     db = MongoClient(
-        platform.database_uri("intake"), serverSelectionTimeoutMS=3000
+        platform.database_uri("intake"), serverSelectionTimeoutMS=3000, socketTimeoutMS=30000
     ).get_default_database()
     return {
         p["mrn"]: p["view"]["visit_count"]

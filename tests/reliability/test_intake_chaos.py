@@ -58,7 +58,7 @@ def visit_counts(platform):
     from pymongo import MongoClient
 
     db = MongoClient(
-        platform.database_uri("intake"), serverSelectionTimeoutMS=3000
+        platform.database_uri("intake"), serverSelectionTimeoutMS=3000, socketTimeoutMS=30000
     ).get_default_database()
     return {
         p["mrn"]: p["view"]["visit_count"]

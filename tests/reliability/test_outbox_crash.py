@@ -30,7 +30,7 @@ def test_a_kill_between_the_write_and_the_publish_loses_and_doubles_nothing(plat
     assert victim.popen.returncode == -9
 
     db = MongoClient(
-        platform.database_uri(service), serverSelectionTimeoutMS=3000
+        platform.database_uri(service), serverSelectionTimeoutMS=3000, socketTimeoutMS=30000
     ).get_default_database()
     written = list(db[collection].find({"outbox_state": {"$exists": True}}))
     assert [doc["outbox_state"] for doc in written] == ["pending"]  # the write is committed...

@@ -153,7 +153,7 @@ class Figures:
         self.platform = platform
         self.db = {
             s: MongoClient(
-                platform.database_uri(s), serverSelectionTimeoutMS=3000
+                platform.database_uri(s), serverSelectionTimeoutMS=3000, socketTimeoutMS=30000
             ).get_default_database()
             for s in ("intake", "followup", "complaints")
         }

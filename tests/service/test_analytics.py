@@ -99,6 +99,11 @@ def test_a_batch_with_a_message_that_is_not_an_event_is_invalid_and_writes_nothi
     assert analytics.db.facts.count_documents({}) == 0
     deliver(analytics, good)
     assert analytics.worker.summary(*MARCH)["visits"] == 1
+    # The consumer's check refuses the bad one as it arrives, before it can join a batch.
+    (entrypoint,) = AnalyticsService.handle_events.nameko_entrypoints
+    with pytest.raises(InvalidMessage):
+        entrypoint.check(inbound({"event_type": "PatientVisited"}))
+    assert entrypoint.check(inbound(good)) == good
 
 
 def test_a_cancelled_visit_no_longer_counts(analytics):

@@ -74,6 +74,11 @@ def test_a_message_that_is_not_a_usable_event_is_invalid(followup, body):
     with pytest.raises(InvalidMessage):
         deliver(followup, body)
     assert followup.db.tasks.count_documents({}) == 0 and followup.published.envelopes == []
+    # The consumer's check, run as the message arrives, refuses it the same way: it is
+    # rejected alone and never joins a batch.
+    (entrypoint,) = FollowupService.handle_events.nameko_entrypoints
+    with pytest.raises(InvalidMessage):
+        entrypoint.check(inbound(body))
 
 
 def test_a_discharge_schedules_three_tasks_and_a_death_none(followup):

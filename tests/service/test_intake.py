@@ -117,6 +117,25 @@ def test_an_event_that_breaks_the_contract_is_invalid_and_stores_nothing(
     assert intake.published.envelopes == []
 
 
+@pytest.mark.parametrize("label, raw, routing_key", MALFORMED, ids=[case[0] for case in MALFORMED])
+def test_the_consumer_check_refuses_what_the_handler_refuses(label, raw, routing_key):
+    """The entrypoint's `check` (run as each message arrives, so a poison message never joins
+    a batch) refuses every malformed event, and hands a good one on already validated."""
+    (entrypoint,) = IntakeService.handle_hospital_events.nameko_entrypoints
+    with pytest.raises(InvalidMessage):
+        entrypoint.check(inbound(json.loads(raw), routing_key))
+    good = entrypoint.check(inbound(factories.visit("M-CHECK")))
+    assert (good.mrn, good.event_type) == ("M-CHECK", "PatientVisited")
+
+
+def test_a_checked_message_is_recorded_as_an_unchecked_one(intake):
+    (entrypoint,) = IntakeService.handle_hospital_events.nameko_entrypoints
+    message = inbound(factories.visit("M-4"))
+    message.checked = entrypoint.check(message)
+    intake.worker.handle_hospital_events([message])
+    assert intake.db.patients.find_one({"mrn": "M-4"})["view"]["visit_count"] == 1
+
+
 def test_an_event_type_other_than_its_routing_key_is_invalid(intake):
     with pytest.raises(InvalidMessage) as raised:
         deliver(intake, factories.visit("M-3"), routing_key="PatientAdmitted")
