@@ -8,7 +8,10 @@
 
 Showing peeks (the messages are returned to the queue). Replaying publishes each message
 with a confirm, then acks it, so a crash replays at worst twice, never loses one; the
-consumers are idempotent. Bodies are shown with phone numbers and names masked unless
+consumers are idempotent. A consumer sets a message aside the same way (copy, confirm, ack
+the original), so a consumer killed in between sets it aside twice: two identical copies
+under one message id (shared.messaging.copy_id); `show` marks the second `repeat_of` the
+first, `replay` sends it once. Bodies are shown with phone numbers and names masked unless
 --unmasked is given (an operator's deliberate choice). A queue may hold thousands of
 messages and a field thousands of characters (a malformed name masks into as many
 asterisks): `show` prints a few, each value cut, and says how many more there are.
@@ -91,6 +94,7 @@ def _describe(message: Any) -> dict[str, Any]:
         message.body if isinstance(message.body, str) else message.body.decode("utf-8", "replace")
     )
     return {
+        "message_id": message.properties.get("message_id"),
         "headers": {k: v for k, v in headers.items() if k.startswith(HEADER_PREFIX)},
         "routing_key": headers.get(ROUTING_KEY_HEADER),
         "body": body,
@@ -98,14 +102,21 @@ def _describe(message: Any) -> dict[str, Any]:
 
 
 def replay(amqp_uri: str, queue: str, limit: int) -> int:
-    """Republish up to `limit` messages where they came from; returns how many moved."""
-    moved = 0
+    """Republish up to `limit` messages where they came from; returns how many moved. A
+    repeated copy of one already moved (the same copy id, shared.messaging.copy_id: set aside
+    again after a crash) is taken off the queue without being sent a second time."""
+    moved, sent = 0, set()
     with Connection(amqp_uri) as connection:
         channel = connection.channel()
         for _ in range(limit):
             message = channel.basic_get(queue, no_ack=False)
             if message is None:
                 break
+            copy = message.properties.get("message_id")
+            if copy and copy in sent:
+                channel.basic_ack(message.delivery_tag)
+                moved += 1
+                continue
             headers = dict(message.headers or {})
             # Moved by our consumer: it names the queue; dead-lettered by the broker itself
             # (a quorum queue's delivery limit): the first x-death entry names it.
@@ -139,6 +150,8 @@ def replay(amqp_uri: str, queue: str, limit: int) -> int:
             )
             channel.basic_ack(message.delivery_tag)
             moved += 1
+            if copy:
+                sent.add(copy)
     return moved
 
 
@@ -154,7 +167,13 @@ def main(args: argparse.Namespace) -> int:
         limit = SHOW_LIMIT if args.limit is None else args.limit
         width = SHOW_WIDTH if getattr(args, "width", None) is None else args.width
         shown = peek(uri, args.queue, limit)
+        first_of: dict[str, int] = {}
         for index, entry in enumerate(shown):
+            copy = entry.get("message_id")
+            if copy and copy in first_of:  # set aside again after a crash: the same message
+                entry["repeat_of"] = first_of[copy]
+            elif copy:
+                first_of[copy] = index
             body = entry["body"]
             try:
                 body = json.loads(body)

@@ -17,6 +17,7 @@ handlers are idempotent (docs/ARCHITECTURE.md rule 3).
 """
 
 import dataclasses
+import hashlib
 import json
 import logging
 import time
@@ -271,6 +272,17 @@ class InboundMessage:
 Delivery = tuple[Message, str | None, int, InboundMessage]
 
 
+def copy_id(source_queue: str, body: bytes | str) -> str:
+    """The message id of a set-aside copy (rejected or dead-lettered): the same for every
+    copy of one body from one queue. The copy is published, confirmed, then the original
+    acked; a process killed between the two leaves the original to be delivered again, and
+    set aside again: a second, identical copy under the same id, which `hcrm dlq` counts and
+    replays once. No broker operation publishes one message and acks another atomically
+    (RabbitMQ has no deduplication), so the reader is where a repeat is recognised."""
+    raw = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+    return hashlib.sha256(source_queue.encode("utf-8") + b"\0" + raw).hexdigest()[:32]
+
+
 def safe_uri(amqp_uri: str) -> str:
     """The URI with every password masked. A cluster's node list is several URIs joined with
     ';' (kombu's failover alternates), and kombu and nameko mask the first one only."""
@@ -459,7 +471,8 @@ class ReliableConsumer(Entrypoint):
         self, message: Message, queue: str, headers: dict[str, Any], set_aside: bool = False
     ) -> None:
         """`set_aside`: to the rejected queue or a DLQ, where the message expires after
-        rejected_retention_days (it carries a whole event, personal data included)."""
+        rejected_retention_days (it carries a whole event, personal data included), under
+        its copy id (copy_id)."""
         expiration = self.config["rejected_retention_days"] * 86400 if set_aside else None
         publish(
             self.config["amqp_uri"],
@@ -469,6 +482,7 @@ class ReliableConsumer(Entrypoint):
             headers=headers,
             content_type=message.content_type or JSON,
             content_encoding=message.content_encoding or "utf-8",
+            message_id=copy_id(self.queue_name, message.body) if set_aside else None,
             expiration_s=expiration,
         )
 

@@ -288,6 +288,10 @@ class Platform:
 
     def drain(self, queue, limit=10_000):
         """Every message now in `queue` (acked), as (body bytes, headers)."""
+        return [(body, headers) for body, headers, _ in self.drain_copies(queue, limit)]
+
+    def drain_copies(self, queue, limit=10_000):
+        """Every message now in `queue` (acked), as (body bytes, headers, message id)."""
         messages = []
         with Connection(self.amqp_uri) as connection:
             channel = connection.channel()
@@ -297,7 +301,11 @@ class Platform:
                     break
                 body = message.body
                 messages.append(
-                    (body.encode() if isinstance(body, str) else body, dict(message.headers or {}))
+                    (
+                        body.encode() if isinstance(body, str) else body,
+                        dict(message.headers or {}),
+                        message.properties.get("message_id"),
+                    )
                 )
         return messages
 
@@ -311,9 +319,33 @@ class Platform:
             channel.queue_bind(queue, exchange, "#")
 
     def queue_depth(self, queue):
+        """Messages ready in `queue`: those delivered and not yet acked are not counted."""
         with Connection(self.amqp_uri) as connection:
             _, count, _ = connection.channel().queue_declare(queue, passive=True)
             return count
+
+    def idle(self, *queues):
+        """Whether every one of `queues` is empty, its consumers' unacked deliveries included
+        (a batch consumer holds what it prefetched until its batch is written; queue_depth
+        is 0 meanwhile)."""
+        out = rabbitmqctl(
+            "list_queues", "-p", self.vhost, "name", "messages", "--quiet", "--no-table-headers"
+        ).stdout
+        counts = dict(line.split("\t")[:2] for line in out.splitlines() if "\t" in line)
+        return all(counts.get(queue) == "0" for queue in queues)
+
+    def hcrm(self, *args, name="cli"):
+        """`hcrm ARGS` against this installation (environment `self.env(name)`): its output;
+        fails the test on a non-zero exit, with what it printed."""
+        done = subprocess.run(
+            [PYTHON, "-m", "shared.cli", *args],
+            env=self.env(name),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
 
     # -- HTTP -----------------------------------------------------------------------------
     def http(self, method, path, body=None, token=None, raw=None, headers=None):

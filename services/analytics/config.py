@@ -15,6 +15,10 @@ class AnalyticsConfig(BaseConfig):
     # At most this much time per refresh: a bulk import makes many days stale at once, and the
     # consumers share the store with the refresh.
     figures_refresh_budget_s = fields.Float(load_default=1.0, validate=validate.Range(min=0.05))
+    # A day that changes on every tick (today, under live traffic) is recomputed at most this
+    # often; a day that changed and then went quiet is recomputed at the next tick
+    # (services/analytics/pacing.py). 0 recomputes every changed day on every tick.
+    figures_refresh_max_delay_s = fields.Float(load_default=300.0, validate=validate.Range(min=0))
     # A minimal copy published to the stream is kept this long (then deleted by the retention
     # timer): long enough that a redelivered event is recognised and not appended again.
     stream_outbox_keep_hours = fields.Float(load_default=24.0, validate=validate.Range(min=0.0001))

@@ -91,15 +91,19 @@ class AnalyticsService(AnalyticsPrivacyMixin, HealthMixin):
     @configured_timer("figures_refresh_interval_s")
     def refresh_day_figures(self):
         """Recompute the partials of each day changed since its last refresh: the whole
-        hospital's and every department's, so a manager's query finds them ready."""
+        hospital's and every department's, so a manager's query finds them ready. A day
+        still changing is recomputed at most every figures_refresh_max_delay_s (pacing.py)."""
         dirty = self.store.dirty_days(self.config["figures_refresh_batch"])
         if not dirty:
             return
         scopes = {ALL} | self.store.cached_scopes()
         deadline = time.monotonic() + self.config["figures_refresh_budget_s"]
+        pacer, max_delay_s = self.store.refresh_pacer, self.config["figures_refresh_max_delay_s"]
         for day, n in dirty:
             if time.monotonic() > deadline:  # a bulk import dirties many days: share the store
                 break
+            if not pacer.due(day, n, time.monotonic(), max_delay_s):
+                continue  # still changing: recomputed now, it would be stale within seconds
             moment = datetime.date.fromisoformat(day)
             by_scope = self._partials(moment, moment, None, scopes=scopes)[day]
             first_seen = set(by_scope[ALL]["by_department"]) - scopes  # a department new today
@@ -109,6 +113,7 @@ class AnalyticsService(AnalyticsPrivacyMixin, HealthMixin):
             for scope, part in by_scope.items():
                 self.store.cache_days(scope, [(day, n, part)])
             self.store.mark_clean(day, n)
+            pacer.recomputed(day, n, time.monotonic())
 
     @rpc
     def summary(self, date_from, date_to, department=None, compare=None):

@@ -9,6 +9,7 @@ Queries select by one indexed field and check the rest here: NX-27017 picks the 
 matching index, so an added `type` (four values) or a date-like text (never indexed there)
 made every day's read a scan of the whole collection (bench/README.md)."""
 
+import functools
 import json
 import logging
 from collections.abc import Iterable
@@ -19,6 +20,7 @@ from pymongo.errors import OperationFailure
 
 from services.analytics import privacy
 from services.analytics.domain import DAY_FIELDS, People, day_number, person_entry
+from services.analytics.pacing import RefreshPacer
 from shared.indexes import Index
 from shared.store import Store, find_in
 
@@ -57,6 +59,11 @@ class AnalyticsStore(Store):
         Index("survey_answers", ["day"]),  # service-quality answers (quality.py)
         *privacy.INDEXES,  # the minimal stream's outbox
     )
+
+    @functools.cached_property
+    def refresh_pacer(self) -> RefreshPacer:
+        """This process's memory of when each changed day was last recomputed (pacing.py)."""
+        return RefreshPacer()
 
     def setup(self) -> None:
         super().setup()

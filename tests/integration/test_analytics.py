@@ -110,7 +110,7 @@ def test_a_shuffled_duplicated_week_gives_the_contract_figures(platform):
         interval=1,
         message="every event counted",
     )
-    wait_until(lambda: platform.queue_depth("analytics.inbound") == 0, message="analytics idle")
+    wait_until(lambda: platform.idle("analytics.inbound"), message="analytics idle")
     body = summary()
     assert {k: body[k] for k in expected} == expected
     departments = {d["department"]: d for d in body["by_department"]}
@@ -206,8 +206,6 @@ def test_a_shuffled_duplicated_week_gives_the_contract_figures(platform):
 
 def test_hcrm_stream_replays_every_event_and_resumes_from_an_offset(platform):
     import json as json_module
-    import subprocess
-    import sys
 
     platform.start_service("intake")
     platform.start_service("analytics")  # it appends the stream's (minimal) copies
@@ -219,15 +217,10 @@ def test_hcrm_stream_replays_every_event_and_resumes_from_an_offset(platform):
     )
 
     def stream(*args):
-        done = subprocess.run(
-            [sys.executable, "-m", "shared.cli", "stream", *args],
-            env=platform.env("stream"),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert done.returncode == 0, done.stderr
-        return [json_module.loads(line) for line in done.stdout.splitlines()]
+        return [
+            json_module.loads(line)
+            for line in platform.hcrm("stream", *args, name="stream").splitlines()
+        ]
 
     # A service that died between the broker's confirm and its record publishes again: the
     # stream holds that event twice, and a fresh consumer still sees it once.

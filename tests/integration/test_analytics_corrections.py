@@ -30,7 +30,7 @@ def hospital(platform):
 
     def settled(predicate, message):
         wait_until(lambda: predicate(summary()), timeout=60, interval=0.5, message=message)
-        wait_until(lambda: platform.queue_depth("analytics.inbound") == 0, message="analytics idle")
+        wait_until(lambda: platform.idle("analytics.inbound"), message="analytics idle")
         return summary()
 
     platform.summary, platform.settled, platform.analytics_db = summary, settled, db
@@ -72,7 +72,7 @@ def test_a_cancelled_visit_leaves_its_day_in_either_order(hospital):
         ),
         message="the visit recorded as void",
     )
-    wait_until(lambda: hospital.queue_depth("analytics.inbound") == 0, message="analytics idle")
+    wait_until(lambda: hospital.idle("analytics.inbound"), message="analytics idle")
     assert hospital.summary() == before
     assert (
         hospital.summary("from=2026-03-04&to=2026-03-04&department=%E5%BF%83%E5%86%85%E7%A7%91")[
@@ -114,7 +114,7 @@ def test_a_cancelled_discharge_stops_counting_and_a_later_discharge_counts(hospi
         ),
         message="both recorded as void",
     )
-    wait_until(lambda: hospital.queue_depth("analytics.inbound") == 0, message="analytics idle")
+    wait_until(lambda: hospital.idle("analytics.inbound"), message="analytics idle")
     final = hospital.summary()
     assert (final["admissions"], final["discharges"]) == (1, 1)
 

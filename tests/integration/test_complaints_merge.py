@@ -3,7 +3,6 @@ of the retired patient move to the survivor, later events naming the retired id 
 survivor, chains resolve transitively and duplicates change nothing."""
 
 import datetime
-import subprocess
 import uuid
 
 import pytest
@@ -24,15 +23,7 @@ def database(platform, service):
 
 
 def settled(platform, *queues):
-    out = subprocess.run(
-        ["rabbitmqctl", "list_queues", "-q", "-p", platform.vhost, "name", "messages"],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    ).stdout
-    counts = dict(line.split("\t") for line in out.strip().splitlines() if "\t" in line)
-    return all(counts.get(queue) == "0" for queue in queues)
+    return platform.idle(*queues)
 
 
 def scheduled(mrn, appointment_id, phone, occurred_at):

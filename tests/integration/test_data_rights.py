@@ -165,7 +165,7 @@ def summary(platform, token):
 
 def settled(platform):
     queues = [f"{service}.inbound" for service in EVERY_SERVICE + ("hl7",)]
-    return all(platform.queue_depth(queue) == 0 for queue in queues)
+    return platform.idle(*queues)
 
 
 def read_stream(platform, limit=None):

@@ -96,3 +96,42 @@ def test_a_short_outage_heals_by_itself(own_store, log_dir):
         assert platform.queue_depth("intake.dlq") == 0
     finally:
         platform.close()
+
+
+def test_a_copy_set_aside_twice_is_shown_as_a_repeat_and_replayed_once(platform):
+    """A consumer killed between a rejected copy's confirm and the original's ack sets the
+    original aside again when it is redelivered: two identical copies under one message id
+    (shared.messaging.copy_id). `hcrm dlq show` marks the second, `replay` sends it once."""
+    import json
+
+    from shared.messaging import copy_id
+    from shared.messaging import publish as publish_raw
+
+    intake = platform.start_service("intake")
+    event = factories.visit("M-TWICE", event_id="twice-1")
+    copy = copy_id("intake.inbound", json.dumps(event).encode())
+    for _ in range(2):
+        publish_raw(
+            platform.amqp_uri,
+            "",
+            "hospital.events.rejected",
+            json.dumps(event).encode(),
+            headers={"x-hcrm-routing-key": "PatientVisited", "x-hcrm-reason": "test"},
+            message_id=copy,
+        )
+
+    def cli(*args):
+        return platform.hcrm("dlq", *args, name="dlq")
+
+    shown = [json.loads(line) for line in cli("show", "hospital.events.rejected").splitlines()]
+    assert [entry.get("repeat_of") for entry in shown] == [None, 0]
+    assert "replayed 2 message(s)" in cli("replay", "hospital.events.rejected")
+    wait_until(lambda: visits_of(platform, "M-TWICE") == 1, message="the visit replayed")
+    wait_until(lambda: platform.idle("intake.inbound"), message="intake idle")
+    assert platform.queue_depth("hospital.events.rejected") == 0
+    handled = [
+        line
+        for line in intake.output().splitlines()
+        if '"message handled"' in line and '"twice-1"' in line
+    ]
+    assert len(handled) == 1, handled  # one copy sent back, not two

@@ -102,7 +102,7 @@ def test_a_shuffled_week_yields_exactly_the_prescribed_tasks(platform):
         interval=1,
         message=f"pending tasks per kind {expected}",
     )
-    wait_until(lambda: platform.queue_depth("followup.inbound") == 0, message="followup idle")
+    wait_until(lambda: platform.idle("followup.inbound"), message="followup idle")
     assert totals(platform, token) == expected
     cancelled = totals(platform, token, "cancelled")
     assert cancelled["prospect_call"] == 5  # the five prospects who came in

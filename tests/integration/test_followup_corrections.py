@@ -84,7 +84,7 @@ def settle(platform, db, mrn, day):
         timeout=30,
         message=f"the sync visit of {mrn} on day {day}",
     )
-    wait_until(lambda: platform.queue_depth("followup.inbound") == 0, message="followup idle")
+    wait_until(lambda: platform.idle("followup.inbound"), message="followup idle")
 
 
 def test_a_cancelled_visit_cancels_its_call_and_a_cancel_that_comes_first_means_no_call(

@@ -21,9 +21,12 @@ def test_every_malformed_message_waits_in_rejected_with_its_reason(platform):
         timeout=30,
         message="every malformed message in hospital.events.rejected",
     )
-    rejected = platform.drain("hospital.events.rejected")
+    copies = platform.drain_copies("hospital.events.rejected")
+    rejected = [(body, headers) for body, headers, _ in copies]
     assert len(rejected) == len(cases)
     assert sorted(body for body, _ in rejected) == sorted(raw for _, raw, _ in cases)
+    # Each copy under its own id (shared.messaging.copy_id): no crash, no repeat.
+    assert len({copy for _, _, copy in copies} - {None}) == len(cases)
     for body, headers in rejected:
         assert headers["x-hcrm-reason"], body
         assert json.loads(headers["x-hcrm-errors"])
