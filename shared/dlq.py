@@ -102,9 +102,10 @@ def _describe(message: Any) -> dict[str, Any]:
 
 
 def replay(amqp_uri: str, queue: str, limit: int) -> int:
-    """Republish up to `limit` messages where they came from; returns how many moved. A
-    repeated copy of one already moved (the same copy id, shared.messaging.copy_id: set aside
-    again after a crash) is taken off the queue without being sent a second time."""
+    """Republish up to `limit` messages where they came from; returns how many were taken off
+    the queue. A repeated copy of one already moved (the same copy id,
+    shared.messaging.copy_id: set aside again after a crash) is taken off without being sent
+    a second time."""
     moved, sent = 0, set()
     with Connection(amqp_uri) as connection:
         channel = connection.channel()

@@ -22,10 +22,6 @@ def database(platform, service):
     return MongoClient(platform.database_uri(service), tz_aware=True).get_default_database()
 
 
-def settled(platform, *queues):
-    return platform.idle(*queues)
-
-
 def scheduled(mrn, appointment_id, phone, occurred_at):
     starts = (datetime.datetime.now(TZ) + datetime.timedelta(hours=2)).replace(microsecond=0)
     return {
@@ -198,7 +194,7 @@ def test_complaints_ignore_an_event_type_they_do_not_handle(platform):
     )
     retries = [f"complaints.inbound.retry.{delay}ms" for delay in (200, 500, 1000)]  # tests' delays
     wait_until(
-        lambda: settled(platform, "complaints.inbound", *retries),
+        lambda: platform.idle("complaints.inbound", *retries),
         message="complaints.inbound settled",
     )
     assert platform.queue_depth("complaints.dlq") == 0  # neither rejected nor failed

@@ -1,10 +1,13 @@
 """Transient failures are retried with backoff, then dead-lettered; `hcrm dlq` replays them."""
 
+import json
 import subprocess
 import sys
 
 import pytest
 
+from shared.messaging import copy_id
+from shared.messaging import publish as publish_raw
 from tests import factories
 from tests.support import Platform, StoreServer, wait_until
 
@@ -102,11 +105,6 @@ def test_a_copy_set_aside_twice_is_shown_as_a_repeat_and_replayed_once(platform)
     """A consumer killed between a rejected copy's confirm and the original's ack sets the
     original aside again when it is redelivered: two identical copies under one message id
     (shared.messaging.copy_id). `hcrm dlq show` marks the second, `replay` sends it once."""
-    import json
-
-    from shared.messaging import copy_id
-    from shared.messaging import publish as publish_raw
-
     intake = platform.start_service("intake")
     event = factories.visit("M-TWICE", event_id="twice-1")
     copy = copy_id("intake.inbound", json.dumps(event).encode())
